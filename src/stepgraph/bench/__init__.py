@@ -1,0 +1,1 @@
+"""Benchmarks behind `stepgraph bench` (light imports at module level)."""

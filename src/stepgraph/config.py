@@ -1,0 +1,75 @@
+"""Settings: one pydantic-settings model, env vars prefixed `STEPGRAPH_`, validated once.
+
+CLI flags override env vars by passing keyword arguments to `load_settings`. A bad value
+becomes a one-line `ConfigError` naming the variable and what it accepts.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from stepgraph import resources
+from stepgraph.errors import ConfigError
+
+ENV_PREFIX = "STEPGRAPH_"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", case_sensitive=False)
+
+    bucket: str = Field(
+        default=resources.DATA_BUCKET_NAME, description="Data bucket (checkpoints/, usage/, ...)"
+    )
+    limiter_table: str = Field(default=resources.LIMITER_TABLE_NAME, description="DynamoDB limiter table")
+    time_scale: float = Field(
+        default=1.0,
+        gt=0,
+        le=1.0,
+        description="Multiply provider windows and waits by this (local runs: 0.05 makes a minute 3 s)",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    limits_profile: str = Field(default="openrouter-free", description="Default limit profile name")
+    providers: str | None = Field(
+        default=None, description="Provider table as JSON or a path to a YAML/JSON file (default: built-in)"
+    )
+    step_margin_s: float = Field(
+        default=20.0, ge=0, description="End a step when the Lambda has less than this many seconds left"
+    )
+    usage_gzip: bool = False
+    daily_budget_usd: float | None = Field(default=None, ge=0)
+    total_budget_usd: float | None = Field(default=None, ge=0)
+    endpoint_url: str | None = Field(
+        default=None, description="AWS endpoint (local stack), e.g. http://127.0.0.1:5000"
+    )
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        field = str(err["loc"][0]) if err["loc"] else "?"
+        ctx = err.get("ctx") or {}
+        allowed = ctx.get("expected")
+        msg = err["msg"] + (f" (allowed: {allowed})" if allowed and str(allowed) not in err["msg"] else "")
+        value = err.get("input")
+        shown = "" if value is None or isinstance(value, dict) else f" (got {value!r})"
+        lines.append(f"{ENV_PREFIX}{field.upper()}: {msg}{shown}")
+    return "; ".join(lines)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read env vars (and CLI overrides that are not None) and validate them once."""
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**clean)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc), hint="fix the variable or flag and run again") from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Process-wide settings (a Lambda reads its environment once per container)."""
+    return load_settings()

@@ -1,0 +1,36 @@
+"""CloudWatch metric names (namespace `StepGraph`), shared by emitters, alarms and the dashboard."""
+
+from __future__ import annotations
+
+NAMESPACE = "StepGraph"
+
+CREDITS_SPENT_USD = "CreditsSpentUSD"
+PROMPT_TOKENS = "PromptTokens"
+COMPLETION_TOKENS = "CompletionTokens"
+REQUESTS = "Requests"
+RATE_LIMITED = "RateLimited"
+PROVIDER_ERRORS = "ProviderErrors"
+FALLBACKS = "Fallbacks"
+LIMITER_WAIT_MS = "LimiterWaitMs"
+CREDITS_REMAINING_USD = "CreditsRemainingUSD"
+USAGE_DAILY_USD = "UsageDailyUSD"
+FREE_REQUESTS_REMAINING = "FreeRequestsRemaining"
+
+ALL = (
+    CREDITS_SPENT_USD,
+    PROMPT_TOKENS,
+    COMPLETION_TOKENS,
+    REQUESTS,
+    RATE_LIMITED,
+    PROVIDER_ERRORS,
+    FALLBACKS,
+    LIMITER_WAIT_MS,
+    CREDITS_REMAINING_USD,
+    USAGE_DAILY_USD,
+    FREE_REQUESTS_REMAINING,
+)
+
+# Every metric is emitted twice: with the full dimension set and with the service alone,
+# so stack-wide alarms read one series.
+SERVICE_DIMENSION = "service"
+FULL_DIMENSIONS = ("service", "provider", "model", "graph")

@@ -1,0 +1,132 @@
+"""The shapes that cross boundaries: execution input, step event, step result.
+
+One module, used by the graph-step handler, the CLI (`stepgraph start`) and the tests.
+`json_schemas()` exports them as JSON Schema for docs and external validation.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from stepgraph.errors import InvalidInput
+
+# Step Functions rejects state payloads over 256 KiB; an item must leave room for the envelope.
+MAX_INLINE_ITEM_BYTES = 200_000
+MAX_INLINE_MAP_CONCURRENCY = 40
+
+
+class S3Ref(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    bucket: str = Field(min_length=3, max_length=63)
+    key: str = Field(min_length=1)
+
+
+class RunConfig(BaseModel):
+    """Per-execution settings a user may pass in the input's `config`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    models: list[str] | None = Field(
+        default=None, description="Model chain, first is primary, e.g. ['openai/gpt-oss-120b:free', ...]"
+    )
+    limits_profile: str | None = Field(
+        default=None, description="Named limit profile, e.g. 'openrouter-free'"
+    )
+    max_concurrency: int | None = Field(default=None, ge=1, le=10_000)
+    max_rounds: int | None = Field(default=None, ge=1, le=20, description="Graph-specific loop bound")
+    allow_paid: bool = Field(default=True, description="Allow paid models in the chain")
+
+
+class ExecutionInput(BaseModel):
+    """`{"graph": NAME, "items": [...]}` or `{"graph": NAME, "items_s3": {"bucket", "key"}}`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    graph: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$")
+    items: list[Any] | None = None
+    items_s3: S3Ref | None = None
+    config: RunConfig = Field(default_factory=RunConfig)
+
+    @model_validator(mode="after")
+    def _one_item_source(self) -> ExecutionInput:
+        if (self.items is None) == (self.items_s3 is None):
+            raise ValueError("give exactly one of 'items' (a list) or 'items_s3' ({bucket, key})")
+        return self
+
+
+class StepEvent(BaseModel):
+    """What the state machine's ItemSelector hands to graph-step on every superstep loop."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    execution_id: str = Field(min_length=1)
+    item_id: str = Field(min_length=1, max_length=512)
+    item: Any = None
+    item_ref: S3Ref | None = None
+    graph: str = Field(min_length=1)
+    config: RunConfig = Field(default_factory=RunConfig)
+
+    @field_validator("item_id", mode="before")
+    @classmethod
+    def _id_as_text(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, int) else v
+
+    @model_validator(mode="after")
+    def _item_present(self) -> StepEvent:
+        if self.item is None and self.item_ref is None:
+            raise ValueError("give 'item' or 'item_ref'")
+        return self
+
+    @property
+    def thread_id(self) -> str:
+        # One LangGraph thread per (execution, item): a re-run of the same execution resumes it.
+        return f"{self.execution_id.rsplit(':', 1)[-1]}/{self.item_id}"
+
+
+StepStatus = Literal["running", "throttled", "done", "failed"]
+
+
+class StepResult(BaseModel):
+    """Small status returned to the state machine (results themselves go to S3)."""
+
+    status: StepStatus
+    retry_after_s: int = Field(default=0, ge=0)
+    steps: int = Field(default=0, ge=0)
+    last_nodes: list[str] = Field(default_factory=list)
+    result_ref: S3Ref | None = None
+    error: str | None = None
+    cause: str | None = None
+
+
+def describe_validation_error(exc: ValidationError, *, what: str) -> str:
+    """One line per problem: `<what>.<field path>: <reason>`."""
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(root)"
+        parts.append(f"{what}.{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def parse_execution_input(data: Any) -> ExecutionInput:
+    try:
+        return ExecutionInput.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidInput(describe_validation_error(exc, what="input")) from None
+
+
+def parse_step_event(data: Any) -> StepEvent:
+    try:
+        return StepEvent.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidInput(describe_validation_error(exc, what="event")) from None
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    return {
+        "ExecutionInput": ExecutionInput.model_json_schema(),
+        "StepEvent": StepEvent.model_json_schema(),
+        "StepResult": StepResult.model_json_schema(),
+    }
