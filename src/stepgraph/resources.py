@@ -24,6 +24,7 @@ LIMITER_TTL_ATTRIBUTE = "ttl"
 
 # Function names (physical names in the local stack; CDK lets CloudFormation name them).
 GRAPH_STEP_FUNCTION = "stepgraph-graph-step"
+VALIDATE_FUNCTION = "stepgraph-validate-input"
 CREDITS_POLLER_FUNCTION = "stepgraph-credits-poller"
 STATE_MACHINE_NAME = "stepgraph-graph-fanout"
 LIMITER_TABLE_NAME = "stepgraph-limiter"
@@ -47,6 +48,7 @@ ENV_PROVIDERS = "STEPGRAPH_PROVIDERS"
 # State machine definition files and the `${...}` names they use.
 STATEMACHINE_FILE = "graph_fanout.asl.json"
 ASL_SUBSTITUTIONS = (
+    "ValidateFunctionArn",
     "GraphStepFunctionArn",
     "DataBucket",
     "DefaultMaxConcurrency",
