@@ -1,0 +1,107 @@
+"""Deterministic chat completions: reply text, usage and the SSE stream shape."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from stepgraph.local.simulator.models import ModelInfo, count_tokens
+
+_SIM_REPLY = re.compile(r"^\s*sim-reply:\s*(.*)$", re.MULTILINE | re.IGNORECASE)
+
+
+def message_text(message: dict[str, Any]) -> str:
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # OpenAI content parts
+        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return ""
+
+
+def prompt_text(messages: list[dict[str, Any]]) -> str:
+    return "\n".join(f"{m.get('role', '')}: {message_text(m)}" for m in messages)
+
+
+def reply_text(messages: list[dict[str, Any]], model: str) -> str:
+    """`sim-reply: TEXT` in the last user message forces the reply; otherwise a digest plus an echo."""
+    last_user = next((message_text(m) for m in reversed(messages) if m.get("role") == "user"), "")
+    forced = _SIM_REPLY.findall(last_user)
+    if forced:
+        return forced[-1].strip()
+    digest = hashlib.sha256((model + "\n" + prompt_text(messages)).encode()).hexdigest()[:8]
+    words = last_user.split()[:24]
+    return f"[{digest}] " + " ".join(words)
+
+
+def usage_block(model: ModelInfo, prompt_tokens: int, completion: str, cached_tokens: int) -> dict[str, Any]:
+    completion_tokens = count_tokens(completion)
+    reasoning = completion_tokens // 4 if "gpt-oss" in model.name else 0
+    completion_tokens += reasoning  # reasoning tokens are billed as completion tokens
+    cost = model.cost(prompt_tokens, completion_tokens)
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+        "cost": cost,
+        "is_byok": False,
+        "prompt_tokens_details": {"cached_tokens": cached_tokens},
+        "completion_tokens_details": {"reasoning_tokens": reasoning},
+        "cost_details": {"upstream_inference_cost": None},
+    }
+
+
+def completion_body(gen_id: str, model: str, text: str, usage: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": gen_id,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "provider": "stepgraph-simulator",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": "stop",
+                "native_finish_reason": "stop",
+            }
+        ],
+        "usage": usage,
+    }
+
+
+def _chunk(gen_id: str, model: str, delta: dict[str, Any], finish: str | None, **extra: Any) -> str:
+    body = {
+        "id": gen_id,
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        **extra,
+    }
+    return f"data: {json.dumps(body)}\n\n"
+
+
+def sse_events(
+    gen_id: str, model: str, text: str, usage: dict[str, Any], *, error: bool = False
+) -> Iterator[str]:
+    """Content chunks, then a finish chunk, then usage (OpenRouter sends usage in the last chunk)."""
+    words = text.split(" ")
+    pieces = [w + (" " if i < len(words) - 1 else "") for i, w in enumerate(words)]
+    if error:
+        pieces = pieces[: max(1, len(pieces) // 2)]
+    yield _chunk(gen_id, model, {"role": "assistant", "content": ""}, None)
+    for piece in pieces:
+        yield _chunk(gen_id, model, {"content": piece}, None)
+    if error:
+        err = {"code": 502, "message": "simulated provider error mid-stream"}
+        yield _chunk(gen_id, model, {}, "error", error=err)
+    else:
+        yield _chunk(gen_id, model, {}, "stop")
+    body = {"id": gen_id, "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
+    yield f"data: {json.dumps({**body, 'choices': [], 'usage': usage})}\n\n"
+    yield "data: [DONE]\n\n"
