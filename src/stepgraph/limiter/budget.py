@@ -1,0 +1,116 @@
+"""`BudgetGuard`: a hard cap on spend per UTC day and in total, shared by every process.
+
+Amounts are integer micro-dollars. A paid call reserves its estimated cost first with a conditional
+`ADD` per counter (`spent + estimate <= cap`), day first, then total (a refused total gives the day
+back), so concurrent callers can never reserve past a cap; after the call `reconcile` books the real
+cost. Free models never call it. The only overshoot possible is a call whose real cost exceeds its
+estimate: estimate from `max_tokens` to keep that at zero.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from stepgraph.clock import SYSTEM_CLOCK, Clock
+from stepgraph.errors import ConfigError, StepGraphError
+from stepgraph.limiter.algorithm import Op, utc_day
+from stepgraph.limiter.store import DynamoDBStore, Store
+
+MICROS = 1_000_000
+NO_CAP = 10**15
+
+
+def to_micros(usd: float) -> int:
+    return math.ceil(round(usd * MICROS, 6))
+
+
+class BudgetExceeded(StepGraphError):
+    code = "StepGraph.BudgetExceeded"
+
+    def __init__(self, scope: str, cap_usd: float, spent_usd: float, wanted_usd: float) -> None:
+        self.scope, self.cap_usd, self.spent_usd = scope, cap_usd, spent_usd
+        super().__init__(
+            f"{scope} budget of ${cap_usd:.4f} would be exceeded: ${spent_usd:.4f} spent or reserved, "
+            f"this call needs up to ${wanted_usd:.4f}",
+            hint="raise the budget (daily_budget_usd / total_budget_usd) or use free models",
+        )
+
+
+@dataclass
+class BudgetReservation:
+    micros: int
+    day: str
+
+
+class BudgetGuard:
+    def __init__(
+        self,
+        table_name: str,
+        key: str,
+        *,
+        daily_cap_usd: float | None = None,
+        total_cap_usd: float | None = None,
+        client: Any = None,
+        clock: Clock | None = None,
+        store: Store | None = None,
+    ) -> None:
+        for name, cap in (("daily_cap_usd", daily_cap_usd), ("total_cap_usd", total_cap_usd)):
+            if cap is not None and cap < 0:
+                raise ConfigError(f"budget {key!r}: {name} must be >= 0 (got {cap})")
+        self.table_name, self.key = table_name, key
+        self.caps = {"daily": daily_cap_usd, "total": total_cap_usd}
+        self.clock = clock or SYSTEM_CLOCK
+        self._client, self._store = client, store
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            if self._client is None:
+                import boto3
+
+                self._client = boto3.client("dynamodb")
+            self._store = DynamoDBStore(self.table_name, self._client)
+        return self._store
+
+    def _pk(self, scope: str, day: str) -> str:
+        return f"budget#{self.key}#day#{day}" if scope == "daily" else f"budget#{self.key}#total"
+
+    def reserve(self, estimated_usd: float) -> BudgetReservation:
+        """Reserve the estimated cost against every cap, or raise `BudgetExceeded` and reserve nothing."""
+        now = self.clock.now()
+        day = utc_day(now)
+        micros = to_micros(max(0.0, estimated_usd))
+        done: list[str] = []
+        for scope in ("daily", "total"):
+            cap = self.caps[scope]
+            cap_micros = NO_CAP if cap is None else to_micros(cap)
+            ttl = int(now + (3 * 86_400 if scope == "daily" else 400 * 86_400))
+            ok, item = self.store.apply(
+                Op(self._pk(scope, day), "count", inc=micros, cap=cap_micros, ttl=ttl)
+            )
+            if not ok:
+                for prior in done:
+                    self.store.add(prior, "count", -micros)
+                spent = int((item or {}).get("count", 0)) / MICROS
+                raise BudgetExceeded(scope, cap or 0.0, spent, micros / MICROS)
+            done.append(self._pk(scope, day))
+        return BudgetReservation(micros, day)
+
+    def reconcile(self, reservation: BudgetReservation, actual_usd: float) -> None:
+        """Book the real cost in place of the estimate (refund or extra charge)."""
+        delta = to_micros(max(0.0, actual_usd)) - reservation.micros
+        if delta:
+            for scope in ("daily", "total"):
+                self.store.add(self._pk(scope, reservation.day), "count", delta)
+
+    def _spent(self, scope: str) -> float:
+        item = self.store.get(self._pk(scope, utc_day(self.clock.now())))
+        return int((item or {}).get("count", 0)) / MICROS
+
+    def spent_today_usd(self) -> float:
+        return self._spent("daily")
+
+    def spent_total_usd(self) -> float:
+        return self._spent("total")

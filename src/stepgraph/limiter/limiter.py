@@ -1,0 +1,265 @@
+"""`DynamoDBRateLimiter`: one limiter shared by every process that uses the same table and key."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from langchain_core.rate_limiters import BaseRateLimiter
+
+from stepgraph.clock import SYSTEM_CLOCK, Clock
+from stepgraph.errors import ConfigError
+from stepgraph.limiter import algorithm
+from stepgraph.limiter.limits import Grant, Limit, RateLimited
+from stepgraph.limiter.store import DynamoDBStore, Store
+
+Costs = Mapping[str, int] | int
+
+
+class DynamoDBRateLimiter(BaseRateLimiter):
+    """Holds every limit of `key` across processes; a request is granted only when all limits grant.
+
+    `try_acquire` reserves a slot (possibly up to `max_wait_s` ahead) with one conditional write in
+    the common case; `acquire(blocking=True)` sleeps at most `max_wait_s` and raises `RateLimited`
+    when the next slot is further away, so no Lambda sleeps away its time budget.
+    """
+
+    def __init__(
+        self,
+        table_name: str,
+        key: str,
+        limits: list[Limit],
+        *,
+        client: Any = None,
+        clock: Clock | None = None,
+        max_wait_s: float = 5.0,
+        store: Store | None = None,
+        max_attempts: int = 50,
+    ) -> None:
+        if not limits:
+            raise ConfigError(f"rate limiter {key!r} needs at least one Limit")
+        names = [lim.name for lim in limits]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"rate limiter {key!r}: limit names must be unique (got {names})")
+        if max_wait_s < 0:
+            raise ConfigError(f"rate limiter {key!r}: max_wait_s must be >= 0")
+        self.table_name, self.key, self.limits = table_name, key, list(limits)
+        self.clock = clock or SYSTEM_CLOCK
+        self.max_wait_s = max_wait_s
+        self.max_attempts = max_attempts
+        self._client = client
+        self._store = store
+        self._cache: dict[str, dict[str, Any] | None] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            if self._client is None:
+                import boto3
+
+                self._client = boto3.client("dynamodb")
+            self._store = DynamoDBStore(self.table_name, self._client)
+        return self._store
+
+    # -- keys and costs ------------------------------------------------------------------------
+    def pk(self, limit: Limit, now: float) -> str:
+        base = f"{self.key}#{limit.name}"
+        return f"{base}#{algorithm.utc_day(now)}" if limit.kind == "utc_day" else base
+
+    def _costs(self, costs: Costs) -> dict[str, int]:
+        given = {"*": costs} if isinstance(costs, int) else dict(costs)
+        unknown = set(given) - {"*"} - {lim.name for lim in self.limits}
+        if unknown:
+            raise ConfigError(f"rate limiter {self.key!r}: unknown limit names in costs: {sorted(unknown)}")
+        out = {}
+        for lim in self.limits:
+            if lim.kind == "concurrency":
+                out[lim.name] = 1
+            elif lim.name in given:
+                out[lim.name] = int(given[lim.name])
+            else:  # an int cost counts requests; token limits need an explicit estimate
+                out[lim.name] = 0 if lim.counts_tokens else int(given.get("*", 1))
+        return out
+
+    def _cached(self, pk: str) -> dict[str, Any] | None:
+        with self._lock:
+            return self._cache.get(pk)
+
+    def _remember(self, pk: str, item: dict[str, Any] | None) -> None:
+        with self._lock:
+            self._cache[pk] = item
+
+    def _order(self) -> list[Limit]:
+        """Request windows first (they refuse most and must never be retracted blindly), then token
+        windows, day counters and leases, whose refunds are exact."""
+        rank = {"sliding": 0, "utc_day": 2, "concurrency": 3}
+        return sorted(self.limits, key=lambda lim: rank[lim.kind] + (1 if lim.counts_tokens else 0))
+
+    # -- the protocol --------------------------------------------------------------------------
+    def try_acquire(self, costs: Costs = 1, *, horizon: float | None = None) -> Grant:
+        """Reserve a slot in every limit, or none. Granted: send after `wait_s`. Refused: retry after `wait_s`."""
+        horizon = self.max_wait_s if horizon is None else horizon
+        want = self._costs(costs)
+        lease_id = uuid.uuid4().hex
+        now = self.clock.now()
+        dims = [lim for lim in self._order() if want[lim.name] > 0]
+        # A refusal we can see in what we last read is sound (windows and counters only grow): no write.
+        for lim in dims:
+            if lim.kind != "concurrency":
+                planned = algorithm.plan(
+                    lim,
+                    self.pk(lim, now),
+                    self._cached(self.pk(lim, now)),
+                    want[lim.name],
+                    now,
+                    horizon,
+                    lease_id,
+                )
+                if isinstance(planned, float) or self._sure_refusal(lim, planned):
+                    wait = planned if isinstance(planned, float) else self._cached_wait(lim, now, horizon)
+                    return Grant(False, wait, costs=want, refused_by=lim.name)
+        taken: list[tuple[Limit, str, algorithm.Op, dict[str, Any] | None]] = []
+        send_at = now
+        for lim in dims:
+            outcome = self._take(lim, want[lim.name], horizon, lease_id)
+            if isinstance(outcome, float):
+                self._undo(taken, lease_id)
+                return Grant(False, outcome, costs=want, refused_by=lim.name)
+            op, item, start = outcome
+            taken.append((lim, op.pk, op, item))
+            send_at = max(send_at, start)
+        has_lease = any(lim.kind == "concurrency" for lim in dims)
+        wait = max(0.0, send_at - self.clock.now())
+        day = algorithm.utc_day(now)
+        return Grant(True, wait, lease_id if has_lease else None, want, day=day, send_at=send_at)
+
+    def _sure_refusal(self, lim: Limit, op: algorithm.Op) -> bool:
+        known = self._cached(op.pk) or {}
+        if op.kind == "busy":
+            return float(known["tat"]) - op.now > op.horizon
+        if op.kind == "count":
+            return int(known.get("count", 0)) + op.inc > op.cap
+        return False
+
+    def _cached_wait(self, lim: Limit, now: float, horizon: float) -> float:
+        known = self._cached(self.pk(lim, now)) or {}
+        if lim.kind == "utc_day":
+            return algorithm.seconds_to_next_utc_day(now)
+        return float(known["tat"]) - now - horizon
+
+    def _take(
+        self, lim: Limit, cost: int, horizon: float, lease_id: str
+    ) -> tuple[algorithm.Op, dict[str, Any] | None, float] | float:
+        """One dimension: the op and item written and the slot's start (epoch s), or the refusal's wait."""
+        refreshed = False
+        for _ in range(self.max_attempts):
+            now = self.clock.now()
+            pk = self.pk(lim, now)
+            planned = algorithm.plan(lim, pk, self._cached(pk), cost, now, horizon, lease_id)
+            if isinstance(planned, float):
+                if lim.kind == "concurrency" and not refreshed:
+                    # Leases are released by others: never refuse on a stale view of them.
+                    self._remember(pk, self.store.get(pk))
+                    refreshed = True
+                    continue
+                return planned
+            ok, item = self.store.apply(planned)
+            self._remember(pk, item)
+            if ok:
+                start = float(item["tat"]) - planned.inc if item and planned.kind in ("busy", "idle") else now
+                return planned, item, start
+            refused = algorithm.refusal_wait(lim, planned, item, now)
+            if refused is not None:
+                return refused
+        # Endless contention: refuse (fail closed) with the shortest honest wait.
+        return lim.per_seconds / lim.capacity
+
+    def _undo(
+        self, taken: list[tuple[Limit, str, algorithm.Op, dict[str, Any] | None]], lease_id: str
+    ) -> None:
+        """Give back what a partly granted request took, so a refusal leaves nothing taken."""
+        for lim, pk, op, item in reversed(taken):
+            if op.kind in ("busy", "idle") and item:
+                # Retract a window slot only while we are still the end of the queue; otherwise the
+                # slot stays vacant (it costs a little throughput, never a window overrun).
+                self.store.add(pk, "tat", -op.inc, if_equals=float(item["tat"]))
+            elif op.kind == "count":
+                self.store.add(pk, "count", -op.inc)
+            elif op.kind == "cas":
+                self._drop_lease(lim, pk, lease_id)
+            self._remember(pk, None)
+
+    def _drop_lease(self, lim: Limit, pk: str, lease_id: str) -> None:
+        for _ in range(self.max_attempts):
+            now = self.clock.now()
+            current = self.store.get(pk)
+            leases = algorithm.live_leases(current, now)
+            if lease_id not in (current or {}).get("leases", {}):
+                return
+            leases.pop(lease_id, None)
+            op = algorithm.Op(
+                pk,
+                "cas",
+                state={"leases": leases},
+                version=int((current or {}).get("v", 0)),
+                ttl=int(now + lim.per_seconds + 3600),
+            )
+            ok, item = self.store.apply(op)
+            self._remember(pk, item)
+            if ok:
+                return
+
+    def reconcile(self, grant: Grant, actual_costs: Mapping[str, int]) -> None:
+        """Charge or refund the difference between the estimate and what the call really used."""
+        if not grant.granted:
+            return
+        for lim in self.limits:
+            if lim.name not in actual_costs or lim.kind == "concurrency":
+                continue
+            delta = int(actual_costs[lim.name]) - grant.costs.get(lim.name, 0)
+            if delta == 0:
+                continue
+            if lim.kind == "utc_day":
+                pk = f"{self.key}#{lim.name}#{grant.day or algorithm.utc_day(self.clock.now())}"
+                self.store.add(pk, "count", delta)
+            else:
+                self.store.add(f"{self.key}#{lim.name}", "tat", delta * algorithm.emission_interval(lim))
+            self._remember(self.pk(lim, self.clock.now()), None)
+
+    def release(self, grant: Grant) -> None:
+        """Give back the concurrency lease of a finished call (an unreleased lease expires by itself)."""
+        if not grant.granted or not grant.lease_id:
+            return
+        for lim in self.limits:
+            if lim.kind == "concurrency":
+                pk = self.pk(lim, self.clock.now())
+                self._drop_lease(lim, pk, grant.lease_id)
+
+    def used_today(self, limit_name: str) -> int:
+        """Units counted today by a `utc_day` limit (FreeRequestsRemaining falls back to this)."""
+        lim = next(lim for lim in self.limits if lim.name == limit_name)
+        state = self.store.get(self.pk(lim, self.clock.now()))
+        return int((state or {}).get("count", 0))
+
+    def acquire(self, *, blocking: bool = True) -> bool:
+        grant = self.try_acquire(horizon=self.max_wait_s if blocking else 0.0)
+        if grant.granted:
+            self.clock.sleep(grant.wait_s)
+            return True
+        if blocking:
+            raise RateLimited(grant.wait_s, limit=grant.refused_by, key=self.key)
+        return False
+
+    async def aacquire(self, *, blocking: bool = True) -> bool:
+        grant = await asyncio.to_thread(self.try_acquire, horizon=self.max_wait_s if blocking else 0.0)
+        if grant.granted:
+            if grant.wait_s > 0:
+                await asyncio.sleep(grant.wait_s)
+            return True
+        if blocking:
+            raise RateLimited(grant.wait_s, limit=grant.refused_by, key=self.key)
+        return False

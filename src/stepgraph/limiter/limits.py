@@ -1,0 +1,75 @@
+"""Limits, grants and the limiter's typed errors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from stepgraph.errors import ConfigError, StepGraphError
+
+LimitKind = Literal["sliding", "utc_day", "concurrency"]
+KINDS: tuple[str, ...] = ("sliding", "utc_day", "concurrency")
+
+
+@dataclass(frozen=True)
+class Limit:
+    """`sliding`: at most `capacity` units in every window of `per_seconds`;
+    `utc_day`: at most `capacity` per UTC calendar day (`per_seconds` ignored);
+    `concurrency`: at most `capacity` held at once, leases expire after `per_seconds`."""
+
+    name: str
+    capacity: int
+    per_seconds: float
+    kind: LimitKind = "sliding"
+
+    def __post_init__(self) -> None:
+        if not self.name or "#" in self.name:
+            raise ConfigError(f"limit name {self.name!r} must be non-empty and contain no '#'")
+        if not isinstance(self.capacity, int) or self.capacity <= 0:
+            raise ConfigError(
+                f"limit {self.name!r}: capacity must be a whole number > 0 (got {self.capacity!r})"
+            )
+        if self.kind not in KINDS:
+            raise ConfigError(
+                f"limit {self.name!r}: kind must be one of {', '.join(KINDS)} (got {self.kind!r})"
+            )
+        if self.kind != "utc_day" and not self.per_seconds > 0:
+            raise ConfigError(f"limit {self.name!r}: per_seconds must be > 0 (got {self.per_seconds!r})")
+
+    @property
+    def counts_tokens(self) -> bool:
+        """Token limits take the token estimate as their cost; request limits take 1."""
+        return "token" in self.name or self.name.startswith("tp")
+
+
+@dataclass
+class Grant:
+    """`granted`: the slot is reserved; send after `wait_s`. Refused: retry no sooner than `wait_s`."""
+
+    granted: bool
+    wait_s: float = 0.0
+    lease_id: str | None = None
+    costs: dict[str, int] = field(default_factory=dict)
+    refused_by: str | None = None
+    day: str | None = None  # the UTC day whose counters were charged (for reconcile)
+    send_at: float = 0.0  # epoch seconds of the reserved slot (granted) = decision time + wait_s
+
+
+class RateLimited(StepGraphError):
+    """The next slot is further away than the caller may wait: come back after `retry_after_s`."""
+
+    code = "StepGraph.RateLimited"
+
+    def __init__(self, retry_after_s: float, *, limit: str | None = None, key: str | None = None) -> None:
+        self.retry_after_s = retry_after_s
+        self.limit = limit
+        super().__init__(
+            f"rate limit {limit or '?'} of {key or '?'} is full for {retry_after_s:.2f} s",
+            hint="retry after that; the state machine waits for free",
+        )
+
+
+class LimiterUnavailable(StepGraphError):
+    """DynamoDB kept failing: the limiter fails closed and grants nothing."""
+
+    code = "StepGraph.LimiterUnavailable"

@@ -1,0 +1,47 @@
+"""Named limit profiles per provider account (DESIGN §4: OpenRouter free is 20/min and 50 or
+1,000 per UTC day, per account; Ollama Cloud limits concurrent requests by plan)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from stepgraph.errors import ConfigError
+from stepgraph.limiter.limits import Limit
+
+PROFILES: dict[str, tuple[Limit, ...]] = {
+    "openrouter-free": (Limit("rpm", 20, 60), Limit("rpd", 50, 86_400, "utc_day")),
+    "openrouter-free-1000": (Limit("rpm", 20, 60), Limit("rpd", 1000, 86_400, "utc_day")),
+    "openrouter-paid": (Limit("rpm", 600, 60),),
+    "ollama-cloud-free": (Limit("concurrency", 1, 600, "concurrency"),),
+    "ollama-cloud-pro": (Limit("concurrency", 3, 600, "concurrency"),),
+    "ollama-cloud-max": (Limit("concurrency", 10, 600, "concurrency"),),
+    "unlimited": (),
+}
+
+
+def load_profile(
+    name: str, *, time_scale: float = 1.0, overrides: Mapping[str, Mapping[str, Any]] | None = None
+) -> list[Limit]:
+    """The limits of a profile. `time_scale` shrinks sliding windows and lease expiry (local runs);
+    the UTC-day counter stays a calendar day. `overrides` maps a limit name to changed fields, e.g.
+    `{"rpd": {"capacity": 1000}}`; a new name adds a limit."""
+    if name not in PROFILES:
+        raise ConfigError(
+            f"unknown limit profile {name!r}", hint=f"known profiles: {', '.join(sorted(PROFILES))}"
+        )
+    if not time_scale > 0:
+        raise ConfigError(f"time_scale must be > 0 (got {time_scale})")
+    limits = {lim.name: lim for lim in PROFILES[name]}
+    for lname, fields in (overrides or {}).items():
+        bad = set(fields) - {"capacity", "per_seconds", "kind"}
+        if bad:
+            raise ConfigError(
+                f"limit override {lname!r}: unknown fields {sorted(bad)} (allowed: capacity, per_seconds, kind)"
+            )
+        limits[lname] = replace(limits[lname], **fields) if lname in limits else Limit(lname, **fields)
+    return [
+        lim if lim.kind == "utc_day" else replace(lim, per_seconds=lim.per_seconds * time_scale)
+        for lim in limits.values()
+    ]

@@ -1,0 +1,221 @@
+"""Limiter logic on the in-memory store with an injected clock: no sockets, no sleeping."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stepgraph.clock import FakeClock
+from stepgraph.errors import ConfigError
+from stepgraph.limiter import (
+    DynamoDBRateLimiter,
+    Limit,
+    MemoryStore,
+    RateLimited,
+    load_profile,
+)
+
+
+def make(limits: list[Limit], *, clock: FakeClock | None = None, store: MemoryStore | None = None, **kw):
+    clock = clock or FakeClock()
+    store = store or MemoryStore()
+    return DynamoDBRateLimiter("t", "acct", limits, clock=clock, store=store, **kw), clock, store
+
+
+def test_requests_are_paced_by_the_emission_interval() -> None:
+    lim, clock, _ = make([Limit("rpm", 20, 60)], max_wait_s=10)
+    waits = [lim.try_acquire().wait_s for _ in range(4)]
+    assert waits == pytest.approx([0, 3, 6, 9])
+    refused = lim.try_acquire()
+    assert not refused.granted and refused.refused_by == "rpm"
+    assert refused.wait_s == pytest.approx(2.0)  # slot at 12 s, horizon 10 s
+    clock.advance(refused.wait_s)
+    assert lim.try_acquire().granted
+
+
+def test_non_blocking_acquire_and_rate_limited() -> None:
+    lim, clock, _ = make([Limit("rpm", 2, 60)], max_wait_s=0)
+    assert lim.acquire(blocking=False) is True
+    assert lim.acquire(blocking=False) is False
+    with pytest.raises(RateLimited) as info:
+        lim.acquire(blocking=True)
+    assert info.value.retry_after_s == pytest.approx(30)
+
+
+def test_blocking_acquire_sleeps_on_the_injected_clock() -> None:
+    lim, clock, _ = make([Limit("rpm", 2, 60)], max_wait_s=40)
+    start = clock.now()
+    assert lim.acquire() and lim.acquire()
+    assert clock.now() - start == pytest.approx(30)
+
+
+def test_daily_limit_counts_per_utc_day() -> None:
+    clock = FakeClock(datetime(2026, 6, 1, 23, 59, tzinfo=UTC).timestamp())
+    lim, _, _ = make([Limit("rpd", 2, 86_400, "utc_day")], clock=clock)
+    assert lim.try_acquire().granted and lim.try_acquire().granted
+    refused = lim.try_acquire()
+    assert not refused.granted and refused.wait_s == pytest.approx(60)
+    assert lim.used_today("rpd") == 2
+    clock.advance(60)
+    assert lim.try_acquire().granted and lim.used_today("rpd") == 1
+
+
+def test_refused_dimension_takes_nothing_from_the_others() -> None:
+    lim, _, store = make([Limit("rpm", 100, 60), Limit("rpd", 1, 86_400, "utc_day")], max_wait_s=100)
+    assert lim.try_acquire().granted
+    tat_after_first = store.get("acct#rpm")
+    for _ in range(5):
+        assert not lim.try_acquire().granted
+    assert store.get("acct#rpm") == tat_after_first
+
+
+def test_token_estimates_reconcile_refund_and_charge() -> None:
+    lim, clock, store = make([Limit("rpm", 1000, 60), Limit("tpm", 6000, 60)], max_wait_s=60)
+    grant = lim.try_acquire({"tpm": 3000})
+    assert grant.granted and grant.costs == {"rpm": 1, "tpm": 3000}
+    before = store.get("acct#tpm")["tat"]
+    lim.reconcile(grant, {"tpm": 1000})  # used less: refund 2000 tokens of time
+    after = store.get("acct#tpm")["tat"]
+    assert after == pytest.approx(before - 2000 * 60 / 6000)
+    lim.reconcile(grant, {"tpm": 5000})  # (relative to the estimate) used more: charge 2000
+    assert store.get("acct#tpm")["tat"] == pytest.approx(after + 4000 * 0.01)
+
+
+def test_concurrency_leases_release_and_expire() -> None:
+    lim, clock, _ = make([Limit("conc", 2, 30, "concurrency")])
+    a, b = lim.try_acquire(), lim.try_acquire()
+    assert a.granted and b.granted and a.lease_id != b.lease_id
+    c = lim.try_acquire()
+    assert not c.granted and c.wait_s == pytest.approx(30)
+    lim.release(a)
+    assert lim.try_acquire().granted
+    assert not lim.try_acquire().granted
+    clock.advance(30.1)  # a crashed holder's lease comes back
+    assert lim.try_acquire().granted
+
+
+def test_two_processes_share_state_through_the_store() -> None:
+    store, clock = MemoryStore(), FakeClock()
+    one, _, _ = make([Limit("rpm", 2, 60)], clock=clock, store=store, max_wait_s=0)
+    two, _, _ = make([Limit("rpm", 2, 60)], clock=clock, store=store, max_wait_s=0)
+    assert one.try_acquire().granted
+    assert not two.try_acquire().granted  # stale cache in `two` is corrected by the failed write
+    clock.advance(30)
+    assert two.try_acquire().granted
+    other_key = DynamoDBRateLimiter(
+        "t", "other", [Limit("rpm", 2, 60)], clock=clock, store=store, max_wait_s=0
+    )
+    assert other_key.try_acquire().granted
+
+
+def test_one_write_per_grant_without_contention() -> None:
+    lim, clock, store = make([Limit("rpm", 10, 1)], max_wait_s=0)
+    for _ in range(100):
+        clock.advance(0.1)
+        assert lim.try_acquire().granted
+    assert store.writes == 100
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("rpm", 0, 60), "capacity must be a whole number > 0"),
+        (("rpm", 5, 0), "per_seconds must be > 0"),
+        (("rpm", 5, 60, "hourly"), "kind must be one of"),
+        (("", 5, 60), "must be non-empty"),
+    ],
+)
+def test_bad_limits_fail_at_construction(args: tuple, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Limit(*args)
+
+
+def test_bad_limiter_config() -> None:
+    with pytest.raises(ConfigError, match="unique"):
+        DynamoDBRateLimiter("t", "k", [Limit("a", 1, 1), Limit("a", 2, 1)], store=MemoryStore())
+    with pytest.raises(ConfigError, match="at least one"):
+        DynamoDBRateLimiter("t", "k", [], store=MemoryStore())
+    lim, _, _ = make([Limit("rpm", 1, 1)])
+    with pytest.raises(ConfigError, match="unknown limit names"):
+        lim.try_acquire({"tokens": 5})
+
+
+def test_profiles() -> None:
+    free = {lim.name: lim for lim in load_profile("openrouter-free", time_scale=0.05)}
+    assert free["rpm"].capacity == 20 and free["rpm"].per_seconds == pytest.approx(3.0)
+    assert free["rpd"].capacity == 50 and free["rpd"].kind == "utc_day"
+    raised = {lim.name: lim for lim in load_profile("openrouter-free", overrides={"rpd": {"capacity": 1000}})}
+    assert raised["rpd"].capacity == 1000
+    with pytest.raises(ConfigError, match="known profiles: .*openrouter-free"):
+        load_profile("nope")
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    capacity=st.integers(1, 10),
+    window=st.floats(0.5, 10),
+    gaps=st.lists(st.floats(0, 3, allow_nan=False), min_size=1, max_size=60),
+    horizon=st.floats(0, 5),
+)
+def test_no_window_ever_holds_more_than_capacity(
+    capacity: int, window: float, gaps: list[float], horizon: float
+) -> None:
+    lim, clock, _ = make([Limit("r", capacity, window)], max_wait_s=horizon)
+    sends = []
+    for gap in gaps:
+        clock.advance(gap)
+        grant = lim.try_acquire()
+        if grant.granted:
+            sends.append(clock.now() + grant.wait_s)
+    sends.sort()
+    lo = 0
+    for hi, t in enumerate(sends):
+        while sends[lo] <= t - window + 1e-6:  # epoch floats: ~0.2 us resolution
+            lo += 1
+        assert hi - lo + 1 <= capacity
+
+
+@settings(max_examples=60, deadline=None)
+@given(capacity=st.integers(1, 20), window=st.floats(0.5, 100), burst=st.integers(1, 40))
+def test_a_refusals_wait_is_honest(capacity: int, window: float, burst: int) -> None:
+    lim, clock, _ = make([Limit("r", capacity, window), Limit("d", 10_000, 0, "utc_day")], max_wait_s=0)
+    for _ in range(burst):
+        lim.try_acquire()
+    refused = lim.try_acquire()
+    if not refused.granted:
+        clock.advance(refused.wait_s)
+        assert lim.try_acquire().granted
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 500), st.integers(0, 500)), min_size=1, max_size=20))
+def test_reconcile_never_leaves_negative_or_leaked_units(calls: list[tuple[int, int]]) -> None:
+    lim, clock, store = make([Limit("rpd", 10**6, 0, "utc_day")])
+    total = 0
+    for estimate, actual in calls:
+        grant = lim.try_acquire({"rpd": estimate})
+        assert grant.granted
+        lim.reconcile(grant, {"rpd": actual})
+        total += actual
+    assert lim.used_today("rpd") == total >= 0
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.sampled_from(["acquire", "release", "tick"]), min_size=1, max_size=60))
+def test_leases_never_exceed_capacity(ops: list[str]) -> None:
+    lim, clock, store = make([Limit("c", 3, 10, "concurrency")])
+    held = []
+    for op in ops:
+        if op == "acquire":
+            g = lim.try_acquire()
+            if g.granted:
+                held.append(g)
+        elif op == "release" and held:
+            lim.release(held.pop(0))
+        else:
+            clock.advance(4)
+        live = [v for v in (store.get("acct#c") or {}).get("leases", {}).values() if v > clock.now()]
+        assert len(live) <= 3
