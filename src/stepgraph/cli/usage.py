@@ -1,12 +1,74 @@
-"""`stepgraph usage`."""
+"""`stepgraph usage report`: the athena/*.sql queries on DuckDB (local or S3 JSONL) or on Athena."""
 
 from __future__ import annotations
+
+from datetime import date, datetime
+from pathlib import Path
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("usage", help="Not built yet: awaits issue #6.")
-    def _cmd() -> None:
-        typer.echo("stepgraph usage is not built yet; it awaits issue #6.", err=True)
-        raise typer.Exit(2)
+    usage_app = typer.Typer(help="Usage records: spend, tokens, 429s, latency.", no_args_is_help=True)
+
+    @usage_app.command("report")
+    def report(
+        source: str = typer.Option(
+            None,
+            help="Directory or s3://bucket holding usage/ (or the usage/ prefix itself); not with --athena",
+        ),
+        query: list[str] = typer.Option(
+            None, "--query", "-q", help="Query name (file in athena/queries); all if omitted"
+        ),
+        since: str = typer.Option(None, help="First UTC day, YYYY-MM-DD"),
+        fmt: str = typer.Option("table", "--format", help="table, json or csv"),
+        plot: Path = typer.Option(
+            None, help="Also draw spend and requests per model over time (.png or .html)"
+        ),
+        endpoint_url: str = typer.Option(None, help="S3 endpoint (local stack), e.g. http://127.0.0.1:5000"),
+        athena: bool = typer.Option(False, "--athena", help="Run on Athena instead of DuckDB"),
+        workgroup: str = typer.Option("stepgraph", help="Athena workgroup"),
+        database: str = typer.Option("stepgraph", help="Glue database"),
+    ) -> None:
+        """Run the usage queries and print their rows."""
+        from stepgraph.errors import ConfigError
+        from stepgraph.usage.report import render
+
+        try:
+            since_day = datetime.strptime(since, "%Y-%m-%d").date() if since else None
+        except ValueError:
+            raise ConfigError(f"--since {since!r} is not a date", hint="use YYYY-MM-DD") from None
+        if fmt not in ("table", "json", "csv"):
+            raise ConfigError(f"--format {fmt!r} is not known", hint="use table, json or csv")
+        if athena:
+            from stepgraph.usage.athena_runner import run_athena
+
+            results = run_athena(
+                workgroup=workgroup, database=database, queries=query or None, since=since_day
+            )
+        else:
+            if not source:
+                raise ConfigError("--source is required", hint="a directory or s3://bucket; or use --athena")
+            results = _duckdb(source, query, since_day, endpoint_url, plot)
+        typer.echo(render(results, fmt))
+
+    app.add_typer(usage_app, name="usage")
+
+
+def _duckdb(
+    source: str, query: list[str] | None, since: date | None, endpoint_url: str | None, plot: Path | None
+):  # type: ignore[no-untyped-def]
+    from stepgraph.usage.plot import PLOT_SQL, plot_usage
+    from stepgraph.usage.report import run_report
+
+    client = None
+    if source.startswith("s3://"):
+        import boto3
+
+        client = boto3.client("s3", endpoint_url=endpoint_url)
+    extra = {"_plot": PLOT_SQL} if plot else None
+    results = run_report(source, queries=query or None, since=since, s3_client=client, extra=extra)
+    if plot:
+        path = plot_usage(results.pop("_plot"), plot)
+        typer.echo(f"wrote {path}", err=True)
+    return results

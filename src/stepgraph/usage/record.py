@@ -1,0 +1,87 @@
+"""The usage record: one per provider HTTP attempt (also failed and rate-limited ones).
+
+Keys are snake_case, no column is named `date` or `timestamp` (reserved in Athena); `dt` is the
+partition, taken from the object's path, not stored in the record.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+Status = Literal["ok", "error", "rate_limited", "timeout"]
+CostSource = Literal["provider", "generation_api", "estimated", "free", "missing"]
+
+
+class UsageRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: int = SCHEMA_VERSION
+    record_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    ts: str = Field(description="ISO-8601 UTC time the attempt started")
+    execution_id: str = ""
+    item_id: str = ""
+    thread_id: str = ""
+    graph: str = ""
+    node: str = ""
+    attempt: int = 1
+    provider: str = ""
+    key_label: str = ""
+    model_requested: str = ""
+    model_used: str = ""
+    generation_id: str = ""
+    status: Status = "ok"
+    http_status: int | None = None
+    error_type: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    reasoning_tokens: int = 0
+    cached_tokens: int = 0
+    total_tokens: int = 0
+    cost_usd: float | None = Field(
+        default=None, description="USD credits; null when unknown (never a silent 0)"
+    )
+    cost_source: CostSource = "missing"
+    is_free: bool = False
+    streamed: bool = False
+    latency_ms: int = 0
+    ttft_ms: int | None = None
+    limiter_wait_ms: int = 0
+    fallback: bool = False
+
+    @property
+    def dt(self) -> str:
+        return self.ts[:10]
+
+
+def iso_utc(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+# Athena/Glue column types, in record order; athena/create_table.sql must match (a test checks).
+def glue_columns() -> list[tuple[str, str]]:
+    kinds = {int: "int", float: "double", bool: "boolean", str: "string"}
+    out = []
+    for name, field in UsageRecord.model_fields.items():
+        ann: Any = field.annotation
+        args = getattr(ann, "__args__", ())
+        base = next((t for t in (bool, int, float, str) if ann is t or t in args), str)
+        col = kinds[base]
+        if name in (
+            "prompt_tokens",
+            "completion_tokens",
+            "reasoning_tokens",
+            "cached_tokens",
+            "total_tokens",
+            "latency_ms",
+            "ttft_ms",
+            "limiter_wait_ms",
+        ):
+            col = "bigint"
+        out.append((name, col))
+    return out

@@ -1,0 +1,155 @@
+"""Run athena/*.sql on DuckDB over usage JSONL in a directory or an S3 bucket (AWS or moto).
+
+The SQL is the very same text Athena runs: placeholders filled, then transpiled Athena → DuckDB by
+sqlglot. The table is built with the record model's columns, and `dt` comes from the object path.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import tempfile
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from stepgraph import resources
+from stepgraph.errors import ConfigError
+from stepgraph.usage import sql as usage_sql
+from stepgraph.usage.record import glue_columns
+
+DUCK_TYPES = {
+    "int": "INTEGER",
+    "bigint": "BIGINT",
+    "double": "DOUBLE",
+    "boolean": "BOOLEAN",
+    "string": "VARCHAR",
+}
+Rows = list[dict[str, Any]]
+
+
+def _usage_root(source: Path) -> Path:
+    """Accept the root that holds usage/ or the usage/ prefix itself."""
+    return source / "usage" if (source / "usage").is_dir() else source
+
+
+def download_s3(uri: str, dest: Path, client: Any) -> Path:
+    """Copy every usage object of `s3://bucket[/prefix]` to `dest`, keeping the keys."""
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    prefix = prefix.rstrip("/") + "/" if prefix else ""
+    if not prefix.endswith(resources.PREFIX_USAGE):
+        prefix += resources.PREFIX_USAGE
+    paginator = client.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            target = dest / obj["Key"][len(prefix) :]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            client.download_file(bucket, obj["Key"], str(target))
+    return dest
+
+
+def load(con: Any, usage_root: Path, *, database: str, table: str) -> int:
+    """Create `database.table` from the JSONL files under `usage_root`; returns the row count."""
+    cols = glue_columns()
+    columns = "{" + ", ".join(f"'{n}': '{DUCK_TYPES[t]}'" for n, t in cols) + "}"
+    con.execute(f'CREATE SCHEMA IF NOT EXISTS "{database}"')
+    files = sorted(str(p) for p in usage_root.rglob("*.jsonl*") if p.suffix in (".jsonl", ".gz"))
+    if files:
+        con.execute(
+            f'CREATE OR REPLACE TABLE "{database}"."{table}" AS SELECT * FROM read_json(?, format=\'newline_delimited\', '
+            f"columns={columns}, hive_partitioning=true, hive_types={{'dt': 'VARCHAR'}}, union_by_name=true)",
+            [files],
+        )
+    else:
+        body = ", ".join(f'"{n}" {DUCK_TYPES[t]}' for n, t in cols)
+        con.execute(f'CREATE OR REPLACE TABLE "{database}"."{table}" ({body}, dt VARCHAR)')
+    return int(con.execute(f'SELECT count(*) FROM "{database}"."{table}"').fetchone()[0])
+
+
+def to_duckdb(athena_sql: str) -> str:
+    import sqlglot
+
+    return sqlglot.transpile(athena_sql, read="athena", write="duckdb")[0]
+
+
+def run_report(
+    source: str,
+    *,
+    queries: list[str] | None = None,
+    since: date | None = None,
+    s3_client: Any = None,
+    extra: dict[str, str] | None = None,
+) -> dict[str, Rows]:
+    """Run the named queries (all by default), plus `extra` ad-hoc SQL, over `source` (a directory or s3://bucket)."""
+    import duckdb
+
+    available = usage_sql.named_queries()
+    unknown = sorted(set(queries or []) - set(available))
+    if unknown:
+        raise ConfigError(f"unknown query {', '.join(unknown)}", hint=f"known: {', '.join(available)}")
+    database, table = resources.GLUE_DATABASE, resources.USAGE_TABLE
+    with tempfile.TemporaryDirectory() as tmp:
+        if source.startswith("s3://"):
+            if s3_client is None:
+                import boto3
+
+                s3_client = boto3.client("s3")
+            root = download_s3(source, Path(tmp), s3_client)
+        else:
+            path = Path(source)
+            if not path.is_dir():
+                raise ConfigError(
+                    f"usage source {source} is not a directory", hint="pass a directory or s3://bucket"
+                )
+            root = _usage_root(path)
+        con = duckdb.connect()
+        load(con, root, database=database, table=table)
+        results: dict[str, Rows] = {}
+        todo = {name: available[name] for name in queries or list(available)} | (extra or {})
+        for name, query in todo.items():
+            text = usage_sql.fill(query, database=database, table=table, since=str(since or "1970-01-01"))
+            cur = con.execute(to_duckdb(text))
+            names = [d[0] for d in cur.description]
+            results[name] = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        return results
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, float):
+        return round(v, 6)
+    return v
+
+
+def render(results: dict[str, Rows], fmt: str = "table") -> str:
+    """`json`: one object per query `{"query", "rows"}` per line; `csv`: a header per query; `table`: rich."""
+    if fmt == "json":
+        return "\n".join(
+            json.dumps(
+                {"query": q, "rows": [{k: _plain(v) for k, v in r.items()} for r in rows]}, default=str
+            )
+            for q, rows in results.items()
+        )
+    if fmt == "csv":
+        out = io.StringIO()
+        for q, rows in results.items():
+            out.write(f"# {q}\n")
+            if rows:
+                w = csv.DictWriter(out, fieldnames=list(rows[0]))
+                w.writeheader()
+                w.writerows(rows)
+        return out.getvalue()
+    if fmt != "table":
+        raise ConfigError(f"unknown format {fmt!r}", hint="use table, json or csv")
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(record=True, width=140)
+    for q, rows in results.items():
+        t = Table(title=q)
+        for col in rows[0] if rows else ["(no rows)"]:
+            t.add_column(str(col))
+        for r in rows:
+            t.add_row(*(str(_plain(v)) for v in r.values()))
+        console.print(t)
+    return console.export_text()
