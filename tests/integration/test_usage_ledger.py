@@ -84,7 +84,8 @@ def test_concurrent_flushes_lose_nothing_and_never_overwrite(s3_client: Any, s3_
     import boto3
 
     def work(i: int) -> int:
-        client = boto3.client("s3", region_name="us-east-1")  # one client per thread, as per Lambda
+        # One session and client per thread (boto3.client() on the shared default session is not thread-safe).
+        client = boto3.session.Session().client("s3", region_name="us-east-1")
         ledger = UsageLedger(s3_bucket, execution_id="exec", invocation_id=f"inv{i % 3}", client=client)
         for j in range(20):
             ledger.add(UsageRecord(ts="2026-04-01T00:00:00Z", item_id=f"{i}-{j}"))
