@@ -1,0 +1,61 @@
+"""Load the deployed handler files (lambdas/<name>/handler.py) and call them in-process."""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from stepgraph import resources
+
+HANDLERS = {
+    resources.VALIDATE_FUNCTION: "validate_input",
+    resources.GRAPH_STEP_FUNCTION: "graph_step",
+    resources.CREDITS_POLLER_FUNCTION: "credits_poller",
+}
+_loaded: dict[str, Callable[..., Any]] = {}
+
+
+def load_handler(directory: str) -> Callable[..., Any]:
+    if directory not in _loaded:
+        path = resources.repo_root() / "lambdas" / directory / "handler.py"
+        spec = importlib.util.spec_from_file_location(f"stepgraph_lambda_{directory}", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        _loaded[directory] = module.handler
+    return _loaded[directory]
+
+
+@dataclass
+class FakeLambdaContext:
+    """What Powertools and the handlers read from a Lambda context."""
+
+    function_name: str = resources.GRAPH_STEP_FUNCTION
+    timeout_s: float = 900.0
+    memory_limit_in_mb: int = 1024
+    aws_request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    function_version: str = "$LATEST"
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def invoked_function_arn(self) -> str:
+        return f"arn:aws:lambda:us-east-1:123456789012:function:{self.function_name}"
+
+    @property
+    def log_group_name(self) -> str:
+        return f"/aws/lambda/{self.function_name}"
+
+    @property
+    def log_stream_name(self) -> str:
+        return "local"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.timeout_s - (time.monotonic() - self.started)) * 1000))
+
+
+def invoke(function_name: str, event: Any, *, timeout_s: float = 900.0) -> Any:
+    return load_handler(HANDLERS[function_name])(event, FakeLambdaContext(function_name, timeout_s))

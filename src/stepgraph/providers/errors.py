@@ -1,0 +1,31 @@
+"""What the router raises. Class names are the error types the state machine sees."""
+
+from __future__ import annotations
+
+from stepgraph.errors import StepGraphError
+
+
+class Throttled(StepGraphError):
+    """The next attempt must wait longer than this step may: end the step, let the state machine wait."""
+
+    code = "StepGraph.Throttled"
+
+    def __init__(self, retry_after_s: float, reason: str) -> None:
+        self.retry_after_s = max(0.0, retry_after_s)
+        super().__init__(f"throttled for {self.retry_after_s:.2f} s: {reason}")
+
+
+class ProviderFatal(StepGraphError):
+    """400/401/403 and the like: retrying or falling back cannot help."""
+
+    code = "StepGraph.ProviderFatal"
+
+    def __init__(
+        self, provider: str, model: str, status: int | None, detail: str, hint: str | None = None
+    ) -> None:
+        self.provider, self.model, self.status = provider, model, status
+        super().__init__(f"{provider} rejected {model} (HTTP {status}): {detail}", hint=hint)
+
+
+class AllModelsFailed(StepGraphError):
+    code = "StepGraph.AllModelsFailed"

@@ -1,0 +1,67 @@
+"""API keys per provider, with labels. Keys are never logged: only labels are.
+
+Locally keys come from an env var (`key` or `label=key,label=key`); in AWS from a Secrets Manager
+secret `{"keys": [{"label": ..., "key": ...}]}`, read once per container. A 401 retires a key and the
+next key of the same account takes over; with none left the call fails fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from typing import Any
+
+from stepgraph.errors import ConfigError
+from stepgraph.providers.table import ProviderSpec
+
+
+class KeyRing:
+    def __init__(self, provider: str, keys: list[tuple[str, str]]) -> None:
+        self.provider = provider
+        self._keys = list(keys)
+        self._lock = threading.Lock()
+
+    def current(self) -> tuple[str, str] | None:
+        with self._lock:
+            return self._keys[0] if self._keys else None
+
+    def retire(self, label: str) -> None:
+        with self._lock:
+            self._keys = [k for k in self._keys if k[0] != label]
+
+    @property
+    def labels(self) -> list[str]:
+        return [label for label, _ in self._keys]
+
+    def __repr__(self) -> str:  # never show key values
+        return f"KeyRing({self.provider!r}, labels={self.labels})"
+
+
+def parse_keys(raw: str) -> list[tuple[str, str]]:
+    out = []
+    for i, part in enumerate(p.strip() for p in raw.split(",") if p.strip()):
+        label, sep, key = part.partition("=")
+        out.append(
+            (label.strip(), key.strip()) if sep and not label.startswith("sk-") else (f"key{i + 1}", part)
+        )
+    return out
+
+
+def load_keys(
+    name: str, spec: ProviderSpec, *, secrets_client: Any = None, env: dict[str, str] | None = None
+) -> KeyRing:
+    env = dict(os.environ if env is None else env)
+    if spec.keys_env and env.get(spec.keys_env):
+        return KeyRing(name, parse_keys(env[spec.keys_env]))
+    if spec.secret_id and secrets_client is not None:
+        try:
+            raw = secrets_client.get_secret_value(SecretId=spec.secret_id)["SecretString"]
+            keys = [(k["label"], k["key"]) for k in json.loads(raw or "{}").get("keys", [])]
+        except Exception as exc:
+            raise ConfigError(
+                f"cannot read the keys of provider {name!r} from secret {spec.secret_id} ({type(exc).__name__})",
+                hint='fill it with {"keys": [{"label": "main", "key": "..."}]}',
+            ) from None
+        return KeyRing(name, keys)
+    return KeyRing(name, [])

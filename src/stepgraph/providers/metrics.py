@@ -1,0 +1,64 @@
+"""CloudWatch metrics (EMF through Powertools): from usage records and router events.
+
+Each metric is emitted twice: with provider/model/graph dimensions and with the service alone, so
+stack-wide alarms read one series. Set POWERTOOLS_METRICS_DISABLED=true to switch emission off (local runs).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from stepgraph import metrics as names
+from stepgraph.resources import SERVICE_NAME
+
+
+def _enabled() -> bool:
+    return os.environ.get("POWERTOOLS_METRICS_DISABLED", "").lower() not in ("1", "true", "yes")
+
+
+class MetricsEmitter:
+    def __init__(self, namespace: str = names.NAMESPACE, graph: str = "") -> None:
+        self.namespace = namespace
+        self.graph = graph
+        self.emitted: list[tuple[str, float, dict[str, str]]] = []  # what was sent, for tests
+
+    def emit(self, metric: str, value: float, unit: str = "Count", **dims: str) -> None:
+        full = {"service": SERVICE_NAME, **{k: v for k, v in dims.items() if v}}
+        for dimensions in (full, {"service": SERVICE_NAME}):
+            self.emitted.append((metric, value, dimensions))
+            if not _enabled():
+                continue
+            from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+            with single_metric(
+                name=metric, unit=getattr(MetricUnit, unit), value=value, namespace=self.namespace
+            ) as m:
+                for k, v in dimensions.items():
+                    if k != "service":
+                        m.add_dimension(name=k, value=v)
+
+    # -- ledger listener -----------------------------------------------------------------------
+    def __call__(self, record: Any) -> None:
+        dims = {
+            "provider": record.provider,
+            "model": record.model_used or record.model_requested,
+            "graph": record.graph,
+        }
+        self.emit(names.REQUESTS, 1, **dims)
+        if record.status == "ok":
+            self.emit(names.PROMPT_TOKENS, record.prompt_tokens, **dims)
+            self.emit(names.COMPLETION_TOKENS, record.completion_tokens, **dims)
+            if record.cost_usd:
+                self.emit(names.CREDITS_SPENT_USD, record.cost_usd, "NoUnit", **dims)
+        elif record.status != "rate_limited":
+            self.emit(names.PROVIDER_ERRORS, 1, **dims)
+        if record.limiter_wait_ms:
+            self.emit(names.LIMITER_WAIT_MS, record.limiter_wait_ms, "Milliseconds", **dims)
+
+    # -- router events -------------------------------------------------------------------------
+    def rate_limited(self, provider: str, model: str, *, local: bool) -> None:
+        self.emit(names.RATE_LIMITED, 1, provider=provider, model=model, graph=self.graph)
+
+    def fallback(self, provider: str, model: str) -> None:
+        self.emit(names.FALLBACKS, 1, provider=provider, model=model, graph=self.graph)

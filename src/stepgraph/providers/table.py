@@ -1,0 +1,118 @@
+"""The provider table: which providers, their accounts, keys, limit profiles and models.
+
+Built-in: OpenRouter and Ollama Cloud; any OpenAI-compatible endpoint can be added through
+`STEPGRAPH_PROVIDERS` (JSON, or a path to a YAML/JSON file). Limits belong to the ACCOUNT, not the key:
+every key of one account shares one limiter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError
+
+from stepgraph.errors import ConfigError
+
+
+class ModelSpec(BaseModel):
+    context_tokens: int = Field(131_072, gt=0)
+    free: bool = False
+    usd_per_prompt_token: float = Field(0.0, ge=0)
+    usd_per_completion_token: float = Field(0.0, ge=0)
+
+
+class ProviderSpec(BaseModel):
+    base_url: str
+    account: str = "main"
+    limits_profile: str = "unlimited"
+    keys_env: str | None = Field(None, description="Env var with a key or 'label=key,label=key'")
+    secret_id: str | None = Field(None, description="Secrets Manager secret: {'keys': [{'label', 'key'}]}")
+    attribution: bool = Field(False, description="Send OpenRouter's HTTP-Referer / X-OpenRouter-Title")
+    models: dict[str, ModelSpec] = Field(default_factory=dict)
+
+
+class ProviderTable(BaseModel):
+    providers: dict[str, ProviderSpec]
+    chain: list[str] = Field(description="'provider:model' in the order to try")
+
+    def route(self, entry: str) -> tuple[str, str]:
+        """'provider:model' (split at the first ':' that names a provider) or a bare model name."""
+        for name in self.providers:
+            if entry.startswith(name + ":"):
+                model = entry[len(name) + 1 :]
+                if model not in self.providers[name].models:
+                    raise ConfigError(
+                        f"model {model!r} is not in provider {name!r}",
+                        hint=f"known: {sorted(self.providers[name].models)}",
+                    )
+                return name, model
+        owners = [n for n, p in self.providers.items() if entry in p.models]
+        if not owners:
+            raise ConfigError(
+                f"model {entry!r} is in no provider",
+                hint="write it as 'provider:model' or add it to STEPGRAPH_PROVIDERS",
+            )
+        return owners[0], entry
+
+
+DEFAULT_TABLE: dict[str, Any] = {
+    "providers": {
+        "openrouter": {
+            "base_url": "https://openrouter.ai/api/v1",
+            "limits_profile": "openrouter-free",
+            "keys_env": "OPENROUTER_API_KEY",
+            "secret_id": "stepgraph/providers/openrouter",
+            "attribution": True,
+            "models": {
+                "openai/gpt-oss-120b:free": {"free": True},
+                "openai/gpt-oss-120b": {"usd_per_prompt_token": 0.10e-6, "usd_per_completion_token": 0.50e-6},
+            },
+        },
+        "ollama": {
+            "base_url": "https://ollama.com/v1",
+            "limits_profile": "ollama-cloud-free",
+            "keys_env": "OLLAMA_API_KEY",
+            "secret_id": "stepgraph/providers/ollama",
+            "models": {"gpt-oss:120b": {"free": True}},
+        },
+    },
+    "chain": ["openrouter:openai/gpt-oss-120b:free", "ollama:gpt-oss:120b", "openrouter:openai/gpt-oss-120b"],
+}
+
+
+def _parse(raw: str) -> dict[str, Any]:
+    path = Path(raw)
+    if not raw.lstrip().startswith("{") and path.is_file():
+        raw = path.read_text()
+        data = json.loads(raw) if path.suffix == ".json" else yaml.safe_load(raw)
+    else:
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"STEPGRAPH_PROVIDERS is neither JSON nor a file ({exc.msg})") from None
+    if not isinstance(data, dict):
+        raise ConfigError("STEPGRAPH_PROVIDERS must be a mapping with 'providers' and 'chain'")
+    return data
+
+
+def load_provider_table(providers: str | None = None, *, env: dict[str, str] | None = None) -> ProviderTable:
+    """The table from `STEPGRAPH_PROVIDERS` (or the built-in one); base URLs can be moved by
+    `STEPGRAPH_<PROVIDER>_BASE_URL` (local runs point them at the simulator)."""
+    env = dict(os.environ if env is None else env)
+    data = _parse(providers) if providers else json.loads(json.dumps(DEFAULT_TABLE))
+    for name, spec in data.get("providers", {}).items():
+        override = env.get(f"STEPGRAPH_{name.upper()}_BASE_URL")
+        if override:
+            spec["base_url"] = override
+    try:
+        table = ProviderTable.model_validate(data)
+    except ValidationError as exc:
+        where = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"provider table: {where}") from None
+    for entry in table.chain:
+        table.route(entry)
+    return table

@@ -1,0 +1,1 @@
+"""The graph runtime: one graph-step invocation, input validation, results."""

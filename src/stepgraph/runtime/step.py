@@ -1,0 +1,96 @@
+"""One graph-step invocation: resume the item's thread, run supersteps, return a small status.
+
+Stops between supersteps when the Lambda's time runs low (`running`: the state machine calls again),
+when a model call must wait longer than the step may (`throttled` with `retry_after_s`), or when the
+graph ends (`done`, the final state written to S3). Everything else a node raises propagates as a
+typed error; its checkpoint keeps the finished nodes' writes, so the next call resumes at the failure.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from stepgraph.graphs.context import StepContext
+from stepgraph.limiter import RateLimited
+from stepgraph.providers.errors import Throttled
+from stepgraph.runtime.results import ResultStore
+from stepgraph.schemas import StepEvent, StepResult
+
+
+def graph_input(item: Any) -> dict[str, Any]:
+    return dict(item) if isinstance(item, dict) else {"input": item}
+
+
+def run_step(
+    event: StepEvent,
+    *,
+    graph: Any,
+    context: StepContext,
+    item: Any,
+    results: ResultStore,
+    remaining_s: Callable[[], float],
+    margin_s: float,
+    time_scale: float = 1.0,
+) -> StepResult:
+    """`graph` is compiled with the item's checkpointer; `item` is the resolved item."""
+    config: dict[str, Any] = {
+        "configurable": {"thread_id": event.thread_id},
+        "metadata": {
+            "execution_id": event.execution_id,
+            "item_id": event.item_id,
+            "thread_id": event.thread_id,
+            "graph": event.graph,
+        },
+        "recursion_limit": 100,
+    }
+    snapshot = graph.get_state(config)
+    started = bool(snapshot.values) or bool(snapshot.next)
+    if started and not snapshot.next and not _interrupted(snapshot):
+        return _done(
+            event, snapshot.values, results, steps=0, last_nodes=[]
+        )  # finished earlier: say so again
+    payload = None if started else graph_input(item)
+    steps, last_nodes = 0, []
+    try:
+        for update in graph.stream(payload, config, stream_mode="updates", context=context):
+            steps += 1
+            last_nodes = [k for k in update if not k.startswith("__")]
+            if remaining_s() < margin_s:
+                return StepResult(status="running", steps=steps, last_nodes=last_nodes)
+    except (Throttled, RateLimited) as exc:
+        wait = exc.retry_after_s
+        # The state machine's Wait takes whole seconds; never 0, or the loop would spin.
+        return StepResult(
+            status="throttled", retry_after_s=max(1, math.ceil(wait)), steps=steps, last_nodes=last_nodes
+        )
+    snapshot = graph.get_state(config)
+    if snapshot.next and not _interrupted(snapshot):
+        return StepResult(status="running", steps=steps, last_nodes=last_nodes)
+    return _done(
+        event,
+        snapshot.values,
+        results,
+        steps=steps,
+        last_nodes=last_nodes,
+        interrupted=_interrupted(snapshot),
+    )
+
+
+def _interrupted(snapshot: Any) -> bool:
+    return any(getattr(t, "interrupts", ()) for t in getattr(snapshot, "tasks", ()))
+
+
+def _done(
+    event: StepEvent,
+    values: Any,
+    results: ResultStore,
+    *,
+    steps: int,
+    last_nodes: list[str],
+    interrupted: bool = False,
+) -> StepResult:
+    body = {"item_id": event.item_id, "graph": event.graph, "interrupted": interrupted, "state": values}
+    ref = results.put(event.execution_id, event.item_id, body)
+    return StepResult(status="done", steps=steps, last_nodes=last_nodes, result_ref=ref)

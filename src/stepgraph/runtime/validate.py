@@ -1,0 +1,70 @@
+"""Validate an execution's input and choose the Map mode (inline, or Distributed from S3)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from stepgraph import resources
+from stepgraph.errors import InvalidInput, UnknownGraph
+from stepgraph.graphs.registry import registered
+from stepgraph.schemas import MAX_INLINE_ITEM_BYTES, parse_execution_input
+
+# Beyond this many items an inline Map would overflow the execution's 25,000 history events.
+INLINE_LIMIT = 200
+
+
+def validate_execution(event: dict[str, Any], *, bucket: str, s3: Any) -> dict[str, Any]:
+    """`event` is `{"input": <execution input>, "execution_id": ...}` (or the bare input)."""
+    raw = event.get("input", event) if isinstance(event, dict) else event
+    execution_id = str(event.get("execution_id", "local")) if isinstance(event, dict) else "local"
+    parsed = parse_execution_input(raw)
+    graphs = registered()
+    if parsed.graph not in graphs:
+        raise UnknownGraph(
+            f"input.graph: unknown graph {parsed.graph!r}", hint=f"registered: {', '.join(sorted(graphs))}"
+        )
+    config = parsed.config.model_dump()
+    config["max_concurrency"] = config["max_concurrency"] or resources.DEFAULT_MAX_CONCURRENCY
+    out: dict[str, Any] = {"graph": parsed.graph, "config": config}
+    if parsed.items_s3 is not None:
+        items = _read_items(s3, parsed.items_s3.bucket, parsed.items_s3.key)
+        out.update(mode="distributed", items_s3=parsed.items_s3.model_dump(), item_count=len(items))
+        return out
+    items = parsed.items or []
+    for i, item in enumerate(items):
+        size = len(json.dumps(item, default=str).encode())
+        if size > MAX_INLINE_ITEM_BYTES:
+            raise InvalidInput(
+                f"input.items[{i}]: item is {size:,} bytes, over the {MAX_INLINE_ITEM_BYTES:,}-byte inline limit",
+                hint="put large items in S3 and pass items_s3",
+            )
+    if len(items) > INLINE_LIMIT:
+        key = f"{resources.PREFIX_ITEMS}{execution_id.rsplit(':', 1)[-1]}/items.json"
+        s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(items).encode(), ContentType="application/json")
+        out.update(mode="distributed", items_s3={"bucket": bucket, "key": key}, item_count=len(items))
+    else:
+        out.update(mode="inline", items=items, item_count=len(items))
+    return out
+
+
+def _read_items(s3: Any, bucket: str, key: str) -> list[Any]:
+    from botocore.exceptions import ClientError
+
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code")
+        raise InvalidInput(f"input.items_s3: cannot read s3://{bucket}/{key} ({code})") from None
+    try:
+        items = json.loads(body)
+    except json.JSONDecodeError:
+        raise InvalidInput(
+            f"input.items_s3: s3://{bucket}/{key} is not a JSON array",
+            hint="`stepgraph start` converts JSONL for you",
+        ) from None
+    if not isinstance(items, list):
+        raise InvalidInput(
+            f"input.items_s3: s3://{bucket}/{key} holds a {type(items).__name__}, not a JSON array"
+        )
+    return items
