@@ -45,6 +45,19 @@ class Settings(BaseSettings):
     endpoint_url: str | None = Field(
         default=None, description="AWS endpoint (local stack), e.g. http://127.0.0.1:5000"
     )
+    limit_margin: float = Field(
+        default=0.02,
+        ge=0,
+        le=0.5,
+        description="Sliding windows are this much longer than the provider's (arrival jitter)",
+    )
+    limits_overrides: str | None = Field(
+        default=None,
+        description='JSON overrides of the primary provider\'s limits, e.g. {"rpm": {"capacity": 10}}',
+    )
+    dynamodb_endpoint_url: str | None = Field(
+        default=None, description="DynamoDB endpoint of the limiter (local runs)"
+    )
 
 
 def _describe(exc: ValidationError) -> str:

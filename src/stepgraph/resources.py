@@ -47,12 +47,7 @@ ENV_PROVIDERS = "STEPGRAPH_PROVIDERS"
 
 # State machine definition files and the `${...}` names they use.
 STATEMACHINE_FILE = "graph_fanout.asl.json"
-ASL_SUBSTITUTIONS = (
-    "ValidateFunctionArn",
-    "GraphStepFunctionArn",
-    "DataBucket",
-    "DefaultMaxConcurrency",
-)
+ASL_SUBSTITUTIONS = ("ValidateFunctionArn", "GraphStepFunctionArn")
 DEFAULT_MAX_CONCURRENCY = 10
 
 METRIC_NAMESPACE = "StepGraph"

@@ -2,11 +2,34 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("demo", help="Not built yet: awaits issue #9.")
-    def _cmd() -> None:
-        typer.echo("stepgraph demo is not built yet; it awaits issue #9.", err=True)
-        raise typer.Exit(2)
+    @app.command("demo")
+    def demo(
+        items: int = typer.Option(40, min=1, max=2000, help="How many items (the shipped examples, cycled)"),
+        graph: str = typer.Option("document_pipeline", help="Registered graph: document_pipeline or fanout"),
+        concurrency: int = typer.Option(10, min=1, max=1000, help="Map concurrency"),
+        rpm: int = typer.Option(20, min=1, help="Provider requests per minute (simulator and limiter)"),
+        rpd: int = typer.Option(1000, min=1, help="Provider requests per UTC day"),
+        faults: str = typer.Option("mixed", help="none, or mixed (5% of requests fail with 502/503)"),
+        time_scale: float = typer.Option(
+            0.05, min=0.01, max=1.0, help="A minute lasts 60 x this many seconds"
+        ),
+        items_file: Path = typer.Option(None, help="JSONL items (default: examples/items/tickets.jsonl)"),
+        out: Path = typer.Option(Path(".stepgraph/demo"), help="Where results and usage records are copied"),
+    ) -> None:
+        """Run a real batch through the real state machine definition, locally (no AWS account, no key)."""
+        from stepgraph.errors import ConfigError
+        from stepgraph.local.demo import FAULTS, DemoOptions, run_demo
+
+        if faults not in FAULTS:
+            raise ConfigError(f"--faults {faults!r} is not known", hint=f"use one of {', '.join(FAULTS)}")
+        opts = DemoOptions(items, graph, concurrency, rpm, rpd, faults, time_scale, out_dir=out)
+        if items_file:
+            opts.items_file = items_file
+        failed = run_demo(opts)
+        raise typer.Exit(1 if failed else 0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 from stepgraph import resources
@@ -17,7 +18,11 @@ INLINE_LIMIT = 200
 def validate_execution(event: dict[str, Any], *, bucket: str, s3: Any) -> dict[str, Any]:
     """`event` is `{"input": <execution input>, "execution_id": ...}` (or the bare input)."""
     raw = event.get("input", event) if isinstance(event, dict) else event
-    execution_id = str(event.get("execution_id", "local")) if isinstance(event, dict) else "local"
+    execution_id = event.get("execution_id") if isinstance(event, dict) else None
+    if not isinstance(execution_id, str) or not execution_id or execution_id.endswith("None"):
+        execution_id = (
+            f"run-{uuid.uuid4().hex[:12]}"  # a stand-in that gives no context id still gets a unique one
+        )
     parsed = parse_execution_input(raw)
     graphs = registered()
     if parsed.graph not in graphs:
@@ -26,7 +31,7 @@ def validate_execution(event: dict[str, Any], *, bucket: str, s3: Any) -> dict[s
         )
     config = parsed.config.model_dump()
     config["max_concurrency"] = config["max_concurrency"] or resources.DEFAULT_MAX_CONCURRENCY
-    out: dict[str, Any] = {"graph": parsed.graph, "config": config}
+    out: dict[str, Any] = {"graph": parsed.graph, "config": config, "execution_id": execution_id}
     if parsed.items_s3 is not None:
         items = _read_items(s3, parsed.items_s3.bucket, parsed.items_s3.key)
         out.update(mode="distributed", items_s3=parsed.items_s3.model_dump(), item_count=len(items))

@@ -39,7 +39,17 @@ def limiter_factory(
 ) -> Callable[[str, ProviderSpec], Any]:
     def make(provider: str, spec: ProviderSpec) -> DynamoDBRateLimiter | None:
         profile = profile_override if (profile_override and provider == primary) else spec.limits_profile
-        limits = load_profile(profile, time_scale=settings.time_scale)
+        overrides = (
+            json.loads(settings.limits_overrides)
+            if settings.limits_overrides and provider == primary
+            else None
+        )
+        if overrides:
+            known = {lim.name for lim in load_profile(profile)}
+            overrides = {k: v for k, v in overrides.items() if k in known}
+        limits = load_profile(
+            profile, time_scale=settings.time_scale * (1 + settings.limit_margin), overrides=overrides
+        )
         if not limits:
             return None
         key = (settings.limiter_table, f"{provider}:{spec.account}", profile, settings.time_scale)
@@ -48,7 +58,7 @@ def limiter_factory(
                 settings.limiter_table,
                 key[1],
                 limits,
-                client=clients.client("dynamodb", settings.endpoint_url),
+                client=clients.client("dynamodb", settings.dynamodb_endpoint_url or settings.endpoint_url),
                 max_wait_s=MAX_WAIT_S * settings.time_scale,
             )
         return _limiters[key]
@@ -97,7 +107,7 @@ def run_graph_step(
             "spend",
             daily_cap_usd=settings.daily_budget_usd,
             total_cap_usd=settings.total_budget_usd,
-            client=clients.client("dynamodb", settings.endpoint_url),
+            client=clients.client("dynamodb", settings.dynamodb_endpoint_url or settings.endpoint_url),
         )
     with UsageLedger(
         settings.bucket,

@@ -144,7 +144,7 @@ def render(results: dict[str, Rows], fmt: str = "table") -> str:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(record=True, width=140)
+    console = Console(record=True, width=140, file=io.StringIO())
     for q, rows in results.items():
         t = Table(title=q)
         for col in rows[0] if rows else ["(no rows)"]:

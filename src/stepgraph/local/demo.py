@@ -1,0 +1,168 @@
+"""`stepgraph demo`: a real batch through the real state machine definition, on one machine.
+
+The simulator stands in for OpenRouter, moto for AWS (Step Functions executes the ASL, Lambda calls go
+to the handler files), DynamoDB Local for the limiter, DuckDB for the Athena SQL.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from stepgraph import resources
+from stepgraph.local.simulator import DEV_KEY, running_simulator
+from stepgraph.local.stack import LocalStack, local_stack
+
+FAULTS = {"none": {}, "mixed": {"fail_rate": 0.05, "stream_error_rate": 0.0, "jitter_ms": 5.0}}
+
+
+@dataclass
+class DemoOptions:
+    items: int = 40
+    graph: str = "document_pipeline"
+    concurrency: int = 10
+    rpm: int = 20
+    rpd: int = 1000
+    faults: str = "mixed"
+    time_scale: float = 0.05
+    items_file: Path = resources.repo_root() / "examples" / "items" / "tickets.jsonl"
+    out_dir: Path = Path(".stepgraph") / "demo"
+    seed: int = 1
+
+
+def load_items(path: Path, n: int) -> list[Any]:
+    items = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [
+        dict(item, id=f"{item.get('id', i)}-{k}") if k else item
+        for k, (i, item) in zip(itertools.count(), itertools.islice(itertools.cycle(enumerate(items)), n))
+    ]
+
+
+def _progress(stack: LocalStack, sim: Any, total: int, run: str, started: float, rpm: int) -> Table:
+    s3 = stack.client("s3")
+    done = s3.list_objects_v2(Bucket=stack.bucket, Prefix=f"{resources.PREFIX_RESULTS}{run}/").get(
+        "KeyCount", 0
+    )
+    steps = [i for i in stack.invocations if i["function"] == resources.GRAPH_STEP_FUNCTION]
+    stats = sim.stats()
+    account = stats["accounts"]["default"]
+    elapsed = time.monotonic() - started
+    table = Table(title=f"stepgraph demo — execution {run}", show_header=False)
+    table.add_row("items done", f"{done} / {total}")
+    table.add_row(
+        "graph-step calls",
+        f"{len(steps)} (throttled {sum(1 for s in steps if s.get('status') == 'throttled')}, "
+        f"running {sum(1 for s in steps if s.get('status') == 'running')}, errors {sum(1 for s in steps if not s['ok'])})",
+    )
+    table.add_row(
+        "provider requests",
+        f"{stats['requests']} (429s {stats['rate_limited']}, errors {sum(stats['errors_by_status'].values()) - stats['rate_limited']})",
+    )
+    table.add_row(
+        "most in any window", f"{account['max_in_window']} / limit {rpm} per {account['window_s']:g} s"
+    )
+    table.add_row("spend", f"${account['usage_usd']:.6f}")
+    table.add_row("elapsed", f"{elapsed:.1f} s")
+    return table
+
+
+def _export(stack: LocalStack, run: str, out: Path) -> Path:
+    """Copy the run's usage records and results out of moto, so they outlive the demo."""
+    s3 = stack.client("s3")
+    target = out / run
+    if target.exists():
+        shutil.rmtree(target)
+    for prefix in (resources.PREFIX_USAGE, f"{resources.PREFIX_RESULTS}{run}/"):
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=stack.bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                path = target / obj["Key"]
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(s3.get_object(Bucket=stack.bucket, Key=obj["Key"])["Body"].read())
+    return target
+
+
+def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
+    """Returns the number of items that did not finish (the exit code is non-zero when any failed)."""
+    from stepgraph.usage.report import render, run_report
+
+    console = console or Console()
+    items = load_items(opts.items_file, opts.items)
+    run = f"demo-{uuid.uuid4().hex[:8]}"
+    sim_opts: dict[str, Any] = {
+        "rpm": opts.rpm,
+        "rpd": opts.rpd,
+        "time_scale": opts.time_scale,
+        "seed": opts.seed,
+        **FAULTS[opts.faults],
+    }
+    with running_simulator(**sim_opts) as sim:
+        env = {
+            "STEPGRAPH_TIME_SCALE": str(opts.time_scale),
+            "STEPGRAPH_STEP_MARGIN_S": "1",
+            "STEPGRAPH_OPENROUTER_BASE_URL": sim.base_url,
+            "STEPGRAPH_OLLAMA_BASE_URL": sim.ollama_base_url,
+            "OPENROUTER_API_KEY": f"demo={DEV_KEY}",
+            "OLLAMA_API_KEY": f"demo={DEV_KEY}",
+            "STEPGRAPH_LIMITS_OVERRIDES": json.dumps(
+                {"rpm": {"capacity": opts.rpm}, "rpd": {"capacity": opts.rpd}}
+            ),
+        }
+        console.print(
+            f"[bold]stepgraph demo[/bold]: {len(items)} items, graph {opts.graph}, "
+            f"limit {opts.rpm}/min and {opts.rpd}/day (a minute lasts {60 * opts.time_scale:g} s), faults {opts.faults}"
+        )
+        with local_stack(env=env) as stack:
+            s3 = stack.client("s3")
+            key = f"{resources.PREFIX_ITEMS}{run}/items.json"
+            s3.put_object(Bucket=stack.bucket, Key=key, Body=json.dumps(items).encode())
+            sfn = stack.client("stepfunctions")
+            payload = {
+                "graph": opts.graph,
+                "items_s3": {"bucket": stack.bucket, "key": key},
+                "config": {"max_concurrency": opts.concurrency},
+            }
+            arn = sfn.start_execution(
+                stateMachineArn=stack.state_machine_arn, name=run, input=json.dumps(payload)
+            )["executionArn"]
+            started = time.monotonic()
+            with Live(
+                _progress(stack, sim, len(items), run, started, opts.rpm),
+                console=console,
+                refresh_per_second=4,
+            ) as live:
+                while (status := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
+                    time.sleep(0.5)
+                    live.update(_progress(stack, sim, len(items), run, started, opts.rpm))
+                live.update(_progress(stack, sim, len(items), run, started, opts.rpm))
+            if status["status"] != "SUCCEEDED":
+                console.print(
+                    f"[red]execution {status['status']}[/red]: {status.get('error')} {status.get('cause')}"
+                )
+                return len(items)
+            out = _export(stack, run, opts.out_dir)
+            done = len(list((out / resources.PREFIX_RESULTS / run).glob("*.json")))
+            stats = sim.stats()
+        report = run_report(
+            str(out), queries=["spend_by_day_model", "latency_by_model", "failures_by_status"]
+        )
+        console.print(render(report, "table"))
+        account = stats["accounts"]["default"]
+        console.print(
+            f"simulator: {stats['requests']} requests, {stats['rate_limited']} answered 429, errors {stats['errors_by_status']}; "
+            f"most requests admitted in any {account['window_s']:g}-s window: {account['max_in_window']} (limit {opts.rpm}), "
+            f"window violations: {account['window_violations']}"
+        )
+        console.print(f"results and usage records: {out}  (try: stepgraph usage report --source {out})")
+        failed = len(items) - done
+        console.print(f"[{'green' if failed == 0 else 'red'}]{done} of {len(items)} items done[/]")
+        return failed

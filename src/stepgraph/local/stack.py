@@ -1,0 +1,178 @@
+"""The stack's resources on moto, with Step Functions executing the real ASL and Lambda invocations
+routed to the real handler files in this process.
+
+Names come from `stepgraph.resources`, the same module the CDK app uses. The limiter table lives in
+DynamoDB Local when Java is there (real concurrent conditional writes), else in moto with a warning.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from stepgraph import resources
+from stepgraph.local.asl import load_definition
+
+log = logging.getLogger(__name__)
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
+
+
+def function_arn(name: str) -> str:
+    return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
+
+
+@dataclass
+class LocalStack:
+    state_machine_arn: str
+    bucket: str
+    limiter_table: str
+    dynamodb_endpoint: str | None
+    invocations: list[dict[str, Any]] = field(default_factory=list)
+    hooks: list[Callable[[str, Any], None]] = field(default_factory=list)  # fault injection before a call
+
+    def client(self, service: str) -> Any:
+        import boto3
+
+        return boto3.session.Session().client(service, region_name=REGION)  # type: ignore[call-overload]
+
+
+def _route_invocations(stack_ref: list[LocalStack], lock: threading.Lock) -> Any:
+    """Replace moto's Lambda invoke: decode the body, call the handler, answer as Lambda does."""
+    from moto.awslambda_simple.models import LambdaSimpleBackend
+
+    from stepgraph.local.lambdas import HANDLERS, FakeLambdaContext, load_handler
+
+    original = LambdaSimpleBackend.invoke
+
+    def invoke(
+        self: Any, function_name: str, qualifier: Any, body: Any, headers: Any, response_headers: Any
+    ) -> Any:
+        name = function_name.rsplit(":", 1)[-1]
+        if name not in HANDLERS:
+            return original(self, function_name, qualifier, body, headers, response_headers)
+        event = json.loads(body) if body else {}
+        stack = stack_ref[0]
+        try:
+            for hook in stack.hooks:
+                hook(name, event)
+            result = load_handler(HANDLERS[name])(event, FakeLambdaContext(name))
+            with lock:
+                status = result.get("status") if isinstance(result, dict) else None
+                stack.invocations.append({"function": name, "ok": True, "status": status})
+            return json.dumps(result, default=str).encode()
+        except Exception as exc:  # reported the way Lambda reports an unhandled error
+            with lock:
+                stack.invocations.append({"function": name, "ok": False, "error": type(exc).__name__})
+            response_headers["x-amz-function-error"] = "Unhandled"
+            # Faults may pose as Lambda service errors (`error_type`), which the ASL retries.
+            error_type = getattr(exc, "error_type", type(exc).__name__)
+            return json.dumps({"errorType": error_type, "errorMessage": str(exc)}).encode()
+
+    return invoke
+
+
+def _create_functions(lam: Any, iam: Any) -> None:
+    import io
+    import zipfile
+
+    role = iam.create_role(
+        RoleName="stepgraph-local",
+        AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
+    )["Role"]["Arn"]
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("handler.py", "def handler(event, context):\n    return event\n")
+    for name in (
+        resources.VALIDATE_FUNCTION,
+        resources.GRAPH_STEP_FUNCTION,
+        resources.CREDITS_POLLER_FUNCTION,
+    ):
+        lam.create_function(
+            FunctionName=name,
+            Runtime="python3.12",
+            Role=role,
+            Handler="handler.handler",
+            Code={"ZipFile": buf.getvalue()},
+        )
+
+
+@contextmanager
+def local_stack(
+    *, use_dynamodb_local: bool = True, env: dict[str, str] | None = None
+) -> Iterator[LocalStack]:
+    """Start moto (in this process), create the stack's resources and route Lambda calls to the handlers."""
+    from unittest import mock
+
+    import boto3
+    from moto import mock_aws
+    from moto.awslambda_simple.models import LambdaSimpleBackend
+
+    from stepgraph.config import get_settings
+    from stepgraph.limiter.dynamodb_local import find_jar, java_available, start_dynamodb_local
+    from stepgraph.limiter.table import ensure_limiter_table
+    from stepgraph.runtime import clients, wiring
+
+    with ExitStack() as stack:
+        ddb_endpoint = None
+        if use_dynamodb_local and java_available() and find_jar():
+            ddb_endpoint = stack.enter_context(start_dynamodb_local())
+        elif use_dynamodb_local:
+            log.warning("Java or DynamoDB Local missing: the limiter table runs in moto (run `make setup`)")
+        settings_env = {
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local",
+            resources.ENV_BUCKET: resources.DATA_BUCKET_NAME,
+            resources.ENV_LIMITER_TABLE: resources.LIMITER_TABLE_NAME,
+            "POWERTOOLS_METRICS_DISABLED": "true",
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "POWERTOOLS_LOG_LEVEL": "WARNING",
+            **({"STEPGRAPH_DYNAMODB_ENDPOINT_URL": ddb_endpoint} if ddb_endpoint else {}),
+            **(env or {}),
+        }
+        stack.enter_context(mock.patch.dict(os.environ, settings_env))
+        get_settings.cache_clear()
+        clients.reset()
+        wiring._limiters.clear()
+        wiring._keyrings.clear()
+        stack.enter_context(mock_aws(config=MOTO_CONFIG))  # type: ignore[call-overload]
+        ref: list[LocalStack] = []
+        stack.enter_context(
+            mock.patch.object(LambdaSimpleBackend, "invoke", _route_invocations(ref, threading.Lock()))
+        )
+        s3 = boto3.client("s3", region_name=REGION)
+        s3.create_bucket(Bucket=resources.DATA_BUCKET_NAME)
+        ddb = (
+            boto3.client("dynamodb", region_name=REGION, endpoint_url=ddb_endpoint)
+            if ddb_endpoint
+            else boto3.client("dynamodb", region_name=REGION)
+        )
+        ensure_limiter_table(ddb, resources.LIMITER_TABLE_NAME)
+        _create_functions(boto3.client("lambda", region_name=REGION), boto3.client("iam", region_name=REGION))
+        definition = load_definition(
+            {
+                "ValidateFunctionArn": function_arn(resources.VALIDATE_FUNCTION),
+                "GraphStepFunctionArn": function_arn(resources.GRAPH_STEP_FUNCTION),
+            }
+        )
+        sfn = boto3.client("stepfunctions", region_name=REGION)
+        arn = sfn.create_state_machine(
+            name=resources.STATE_MACHINE_NAME,
+            definition=json.dumps(definition),
+            roleArn=f"arn:aws:iam::{ACCOUNT}:role/stepgraph-local",
+        )["stateMachineArn"]
+        ref.append(LocalStack(arn, resources.DATA_BUCKET_NAME, resources.LIMITER_TABLE_NAME, ddb_endpoint))
+        try:
+            yield ref[0]
+        finally:
+            get_settings.cache_clear()
+            clients.reset()
+            wiring._limiters.clear()

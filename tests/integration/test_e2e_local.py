@@ -1,0 +1,120 @@
+"""The real state machine definition on moto, the real handlers, the simulator and DynamoDB Local."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from stepgraph.local.simulator import DEV_KEY, SimulatorHandle
+from stepgraph.local.stack import LocalStack, local_stack
+
+
+@pytest.fixture
+def stack(make_simulator: Any) -> Iterator[tuple[LocalStack, SimulatorHandle]]:
+    sim = make_simulator(rpm=20, rpd=1000, time_scale=0.05, fail_rate=0.05, seed=3)
+    env = {
+        "STEPGRAPH_TIME_SCALE": "0.05",
+        "STEPGRAPH_STEP_MARGIN_S": "1",
+        "STEPGRAPH_LIMIT_MARGIN": "0.05",
+        "STEPGRAPH_OPENROUTER_BASE_URL": sim.base_url,
+        "STEPGRAPH_OLLAMA_BASE_URL": sim.ollama_base_url,
+        "OPENROUTER_API_KEY": f"dev={DEV_KEY}",
+        "OLLAMA_API_KEY": f"dev={DEV_KEY}",
+        "STEPGRAPH_LIMITS_OVERRIDES": json.dumps({"rpd": {"capacity": 1000}}),
+    }
+    with local_stack(env=env) as st:
+        yield st, sim
+
+
+def run(st: LocalStack, payload: dict[str, Any], name: str) -> dict[str, Any]:
+    sfn = st.client("stepfunctions")
+    arn = sfn.start_execution(stateMachineArn=st.state_machine_arn, name=name, input=json.dumps(payload))[
+        "executionArn"
+    ]
+    deadline = time.monotonic() + 120
+    while (desc := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
+        assert time.monotonic() < deadline, "execution did not end"
+        time.sleep(0.3)
+    return desc
+
+
+def usage(st: LocalStack) -> list[dict[str, Any]]:
+    s3 = st.client("s3")
+    out = []
+    for obj in s3.list_objects_v2(Bucket=st.bucket, Prefix="usage/").get("Contents", []):
+        out += [
+            json.loads(x)
+            for x in s3.get_object(Bucket=st.bucket, Key=obj["Key"])["Body"].read().decode().splitlines()
+        ]
+    return out
+
+
+def test_batch_with_faults_finishes_every_item_and_records_every_attempt(
+    stack: tuple[LocalStack, SimulatorHandle],
+) -> None:
+    st, sim = stack
+    items = [{"text": f"Ticket {i}: the invoice is wrong.", "max_rounds": 1} for i in range(6)]
+    # A 429 storm and a crash of the Lambda mid-node (raised before the handler runs, as a dead container).
+    sim.queue_faults({"status": 429, "retry_after_s": 1}, {"status": 429, "retry_after_s": 1})
+    crashed: list[str] = []
+
+    class ContainerDied(Exception):
+        error_type = "Lambda.ServiceException"  # what Lambda reports for a crashed container
+
+    def crash_once(function: str, event: Any) -> None:
+        if function.endswith("graph-step") and event.get("item_id") == 2 and not crashed:
+            crashed.append("x")
+            raise ContainerDied("Lambda container died")
+
+    st.hooks.append(crash_once)
+    desc = run(
+        st, {"graph": "document_pipeline", "items": items, "config": {"max_concurrency": 4}}, "e2e-faults"
+    )
+    assert desc["status"] == "SUCCEEDED", desc
+    out = json.loads(desc["output"])
+    assert [i["status"] for i in out["items"]] == ["done"] * 6  # the crashed step was retried by the ASL
+    assert crashed and any(not i["ok"] for i in st.invocations)
+    records, requests = usage(st), sim.requests()
+    assert len(records) == len(requests)  # one usage record per provider attempt, none lost, none doubled
+    assert sorted(r["generation_id"] for r in records if r["generation_id"]) == sorted(
+        q["generation_id"] for q in requests if q.get("generation_id")
+    )
+    assert sim.stats()["accounts"]["default"]["window_violations"] == 0
+    assert sim.stats()["rate_limited"] >= 2
+
+
+def test_large_batches_use_the_distributed_map(stack: tuple[LocalStack, SimulatorHandle]) -> None:
+    st, _ = stack
+    s3 = st.client("s3")
+    s3.put_object(
+        Bucket=st.bucket,
+        Key="items/big.json",
+        Body=json.dumps([{"text": f"row {i}"} for i in range(4)]).encode(),
+    )
+    desc = run(
+        st, {"graph": "fanout", "items_s3": {"bucket": st.bucket, "key": "items/big.json"}}, "e2e-dist"
+    )
+    assert desc["status"] == "SUCCEEDED" and json.loads(desc["output"])["mode"] == "distributed"
+    assert s3.list_objects_v2(Bucket=st.bucket, Prefix="results/e2e-dist/")["KeyCount"] == 4
+
+
+@pytest.mark.parametrize(
+    ("payload", "error", "message"),
+    [
+        ({"items": [1]}, "InvalidInput", "input.graph"),
+        ({"graph": "nope", "items": [1]}, "UnknownGraph", "unknown graph 'nope'"),
+        ({"graph": "fanout", "items": "x"}, "InvalidInput", "input.items"),
+        ({"graph": "fanout", "items": [{"t": "x" * 210_000}]}, "InvalidInput", "input.items[0]"),
+    ],
+)
+def test_bad_input_ends_the_execution_with_a_typed_error(
+    stack: tuple[LocalStack, SimulatorHandle], payload: dict[str, Any], error: str, message: str
+) -> None:
+    st, _ = stack
+    desc = run(st, payload, f"bad-{error}-{abs(hash(message)) % 1000}")
+    assert desc["status"] == "FAILED"
+    assert desc.get("error") == error and message in desc.get("cause", "")
