@@ -1,0 +1,54 @@
+"""The data bucket (checkpoints/, usage/, results/, items/) and its access-log bucket."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from stepgraph import resources
+
+
+class DataBucket(Construct):
+    def __init__(self, scope: Construct, cid: str, *, removal: RemovalPolicy) -> None:
+        super().__init__(scope, cid)
+        self.access_logs = s3.Bucket(
+            self,
+            "AccessLogs",
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
+            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(90))],
+            removal_policy=removal,
+            auto_delete_objects=False,
+        )
+        self.bucket = s3.Bucket(
+            self,
+            "Bucket",
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            versioned=True,  # usage records and checkpoints are never overwritten; versioning guards deletes
+            server_access_logs_bucket=self.access_logs,
+            server_access_logs_prefix="data/",
+            lifecycle_rules=[
+                s3.LifecycleRule(id="old-versions", noncurrent_version_expiration=Duration.days(30)),
+                s3.LifecycleRule(id="items", prefix=resources.PREFIX_ITEMS, expiration=Duration.days(30)),
+                s3.LifecycleRule(
+                    id="checkpoints", prefix=resources.PREFIX_CHECKPOINTS, expiration=Duration.days(90)
+                ),
+                s3.LifecycleRule(id="athena-results", prefix="athena-results/", expiration=Duration.days(30)),
+                s3.LifecycleRule(
+                    id="usage-to-ia",
+                    prefix=resources.PREFIX_USAGE,
+                    transitions=[
+                        s3.Transition(
+                            storage_class=s3.StorageClass.INFREQUENT_ACCESS,
+                            transition_after=Duration.days(90),
+                        )
+                    ],
+                ),
+            ],
+            removal_policy=removal,
+        )

@@ -1,0 +1,168 @@
+"""Alarms (to an SNS topic, optional email), and a dashboard of spend, tokens, limits and progress."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_cloudwatch_actions as actions
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subs
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+from stepgraph import metrics as names
+from stepgraph.resources import SERVICE_NAME
+
+
+def metric(name: str, stat: str = "Sum", period: Duration = Duration.minutes(5)) -> cw.Metric:
+    # The service-only dimension set: one series for the whole stack.
+    return cw.Metric(
+        namespace=names.NAMESPACE,
+        metric_name=name,
+        dimensions_map={"service": SERVICE_NAME},
+        statistic=stat,
+        period=period,
+    )
+
+
+class Monitoring(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        cid: str,
+        *,
+        daily_budget_usd: float,
+        min_credits_usd: float,
+        free_requests_alarm: int,
+        alarm_email: str | None,
+        graph_step: lambda_.IFunction,
+        state_machine: sfn.StateMachine,
+    ) -> None:
+        super().__init__(scope, cid)
+        self.topic = sns.Topic(self, "Alarms", display_name="stepgraph alarms", enforce_ssl=True)
+        if alarm_email:
+            self.topic.add_subscription(subs.EmailSubscription(alarm_email))
+        notify = actions.SnsAction(self.topic)
+        daily_spend = cw.MathExpression(
+            expression="FILL(spend, 0)",
+            using_metrics={"spend": metric(names.CREDITS_SPENT_USD, period=Duration.days(1))},
+            period=Duration.days(1),
+            label="spend today (USD)",
+        )
+        self.alarms: list[cw.Alarm] = []
+
+        def alarm(name: str, m: cw.IMetric, threshold: float, op: cw.ComparisonOperator, desc: str) -> None:
+            a = cw.Alarm(
+                self,
+                name,
+                metric=m,
+                threshold=threshold,
+                evaluation_periods=1,
+                comparison_operator=op,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+                alarm_description=desc,
+            )
+            a.add_alarm_action(notify)
+            self.alarms.append(a)
+
+        gte, lt, gt = (
+            cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            cw.ComparisonOperator.LESS_THAN_THRESHOLD,
+            cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        )
+        alarm("Spend80", daily_spend, daily_budget_usd * 0.8, gte, "stepgraph: 80% of the daily budget spent")
+        alarm(
+            "Spend95", daily_spend, daily_budget_usd * 0.95, gte, "stepgraph: 95% of the daily budget spent"
+        )
+        alarm(
+            "CreditsLow",
+            metric(names.CREDITS_REMAINING_USD, "Minimum", Duration.minutes(15)),
+            min_credits_usd,
+            lt,
+            "stepgraph: provider credits below the minimum",
+        )
+        alarm(
+            "FreeRequestsLow",
+            metric(names.FREE_REQUESTS_REMAINING, "Minimum", Duration.minutes(15)),
+            free_requests_alarm,
+            lt,
+            "stepgraph: few free-model requests left today",
+        )
+        alarm("RateLimited", metric(names.RATE_LIMITED), 50, gt, "stepgraph: many 429s or limiter refusals")
+        alarm("ProviderErrors", metric(names.PROVIDER_ERRORS), 20, gt, "stepgraph: provider errors")
+        alarm(
+            "StepErrors",
+            graph_step.metric_errors(period=Duration.minutes(5)),
+            5,
+            gt,
+            "stepgraph: graph-step errors",
+        )
+        alarm(
+            "StepThrottles",
+            graph_step.metric_throttles(period=Duration.minutes(5)),
+            5,
+            gt,
+            "stepgraph: Lambda throttles",
+        )
+        alarm(
+            "ExecutionsFailed",
+            state_machine.metric_failed(period=Duration.minutes(5)),
+            0,
+            gt,
+            "stepgraph: a batch execution failed",
+        )
+
+        self.dashboard = cw.Dashboard(self, "Dashboard", dashboard_name="stepgraph")
+        self.dashboard.add_widgets(
+            cw.GraphWidget(title="Spend (USD)", left=[metric(names.CREDITS_SPENT_USD)], right=[daily_spend]),
+            cw.GraphWidget(
+                title="Tokens", left=[metric(names.PROMPT_TOKENS), metric(names.COMPLETION_TOKENS)]
+            ),
+            cw.GraphWidget(
+                title="Requests, 429s and errors",
+                left=[
+                    metric(names.REQUESTS),
+                    metric(names.RATE_LIMITED),
+                    metric(names.PROVIDER_ERRORS),
+                    metric(names.FALLBACKS),
+                ],
+            ),
+            cw.GraphWidget(
+                title="Limiter wait (ms)",
+                left=[
+                    metric(names.LIMITER_WAIT_MS, "p50"),
+                    metric(names.LIMITER_WAIT_MS, "p95"),
+                    metric(names.LIMITER_WAIT_MS, "p99"),
+                ],
+            ),
+            cw.GraphWidget(
+                title="Credits and free requests left",
+                left=[
+                    metric(names.CREDITS_REMAINING_USD, "Minimum"),
+                    metric(names.USAGE_DAILY_USD, "Maximum"),
+                ],
+                right=[metric(names.FREE_REQUESTS_REMAINING, "Minimum")],
+            ),
+            cw.GraphWidget(
+                title="graph-step",
+                left=[
+                    graph_step.metric_invocations(),
+                    graph_step.metric_errors(),
+                    graph_step.metric_throttles(),
+                ],
+                right=[
+                    graph_step.metric_duration(statistic="p50"),
+                    graph_step.metric_duration(statistic="p95"),
+                    graph_step.metric_duration(statistic="p99"),
+                ],
+            ),
+            cw.GraphWidget(
+                title="Executions",
+                left=[
+                    state_machine.metric_started(),
+                    state_machine.metric_succeeded(),
+                    state_machine.metric_failed(),
+                ],
+            ),
+        )

@@ -1,0 +1,60 @@
+"""The state machine: statemachine/graph_fanout.asl.json with its substitutions, logged and traced."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_stepfunctions as sfn
+from constructs import Construct
+
+from stepgraph import resources
+
+ASL = Path(__file__).resolve().parents[1] / "statemachine" / resources.STATEMACHINE_FILE
+
+
+class GraphStateMachine(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        cid: str,
+        *,
+        validate: lambda_.IFunction,
+        graph_step: lambda_.IFunction,
+        bucket: s3.IBucket,
+        retention: logs.RetentionDays,
+        removal: RemovalPolicy,
+    ) -> None:
+        super().__init__(scope, cid)
+        log_group = logs.LogGroup(self, "Logs", retention=retention, removal_policy=removal)
+        self.state_machine = sfn.StateMachine(
+            self,
+            "StateMachine",
+            state_machine_name=resources.STATE_MACHINE_NAME,
+            definition_body=sfn.DefinitionBody.from_file(str(ASL)),
+            definition_substitutions={
+                "ValidateFunctionArn": validate.function_arn,
+                "GraphStepFunctionArn": graph_step.function_arn,
+            },
+            logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=False),
+            tracing_enabled=True,
+        )
+        validate.grant_invoke(self.state_machine)
+        graph_step.grant_invoke(self.state_machine)
+        bucket.grant_read(self.state_machine, f"{resources.PREFIX_ITEMS}*")  # Distributed Map's ItemReader
+        stack = Stack.of(self)
+        own = f"arn:{stack.partition}:states:{stack.region}:{stack.account}:stateMachine:{resources.STATE_MACHINE_NAME}"
+        runs = f"arn:{stack.partition}:states:{stack.region}:{stack.account}:execution:{resources.STATE_MACHINE_NAME}/*"
+        # Distributed Map starts child executions of this very state machine.
+        self.state_machine.add_to_role_policy(
+            iam.PolicyStatement(actions=["states:StartExecution"], resources=[own])
+        )
+        self.state_machine.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["states:DescribeExecution", "states:StopExecution"], resources=[runs]
+            )
+        )

@@ -1,0 +1,237 @@
+"""The synthesized template: resources and their settings, least privilege, cdk-nag, cfn-lint, context."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk.assertions import Match, Template
+
+from infra import nag
+from infra.context import ContextError, StackSettings, load
+from infra.stack import StepGraphStack
+from stepgraph import resources
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def layer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("layer")
+    (d / "python").mkdir()
+    (d / "python" / "stand_in.py").write_text("# a stand-in layer: tests do not build the real one\n")
+    return d
+
+
+def synth(layer_dir: Path, *, acknowledge: bool = True) -> tuple[cdk.Stack, Any]:
+    app = cdk.App()
+    if not acknowledge:
+        original = nag.acknowledge
+        nag_ack = StepGraphStack.__init__.__globals__
+        nag_ack["acknowledge"] = lambda scope: None
+    try:
+        stack = StepGraphStack(
+            app, "StepGraph", settings=StackSettings(layer_dir=str(layer_dir), alarm_email="ops@example.com")
+        )
+    finally:
+        if not acknowledge:
+            nag_ack["acknowledge"] = original
+    nag.add_checks(app)
+    return stack, app.synth()
+
+
+@pytest.fixture(scope="module")
+def template(layer_dir: Path) -> Template:
+    stack, _ = synth(layer_dir)  # cdk-nag runs during synth: an unacknowledged finding raises here
+    return Template.from_stack(stack)
+
+
+def test_limiter_table(template: Template) -> None:
+    template.has_resource_properties(
+        "AWS::DynamoDB::GlobalTable",
+        {
+            "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+            "BillingMode": "PAY_PER_REQUEST",
+            "TimeToLiveSpecification": {"AttributeName": "ttl", "Enabled": True},
+            "Replicas": [
+                Match.object_like({"PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True}})
+            ],
+        },
+    )
+
+
+def test_data_bucket_is_private_encrypted_versioned_and_tls_only(template: Template) -> None:
+    template.has_resource_properties(
+        "AWS::S3::Bucket",
+        {
+            "VersioningConfiguration": {"Status": "Enabled"},
+            "PublicAccessBlockConfiguration": {
+                "BlockPublicAcls": True,
+                "BlockPublicPolicy": True,
+                "IgnorePublicAcls": True,
+                "RestrictPublicBuckets": True,
+            },
+            "BucketEncryption": Match.any_value(),
+            "LoggingConfiguration": Match.any_value(),
+            "LifecycleConfiguration": Match.any_value(),
+        },
+    )
+    policies = template.find_resources("AWS::S3::BucketPolicy")
+    assert policies and all("aws:SecureTransport" in json.dumps(p) for p in policies.values())
+
+
+def test_usage_lake_matches_the_ddl(template: Template) -> None:
+    tables = template.find_resources("AWS::Glue::Table")
+    (table,) = tables.values()
+    ti = table["Properties"]["TableInput"]
+    ddl = re.findall(
+        r"`(\w+)` (\w+)", (ROOT / "athena/create_table.sql").read_text().split("PARTITIONED BY")[0]
+    )
+    assert [(c["Name"], c["Type"]) for c in ti["StorageDescriptor"]["Columns"]] == ddl
+    assert ti["PartitionKeys"] == [{"Name": "dt", "Type": "string"}]
+    assert ti["Parameters"]["projection.dt.type"] == "date"
+    assert (
+        ti["StorageDescriptor"]["SerdeInfo"]["SerializationLibrary"]
+        == "org.apache.hive.hcatalog.data.JsonSerDe"
+    )
+    template.has_resource_properties(
+        "AWS::Athena::WorkGroup",
+        {
+            "WorkGroupConfiguration": Match.object_like(
+                {"BytesScannedCutoffPerQuery": Match.any_value(), "EnforceWorkGroupConfiguration": True}
+            ),
+        },
+    )
+    queries = template.find_resources("AWS::Athena::NamedQuery")
+    assert len(queries) == len(list((ROOT / "athena/queries").glob("*.sql")))
+    assert all("${" not in q["Properties"]["QueryString"] for q in queries.values())
+
+
+def test_functions_and_layer(template: Template) -> None:
+    functions = template.find_resources("AWS::Lambda::Function", {"Properties": {"Runtime": "python3.12"}})
+    assert len(functions) == 3
+    for fn in functions.values():
+        p = fn["Properties"]
+        assert p["Architectures"] == ["x86_64"] and p["TracingConfig"] == {"Mode": "Active"}
+        assert p["Handler"] == "handler.handler" and p["Layers"]
+        assert {resources.ENV_BUCKET, resources.ENV_LIMITER_TABLE} <= set(p["Environment"]["Variables"])
+    template.resource_count_is("AWS::Lambda::LayerVersion", 1)
+    template.has_resource_properties("AWS::Events::Rule", {"ScheduleExpression": "rate(15 minutes)"})
+
+
+def _policy_of(template: Template, fragment: str) -> list[dict[str, Any]]:
+    policies = template.find_resources("AWS::IAM::Policy")
+    return [
+        st
+        for name, p in policies.items()
+        if fragment in name
+        for st in p["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+
+def test_least_privilege(template: Template) -> None:
+    step = _policy_of(template, "graphstep")
+    actions = {a for st in step for a in (st["Action"] if isinstance(st["Action"], list) else [st["Action"]])}
+    assert {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"} <= actions
+    assert not any(
+        a in ("*", "s3:*", "dynamodb:*") or a.startswith("dynamodb:Delete") or a == "dynamodb:Scan"
+        for a in actions
+    )
+    assert "secretsmanager:GetSecretValue" in actions
+    s3_resources = json.dumps(
+        [
+            st["Resource"]
+            for st in step
+            if any(
+                str(a).startswith("s3:")
+                for a in (st["Action"] if isinstance(st["Action"], list) else [st["Action"]])
+            )
+        ]
+    )
+    for prefix in ("checkpoints/*", "usage/*", "results/*", "items/*"):
+        assert prefix in s3_resources
+    poller = _policy_of(template, "creditspoller")
+    poller_actions = {
+        a for st in poller for a in (st["Action"] if isinstance(st["Action"], list) else [st["Action"]])
+    }
+    assert not any(a.startswith("s3:") for a in poller_actions)  # the poller never touches the data
+
+
+def test_state_machine_definition_is_the_asl_file_with_every_substitution(template: Template) -> None:
+    (sm,) = template.find_resources("AWS::StepFunctions::StateMachine").values()
+    props = sm["Properties"]
+    text = (ROOT / "statemachine" / resources.STATEMACHINE_FILE).read_text()
+    json.loads(text)
+    wanted = set(re.findall(r"\$\{(\w+)\}", text))
+    assert wanted == set(resources.ASL_SUBSTITUTIONS) == set(props["DefinitionSubstitutions"])
+    assert props["TracingConfiguration"] == {"Enabled": True}
+    assert (
+        props["LoggingConfiguration"]["Level"] == "ALL"
+        and props["LoggingConfiguration"]["IncludeExecutionData"] is False
+    )
+    definition = json.loads(text)
+    assert definition["TimeoutSeconds"] > 0
+    step = definition["States"]["InlineMap"]["ItemProcessor"]["States"]["Step"]
+    assert (
+        "Lambda.TooManyRequestsException" in step["Retry"][0]["ErrorEquals"]
+        and step["Retry"][0]["JitterStrategy"] == "FULL"
+    )
+    assert step["Catch"][0]["Next"] == "ItemFailed"
+
+
+def test_alarms_dashboard_and_outputs(template: Template) -> None:
+    alarms = template.find_resources("AWS::CloudWatch::Alarm")
+    assert len(alarms) == 9
+    spend = [a for a in alarms.values() if "daily budget" in a["Properties"]["AlarmDescription"]]
+    assert sorted(a["Properties"]["Threshold"] for a in spend) == [4.0, 4.75]  # 80% and 95% of $5
+    template.resource_count_is("AWS::CloudWatch::Dashboard", 1)
+    template.has_resource_properties(
+        "AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": "ops@example.com"}
+    )
+    outputs = template.find_outputs("*")
+    assert {"StateMachineArn", "DataBucketName", "AthenaWorkGroup", "GlueDatabase", "DashboardUrl"} <= set(
+        outputs
+    )
+    template.resource_count_is("AWS::SecretsManager::Secret", 2)
+
+
+def test_every_acknowledgment_suppresses_a_real_finding(layer_dir: Path) -> None:
+    with pytest.raises(Exception, match="ValidationFailed") as info:
+        synth(layer_dir, acknowledge=False)
+    report = str(info.value)
+    for finding in {**nag.ACKNOWLEDGED, **nag.FINDINGS}:
+        assert f"AwsSolutions::{finding}" in report, f"{finding} is acknowledged but never found"
+
+
+def test_cfn_lint_has_no_errors(layer_dir: Path, tmp_path: Path) -> None:
+    stack, asm = synth(layer_dir)
+    path = Path(asm.directory) / f"{stack.artifact_id}.template.json"
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "cfn-lint"), "--format", "parseable", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    errors = [line for line in result.stdout.splitlines() if ":E" in line]
+    assert not errors, "\n".join(errors)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"daily_budget_usd": -1}, "daily_budget_usd"),
+        ({"alarm_email": "not-an-email"}, "alarm_email"),
+        ({"log_retention_days": 4}, "log_retention_days"),
+        ({"removal_policy": "sometimes"}, "removal_policy"),
+        ({"map_concurrency": "0"}, "map_concurrency"),
+    ],
+)
+def test_bad_context_values_fail_with_a_clear_message(values: dict[str, Any], message: str) -> None:
+    with pytest.raises(ContextError, match=rf"CDK context '{message}'"):
+        load(values.get)
