@@ -1,12 +1,49 @@
-"""`stepgraph status`."""
+"""`stepgraph status`: progress of an execution, failures, spend so far."""
 
 from __future__ import annotations
+
+import json
+import time
 
 import typer
 
 
+def watch(arn: str, *, endpoint_url: str | None, region: str | None) -> int:
+    from rich.progress import BarColumn, Progress, TextColumn
+
+    from stepgraph.executions import status
+
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed} items done")
+    ) as bar:
+        task = bar.add_task("running", total=None)
+        while True:
+            report = status(arn, endpoint_url=endpoint_url, region=region)
+            bar.update(
+                task,
+                completed=report.get("items_done", 0),
+                description=f"{report['status']} — ${report.get('spend_usd', 0):.4f}",
+            )
+            if report["status"] != "RUNNING":
+                break
+            time.sleep(2)
+    typer.echo(json.dumps(report, indent=2, default=str))
+    return 0 if report["status"] == "SUCCEEDED" and not report.get("failed_items") else 1
+
+
 def register(app: typer.Typer) -> None:
-    @app.command("status", help="Not built yet: awaits issue #9.")
-    def _cmd() -> None:
-        typer.echo("stepgraph status is not built yet; it awaits issue #9.", err=True)
-        raise typer.Exit(2)
+    @app.command("status")
+    def status_cmd(
+        execution: str = typer.Argument(..., help="Execution ARN"),
+        wait: bool = typer.Option(False, "--wait", help="Show progress until the execution ends"),
+        endpoint_url: str = typer.Option(None, help="AWS endpoint (local stack)"),
+        region: str = typer.Option(None, help="AWS region"),
+    ) -> None:
+        """Show an execution's status, items done, failed items and spend so far."""
+        from stepgraph.executions import status
+
+        if wait:
+            raise typer.Exit(watch(execution, endpoint_url=endpoint_url, region=region))
+        typer.echo(
+            json.dumps(status(execution, endpoint_url=endpoint_url, region=region), indent=2, default=str)
+        )
