@@ -31,5 +31,5 @@ def register(app: typer.Typer) -> None:
         opts = DemoOptions(items, graph, concurrency, rpm, rpd, faults, time_scale, out_dir=out)
         if items_file:
             opts.items_file = items_file
-        failed = run_demo(opts)
-        raise typer.Exit(1 if failed else 0)
+        result = run_demo(opts)
+        raise typer.Exit(1 if result.failed else 0)

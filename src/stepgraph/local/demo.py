@@ -91,8 +91,19 @@ def _export(stack: LocalStack, run: str, out: Path) -> Path:
     return target
 
 
-def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
-    """Returns the number of items that did not finish (the exit code is non-zero when any failed)."""
+@dataclass
+class DemoResult:
+    items: int
+    failed: int
+    elapsed_s: float
+    requests: int
+    window_s: float
+    max_in_window: int
+    window_violations: int
+
+
+def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoResult:
+    """Run the batch; `failed` counts the items that did not finish (the exit code is non-zero then)."""
     from stepgraph.usage.report import render, run_report
 
     console = console or Console()
@@ -144,11 +155,12 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
                     time.sleep(0.5)
                     live.update(_progress(stack, sim, len(items), run, started, opts.rpm))
                 live.update(_progress(stack, sim, len(items), run, started, opts.rpm))
+            elapsed = time.monotonic() - started
             if status["status"] != "SUCCEEDED":
                 console.print(
                     f"[red]execution {status['status']}[/red]: {status.get('error')} {status.get('cause')}"
                 )
-                return len(items)
+                return DemoResult(len(items), len(items), elapsed, 0, 0.0, 0, 0)
             out = _export(stack, run, opts.out_dir)
             done = len(list((out / resources.PREFIX_RESULTS / run).glob("*.json")))
             stats = sim.stats()
@@ -165,4 +177,12 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> int:
         console.print(f"results and usage records: {out}  (try: stepgraph usage report --source {out})")
         failed = len(items) - done
         console.print(f"[{'green' if failed == 0 else 'red'}]{done} of {len(items)} items done[/]")
-        return failed
+        return DemoResult(
+            len(items),
+            failed,
+            elapsed,
+            stats["requests"],
+            account["window_s"],
+            account["max_in_window"],
+            account["window_violations"],
+        )
