@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 KEYS = (
     "daily_budget_usd",
@@ -20,6 +20,7 @@ KEYS = (
     "layer_dir",
     "graph_package",
     "free_requests_alarm",
+    "graphs",
 )
 
 
@@ -37,6 +38,18 @@ class StackSettings(BaseModel):
     layer_dir: str = "layers/build"
     graph_package: str | None = None
     free_requests_alarm: int = Field(10, ge=0)
+    # Graphs in `graph_package` by name, e.g. {"tickets": "my_graphs.tickets:build_graph"}.
+    graphs: dict[str, Annotated[str, StringConstraints(pattern=r"^[\w.]+:\w+$")]] | None = None
+
+    def runtime_env(self) -> dict[str, str]:
+        """Settings the functions read (STEPGRAPH_*), so what `cdk deploy` was given is what runs."""
+        env = {
+            "STEPGRAPH_DAILY_BUDGET_USD": f"{self.daily_budget_usd:g}",
+            "STEPGRAPH_MAP_CONCURRENCY": str(self.map_concurrency),
+        }
+        if self.graphs:
+            env["STEPGRAPH_GRAPHS"] = json.dumps(self.graphs, sort_keys=True)
+        return env
 
 
 class ContextError(ValueError):
@@ -53,6 +66,7 @@ def load(get: Any) -> StackSettings:
             "map_concurrency",
             "log_retention_days",
             "free_requests_alarm",
+            "graphs",
         ):
             with contextlib.suppress(json.JSONDecodeError):
                 raw[k] = json.loads(v)

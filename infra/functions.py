@@ -35,6 +35,7 @@ class Functions(Construct):
         layer_dir: str,
         graph_package: str | None,
         providers: str | None,
+        runtime_env: dict[str, str],
         retention: logs.RetentionDays,
         removal: RemovalPolicy,
     ) -> None:
@@ -65,6 +66,7 @@ class Functions(Construct):
             "POWERTOOLS_SERVICE_NAME": resources.SERVICE_NAME,
             "POWERTOOLS_METRICS_NAMESPACE": resources.METRIC_NAMESPACE,
             **({resources.ENV_PROVIDERS: providers} if providers else {}),
+            **runtime_env,
         }
 
         def function(name: str, directory: str, timeout: Duration, memory: int) -> lambda_.Function:

@@ -44,6 +44,7 @@ class StepGraphStack(cdk.Stack):
             layer_dir=settings.layer_dir,
             graph_package=settings.graph_package,
             providers=settings.providers,
+            runtime_env=settings.runtime_env(),
             retention=retention,
             removal=removal,
         )

@@ -9,12 +9,16 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from stepgraph.config import get_settings
 from stepgraph.providers.credits import poll_all
+from stepgraph.runtime import clients
 
 logger = Logger(service="stepgraph")
 
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    report = poll_all(get_settings())  # never raises: errors are logged and counted
+    settings = get_settings()
+    # In AWS the keys live only in Secrets Manager; locally they may come from the environment.
+    secrets = clients.client("secretsmanager", settings.endpoint_url)
+    report = poll_all(settings, secrets_client=secrets)  # never raises: errors are logged and counted
     logger.info("credits polled", extra={"accounts": report})
     return {"accounts": report}

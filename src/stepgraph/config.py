@@ -6,10 +6,11 @@ becomes a one-line `ConfigError` naming the variable and what it accepts.
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from stepgraph import resources
@@ -40,6 +41,18 @@ class Settings(BaseSettings):
         default=20.0, ge=0, description="End a step when the Lambda has less than this many seconds left"
     )
     usage_gzip: bool = False
+    map_concurrency: int = Field(
+        default=resources.DEFAULT_MAX_CONCURRENCY,
+        ge=1,
+        le=10_000,
+        description="Items run at once when an execution's input does not say (config.max_concurrency)",
+    )
+    usage_flush_every: int = Field(
+        default=1,
+        ge=0,
+        description="Write usage records to S3 after this many (1: after every attempt, so even a killed "
+        "Lambda keeps them; 0: once when the step ends)",
+    )
     daily_budget_usd: float | None = Field(default=None, ge=0)
     total_budget_usd: float | None = Field(default=None, ge=0)
     endpoint_url: str | None = Field(
@@ -51,6 +64,13 @@ class Settings(BaseSettings):
         le=0.5,
         description="Sliding windows are this much longer than the provider's (arrival jitter)",
     )
+    clock_skew_s: float = Field(
+        default=0.5,
+        ge=0,
+        le=30,
+        description="Largest clock difference between any two workers; sliding windows are paced this much "
+        "longer so the provider's limit holds in real time",
+    )
     limits_overrides: str | None = Field(
         default=None,
         description='JSON overrides of the primary provider\'s limits, e.g. {"rpm": {"capacity": 10}}',
@@ -58,6 +78,20 @@ class Settings(BaseSettings):
     dynamodb_endpoint_url: str | None = Field(
         default=None, description="DynamoDB endpoint of the limiter (local runs)"
     )
+
+    @field_validator("limits_overrides")
+    @classmethod
+    def _overrides_shape(cls, v: str | None) -> str | None:
+        # Checked here, once, so a typo fails at start-up and not inside the first model call.
+        if not v:
+            return v
+        try:
+            data = json.loads(v)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not JSON ({exc.msg})") from None
+        if not isinstance(data, dict) or not all(isinstance(f, dict) for f in data.values()):
+            raise ValueError('must map limit names to fields, e.g. {"rpm": {"capacity": 10}}')
+        return v
 
 
 def _describe(exc: ValidationError) -> str:

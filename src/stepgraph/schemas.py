@@ -78,6 +78,9 @@ class StepEvent(BaseModel):
     def _item_present(self) -> StepEvent:
         if self.item is None and self.item_ref is None:
             raise ValueError("give 'item' or 'item_ref'")
+        if self.item is not None and self.item_ref is not None:
+            # Which one wins would be a guess; the state machine never sends both.
+            raise ValueError("give 'item' or 'item_ref', not both")
         return self
 
     @property

@@ -9,47 +9,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import aws_cdk as cdk
 import pytest
 from aws_cdk.assertions import Match, Template
 
 from infra import nag
-from infra.context import ContextError, StackSettings, load
-from infra.stack import StepGraphStack
+from infra.context import ContextError, load
 from stepgraph import resources
+from tests.infra.conftest import synth
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def layer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    d = tmp_path_factory.mktemp("layer")
-    (d / "python").mkdir()
-    (d / "python" / "stand_in.py").write_text("# a stand-in layer: tests do not build the real one\n")
-    return d
-
-
-def synth(layer_dir: Path, *, acknowledge: bool = True) -> tuple[cdk.Stack, Any]:
-    app = cdk.App()
-    if not acknowledge:
-        original = nag.acknowledge
-        nag_ack = StepGraphStack.__init__.__globals__
-        nag_ack["acknowledge"] = lambda scope: None
-    try:
-        stack = StepGraphStack(
-            app, "StepGraph", settings=StackSettings(layer_dir=str(layer_dir), alarm_email="ops@example.com")
-        )
-    finally:
-        if not acknowledge:
-            nag_ack["acknowledge"] = original
-    nag.add_checks(app)
-    return stack, app.synth()
-
-
-@pytest.fixture(scope="module")
-def template(layer_dir: Path) -> Template:
-    stack, _ = synth(layer_dir)  # cdk-nag runs during synth: an unacknowledged finding raises here
-    return Template.from_stack(stack)
 
 
 def test_limiter_table(template: Template) -> None:
@@ -120,7 +88,10 @@ def test_functions_and_layer(template: Template) -> None:
         p = fn["Properties"]
         assert p["Architectures"] == ["x86_64"] and p["TracingConfig"] == {"Mode": "Active"}
         assert p["Handler"] == "handler.handler" and p["Layers"]
-        assert {resources.ENV_BUCKET, resources.ENV_LIMITER_TABLE} <= set(p["Environment"]["Variables"])
+        env = p["Environment"]["Variables"]
+        assert {resources.ENV_BUCKET, resources.ENV_LIMITER_TABLE} <= set(env)
+        # What cdk.json says is what the functions run with: the budget guard and the default fan-out.
+        assert env["STEPGRAPH_DAILY_BUDGET_USD"] == "5" and env["STEPGRAPH_MAP_CONCURRENCY"] == "10"
     template.resource_count_is("AWS::Lambda::LayerVersion", 1)
     template.has_resource_properties("AWS::Events::Rule", {"ScheduleExpression": "rate(15 minutes)"})
 
@@ -230,8 +201,17 @@ def test_cfn_lint_has_no_errors(layer_dir: Path, tmp_path: Path) -> None:
         ({"log_retention_days": 4}, "log_retention_days"),
         ({"removal_policy": "sometimes"}, "removal_policy"),
         ({"map_concurrency": "0"}, "map_concurrency"),
+        ({"graphs": '{"tickets": "not a function path"}'}, "graphs.tickets"),
+        ({"graphs": "[1, 2]"}, "graphs"),
     ],
 )
 def test_bad_context_values_fail_with_a_clear_message(values: dict[str, Any], message: str) -> None:
     with pytest.raises(ContextError, match=rf"CDK context '{message}'"):
         load(values.get)
+
+
+def test_context_graphs_reach_the_functions_as_stepgraph_graphs() -> None:
+    settings = load({"graphs": '{"tickets": "my_graphs.tickets:build_graph"}', "map_concurrency": "25"}.get)
+    env = settings.runtime_env()
+    assert json.loads(env["STEPGRAPH_GRAPHS"]) == {"tickets": "my_graphs.tickets:build_graph"}
+    assert env["STEPGRAPH_MAP_CONCURRENCY"] == "25"

@@ -81,11 +81,32 @@ def _untyped(serde: SerializerProtocol, pair: list[str]) -> Any:
     return serde.loads_typed((pair[0], base64.b64decode(pair[1])))
 
 
+SCHEMA_VERSION = 1
+
+
+def _body(what: str, key: str, raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CorruptCheckpoint(
+            f"{what} object {key} is not JSON ({exc})",
+            hint="delete or restore that object; the thread resumes from the previous checkpoint",
+        ) from None
+    version = body.get("v") if isinstance(body, dict) else None
+    if version != SCHEMA_VERSION:
+        # Reading another layout as ours would hand LangGraph wrong state without any error.
+        raise CorruptCheckpoint(
+            f"{what} object {key} has schema version {version!r}; this stepgraph reads version {SCHEMA_VERSION}",
+            hint="run the stepgraph version that wrote it, or delete the thread and start it again",
+        )
+    return body
+
+
 def dump_checkpoint(
     serde: SerializerProtocol, checkpoint: Any, metadata: Any, parent_id: str | None
 ) -> bytes:
     body = {
-        "v": 1,
+        "v": SCHEMA_VERSION,
         "checkpoint": _typed(serde, checkpoint),
         "metadata": _typed(serde, metadata),
         "parent": parent_id,
@@ -94,8 +115,8 @@ def dump_checkpoint(
 
 
 def load_checkpoint(serde: SerializerProtocol, key: str, raw: bytes) -> tuple[Any, Any, str | None]:
+    body = _body("checkpoint", key, raw)
     try:
-        body = json.loads(raw)
         return _untyped(serde, body["checkpoint"]), _untyped(serde, body["metadata"]), body.get("parent")
     except Exception as exc:
         raise CorruptCheckpoint(
@@ -108,14 +129,16 @@ def dump_writes(
     serde: SerializerProtocol, task_id: str, task_path: str, writes: list[tuple[int, str, Any]]
 ) -> bytes:
     items = [[idx, channel, _typed(serde, value)] for idx, channel, value in writes]
-    return json.dumps({"v": 1, "task_id": task_id, "task_path": task_path, "writes": items}).encode()
+    return json.dumps(
+        {"v": SCHEMA_VERSION, "task_id": task_id, "task_path": task_path, "writes": items}
+    ).encode()
 
 
 def load_writes(
     serde: SerializerProtocol, key: str, raw: bytes
 ) -> tuple[str, str, list[tuple[int, str, Any]]]:
+    body = _body("writes", key, raw)
     try:
-        body = json.loads(raw)
         return body["task_id"], body["task_path"], [(i, c, _untyped(serde, v)) for i, c, v in body["writes"]]
     except Exception as exc:
         raise CorruptCheckpoint(f"writes object {key} cannot be read ({type(exc).__name__}: {exc})") from None

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from stepgraph.checkpoint.layout import CheckpointConflict, CheckpointStoreError
 
 _CONFLICT = ("PreconditionFailed", "412", "ConditionalRequestConflict", "409")
+_BUSY = ("ConditionalRequestConflict", "409")
+_BUSY_BACKOFF_S = (0.05, 0.2, 0.5)
 
 
 class S3Objects:
@@ -47,17 +50,30 @@ class S3Objects:
         (or, with `first_wins`, are dropped as LangGraph drops a task's repeated writes)."""
         from botocore.exceptions import ClientError
 
-        try:
-            self.client.put_object(Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*")
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") not in _CONFLICT:
-                raise self._fail(exc, "write") from None
-            if first_wins or self.get(key) == body:
+        for delay in (*_BUSY_BACKOFF_S, None):
+            try:
+                self.client.put_object(Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*")
                 return
-            raise CheckpointConflict(
-                f"s3://{self.bucket}/{key} already exists with other content: another writer saved this step",
-                hint="reload the thread (get_tuple) and continue from its latest checkpoint",
-            ) from None
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code")
+                if code not in _CONFLICT:
+                    raise self._fail(exc, "write") from None
+                if code in _BUSY and delay is not None:
+                    # 409: another conditional write to this key is in flight; S3 asks us to retry.
+                    time.sleep(delay)
+                    continue
+                if code in _BUSY:
+                    raise CheckpointConflict(
+                        f"s3://{self.bucket}/{key}: S3 kept answering 409 (a concurrent write to this key)",
+                        hint="the step is retried by the state machine; it resumes from the latest checkpoint",
+                    ) from None
+                break
+        if first_wins or self.get(key) == body:
+            return
+        raise CheckpointConflict(
+            f"s3://{self.bucket}/{key} already exists with other content: another writer saved this step",
+            hint="reload the thread (get_tuple) and continue from its latest checkpoint",
+        )
 
     def replace(self, key: str, body: bytes) -> None:
         from botocore.exceptions import ClientError

@@ -51,7 +51,15 @@ class S3Saver(BaseCheckpointSaver[str]):
         checkpoint, metadata, parent = L.load_checkpoint(self.serde, key, raw)
         writes = []
         for wkey in self.s3.keys(self.layout.writes(thread_id, ns, checkpoint_id)):
-            task_id, task_path, items = L.load_writes(self.serde, wkey, self.s3.get(wkey) or b"")
+            raw_writes = self.s3.get(wkey)
+            if raw_writes is None:
+                # Listed a moment ago: deleted meanwhile (delete_thread, prune). Reading on would
+                # return the checkpoint without that task's writes and re-run the task.
+                raise L.CheckpointStoreError(
+                    f"writes object {wkey} of checkpoint {key} disappeared while it was read",
+                    hint="retry; if it persists, delete the thread and start it again",
+                )
+            task_id, task_path, items = L.load_writes(self.serde, wkey, raw_writes)
             writes += [(task_path, task_id, idx, channel, value) for idx, channel, value in items]
         writes.sort(key=lambda w: writes_sort_key(w[0], w[1], w[2]))
 

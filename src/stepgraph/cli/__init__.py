@@ -7,6 +7,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from stepgraph.errors import StepGraphError
 
@@ -35,5 +36,6 @@ def main() -> None:
         app()
     except StepGraphError as exc:
         # Typed errors are for people: one line, no traceback.
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False, markup=True)
+        # Escaped: a path such as "runs/[old]/" is text, not a rich markup tag.
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, markup=True)
         sys.exit(2)

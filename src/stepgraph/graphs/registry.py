@@ -29,6 +29,11 @@ def registered(env: dict[str, str] | None = None) -> dict[str, str]:
             raise ConfigError(
                 f"STEPGRAPH_GRAPHS is not JSON ({exc.msg})", hint='use {"name": "module:function"}'
             ) from None
+        if not isinstance(extra, dict):
+            raise ConfigError(
+                f"STEPGRAPH_GRAPHS must be a JSON object, not {type(extra).__name__}",
+                hint='use {"name": "module:function"}',
+            )
         bad = [k for k, v in extra.items() if not isinstance(v, str) or ":" not in v]
         if bad:
             raise ConfigError(f"STEPGRAPH_GRAPHS entries {bad} must be 'module:function'")
@@ -39,9 +44,24 @@ def load_graph(name: str, env: dict[str, str] | None = None) -> Any:
     graphs = registered(env)
     if name not in graphs:
         raise UnknownGraph(f"unknown graph {name!r}", hint=f"registered graphs: {', '.join(sorted(graphs))}")
-    module_name, _, func = graphs[name].partition(":")
+    from langgraph.graph import StateGraph
+
+    target = graphs[name]
+    where = "STEPGRAPH_GRAPHS" if name not in BUILTIN or target != BUILTIN[name] else "built-in graphs"
+    module_name, _, func = target.partition(":")
     try:
         builder = getattr(importlib.import_module(module_name), func)
     except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"graph {name!r}: cannot load {graphs[name]} ({exc})") from None
-    return builder()
+        raise ConfigError(f"graph {name!r}: cannot load {target} ({exc})", hint=f"check {where}") from None
+    if not callable(builder):
+        raise ConfigError(
+            f"graph {name!r}: {target} is a {type(builder).__name__}, not a function", hint=f"check {where}"
+        )
+    graph = builder()
+    # A compiled graph or anything else would fail later with an unrelated AttributeError.
+    if not isinstance(graph, StateGraph):
+        raise ConfigError(
+            f"graph {name!r}: {target} returned {type(graph).__name__}, not an uncompiled StateGraph",
+            hint="return the StateGraph builder; graph-step compiles it with the S3 checkpointer",
+        )
+    return graph

@@ -17,7 +17,7 @@ next write, so a crashed worker's lease comes back after `per_seconds`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -76,6 +76,15 @@ def emission_interval(limit: Limit) -> float:
     return limit.per_seconds / limit.capacity
 
 
+def with_skew_allowance(limit: Limit, max_skew_s: float) -> Limit:
+    """The limit as the limiter paces it: callers whose clocks differ by up to `max_skew_s` send up to
+    that much earlier or later than the shared schedule says, so a sliding window is spaced over
+    `per_seconds + max_skew_s` to keep every real window of `per_seconds` within `capacity`."""
+    if limit.kind != "sliding" or max_skew_s == 0:
+        return limit
+    return replace(limit, per_seconds=limit.per_seconds + max_skew_s)
+
+
 def plan(
     limit: Limit, pk: str, known: State | None, cost: int, now: float, horizon: float, lease_id: str
 ) -> Op | float:
@@ -89,7 +98,8 @@ def plan(
         ttl = int((tat or now) + inc + limit.per_seconds + 3600)
         if tat is not None and tat >= now:
             return Op(pk, "busy", now=now, inc=inc, horizon=horizon, ttl=ttl)
-        return Op(pk, "idle", now=now, inc=inc, ttl=ttl)
+        # The horizon also rides on an idle guess: when it loses a race, a slot within reach is a retry.
+        return Op(pk, "idle", now=now, inc=inc, horizon=horizon, ttl=ttl)
     if limit.kind == "utc_day":
         if cost > limit.capacity:
             return float("inf")

@@ -25,6 +25,8 @@ class DynamoDBRateLimiter(BaseRateLimiter):
     `try_acquire` reserves a slot (possibly up to `max_wait_s` ahead) with one conditional write in
     the common case; `acquire(blocking=True)` sleeps at most `max_wait_s` and raises `RateLimited`
     when the next slot is further away, so no Lambda sleeps away its time budget.
+    `max_skew_s` is the largest difference between the clocks of any two callers of the key; sliding
+    windows are paced over `per_seconds + max_skew_s` so the limit holds in real time.
     """
 
     def __init__(
@@ -38,6 +40,7 @@ class DynamoDBRateLimiter(BaseRateLimiter):
         max_wait_s: float = 5.0,
         store: Store | None = None,
         max_attempts: int = 50,
+        max_skew_s: float = 0.0,
     ) -> None:
         if not limits:
             raise ConfigError(f"rate limiter {key!r} needs at least one Limit")
@@ -46,10 +49,15 @@ class DynamoDBRateLimiter(BaseRateLimiter):
             raise ConfigError(f"rate limiter {key!r}: limit names must be unique (got {names})")
         if max_wait_s < 0:
             raise ConfigError(f"rate limiter {key!r}: max_wait_s must be >= 0")
+        if not max_skew_s >= 0:
+            raise ConfigError(f"rate limiter {key!r}: max_skew_s must be >= 0 (got {max_skew_s!r})")
         self.table_name, self.key, self.limits = table_name, key, list(limits)
         self.clock = clock or SYSTEM_CLOCK
         self.max_wait_s = max_wait_s
         self.max_attempts = max_attempts
+        self.max_skew_s = max_skew_s
+        # What the admission rules see: the limits with the skew allowance in their spacing.
+        self._paced = {lim.name: algorithm.with_skew_allowance(lim, max_skew_s) for lim in self.limits}
         self._client = client
         self._store = store
         self._cache: dict[str, dict[str, Any] | None] = {}
@@ -97,7 +105,8 @@ class DynamoDBRateLimiter(BaseRateLimiter):
         """Request windows first (they refuse most and must never be retracted blindly), then token
         windows, day counters and leases, whose refunds are exact."""
         rank = {"sliding": 0, "utc_day": 2, "concurrency": 3}
-        return sorted(self.limits, key=lambda lim: rank[lim.kind] + (1 if lim.counts_tokens else 0))
+        paced = self._paced.values()
+        return sorted(paced, key=lambda lim: rank[lim.kind] + (1 if lim.counts_tokens else 0))
 
     # -- the protocol --------------------------------------------------------------------------
     def try_acquire(self, costs: Costs = 1, *, horizon: float | None = None) -> Grant:
@@ -227,7 +236,8 @@ class DynamoDBRateLimiter(BaseRateLimiter):
                 pk = f"{self.key}#{lim.name}#{grant.day or algorithm.utc_day(self.clock.now())}"
                 self.store.add(pk, "count", delta)
             else:
-                self.store.add(f"{self.key}#{lim.name}", "tat", delta * algorithm.emission_interval(lim))
+                interval = algorithm.emission_interval(self._paced[lim.name])
+                self.store.add(f"{self.key}#{lim.name}", "tat", delta * interval)
             self._remember(self.pk(lim, self.clock.now()), None)
 
     def release(self, grant: Grant) -> None:

@@ -118,8 +118,17 @@ class DynamoDBStore:
             try:
                 return fn(**kwargs)
             except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") not in self.RETRYABLE:
-                    raise
+                code = exc.response.get("Error", {}).get("Code")
+                status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+                if code == "ConditionalCheckFailedException":
+                    raise  # an answer, not a failure: the callers read the item from it
+                # A 5xx without a known code (e.g. a proxy's 503 page) is as transient as a named one.
+                if code not in self.RETRYABLE and status < 500:
+                    raise LimiterUnavailable(
+                        f"DynamoDB table {self.table_name} refused the call ({code}: "
+                        f"{exc.response.get('Error', {}).get('Message', '')}); nothing was granted",
+                        hint="check the table exists and the role may use it",
+                    ) from exc
                 last = exc
             except BotoCoreError as exc:  # connection errors, timeouts
                 last = exc

@@ -11,7 +11,7 @@ import json
 import shutil
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +100,7 @@ class DemoResult:
     window_s: float
     max_in_window: int
     window_violations: int
+    request_ts: list[float] = field(default_factory=list)  # when each provider request arrived
 
 
 def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoResult:
@@ -164,6 +165,7 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoResult:
             out = _export(stack, run, opts.out_dir)
             done = len(list((out / resources.PREFIX_RESULTS / run).glob("*.json")))
             stats = sim.stats()
+            request_ts = sorted(q["ts"] for q in sim.requests())
         report = run_report(
             str(out), queries=["spend_by_day_model", "latency_by_model", "failures_by_status"]
         )
@@ -185,4 +187,5 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoResult:
             account["window_s"],
             account["max_in_window"],
             account["window_violations"],
+            request_ts,
         )

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -37,11 +38,16 @@ class LocalStack:
     dynamodb_endpoint: str | None
     invocations: list[dict[str, Any]] = field(default_factory=list)
     hooks: list[Callable[[str, Any], None]] = field(default_factory=list)  # fault injection before a call
+    timeout_s: float = 900.0  # the functions' timeout: a handler that overruns it is reported as Lambda does
 
     def client(self, service: str) -> Any:
         import boto3
 
         return boto3.session.Session().client(service, region_name=REGION)  # type: ignore[call-overload]
+
+
+class _TimedOut(Exception):
+    error_type = "Sandbox.Timedout"  # what Step Functions sees when Lambda kills an overrunning function
 
 
 def _route_invocations(stack_ref: list[LocalStack], lock: threading.Lock) -> Any:
@@ -63,14 +69,23 @@ def _route_invocations(stack_ref: list[LocalStack], lock: threading.Lock) -> Any
         try:
             for hook in stack.hooks:
                 hook(name, event)
-            result = load_handler(HANDLERS[name])(event, FakeLambdaContext(name))
+            started = time.monotonic()
+            result = load_handler(HANDLERS[name])(event, FakeLambdaContext(name, stack.timeout_s))
+            if time.monotonic() - started > stack.timeout_s:
+                raise _TimedOut(
+                    f"Task timed out after {stack.timeout_s:.2f} seconds (ran {time.monotonic() - started:.2f} s)"
+                )
             with lock:
                 status = result.get("status") if isinstance(result, dict) else None
-                stack.invocations.append({"function": name, "ok": True, "status": status})
+                stack.invocations.append(
+                    {"function": name, "ok": True, "status": status, "elapsed_s": time.monotonic() - started}
+                )
             return json.dumps(result, default=str).encode()
         except Exception as exc:  # reported the way Lambda reports an unhandled error
             with lock:
-                stack.invocations.append({"function": name, "ok": False, "error": type(exc).__name__})
+                stack.invocations.append(
+                    {"function": name, "ok": False, "error": type(exc).__name__, "message": str(exc)[:300]}
+                )
             response_headers["x-amz-function-error"] = "Unhandled"
             # Faults may pose as Lambda service errors (`error_type`), which the ASL retries.
             error_type = getattr(exc, "error_type", type(exc).__name__)

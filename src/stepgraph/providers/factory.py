@@ -27,6 +27,7 @@ def make_llm_factory(spec: ProviderSpec, model: str, *, timeout_s: float = 120.0
             base_url=spec.base_url,
             api_key=key,  # type: ignore[arg-type]
             max_retries=0,  # every HTTP attempt passes the limiter and is recorded
+            streaming=spec.models[model].stream if model in spec.models else False,
             timeout=timeout_s,
             default_headers=ATTRIBUTION if spec.attribution else None,
         )

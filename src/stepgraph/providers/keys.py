@@ -8,6 +8,7 @@ next key of the same account takes over; with none left the call fails fast.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 from typing import Any
@@ -48,6 +49,28 @@ def parse_keys(raw: str) -> list[tuple[str, str]]:
     return out
 
 
+# botocore logs every response body at DEBUG; a secret's body holds the keys. Its records are dropped
+# while this thread reads a secret, so a DEBUG root logger (e.g. Lambda's log-level setting) shows none.
+_reading_secret = threading.local()
+
+
+class _HideSecretBodies(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(_reading_secret, "active", False)
+
+
+def _secret_string(client: Any, secret_id: str) -> str | None:
+    parsers = logging.getLogger("botocore.parsers")
+    if not any(isinstance(f, _HideSecretBodies) for f in parsers.filters):
+        parsers.addFilter(_HideSecretBodies())
+    _reading_secret.active = True
+    try:
+        raw: str | None = client.get_secret_value(SecretId=secret_id)["SecretString"]
+        return raw
+    finally:
+        _reading_secret.active = False
+
+
 def load_keys(
     name: str, spec: ProviderSpec, *, secrets_client: Any = None, env: dict[str, str] | None = None
 ) -> KeyRing:
@@ -56,7 +79,7 @@ def load_keys(
         return KeyRing(name, parse_keys(env[spec.keys_env]))
     if spec.secret_id and secrets_client is not None:
         try:
-            raw = secrets_client.get_secret_value(SecretId=spec.secret_id)["SecretString"]
+            raw = _secret_string(secrets_client, spec.secret_id)
             keys = [(k["label"], k["key"]) for k in json.loads(raw or "{}").get("keys", [])]
         except Exception as exc:
             raise ConfigError(

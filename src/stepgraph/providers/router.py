@@ -8,6 +8,7 @@ calls the provider once (client retries are 0, so each attempt is recorded). The
 | limiter slot further than the budget  | `Throttled` (the state machine waits)                          |
 | 429                                   | wait Retry-After / X-RateLimit-Reset if it fits, else Throttled|
 | 408, 5xx, timeout, stream error       | bounded retries with jitter, then the next model               |
+| step's time nearly spent              | `Throttled` before the call (each call's timeout <= the budget)|
 | 400 context_length_exceeded           | the next model with a larger context                           |
 | 402 in-flight budget (Retry-After)    | transient: wait and retry                                      |
 | 402                                   | paid models off for the run (free continue), next model        |
@@ -19,6 +20,7 @@ calls the provider once (client retries are 0, so each attempt is recorded). The
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,9 +31,12 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import ensure_config, merge_configs
 
 from stepgraph.clock import SYSTEM_CLOCK, Clock
+from stepgraph.limiter import LimiterUnavailable
 from stepgraph.providers.errors import AllModelsFailed, ProviderFatal, Throttled
 from stepgraph.providers.keys import KeyRing
 from stepgraph.providers.table import ModelSpec
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -106,8 +111,10 @@ class ModelRouter(Runnable[Any, BaseMessage]):
         retries: int = 2,
         base_delay_s: float = 0.5,
         metrics: Any = None,
+        min_attempt_s: float = 1.0,
     ) -> None:
         self.routes = routes
+        self.min_attempt_s = min_attempt_s
         self.budget_guard = budget_guard
         self.callbacks = list(callbacks or [])
         self.clock = clock
@@ -168,6 +175,9 @@ class ModelRouter(Runnable[Any, BaseMessage]):
                     hint=f"add a key for {route.provider} (env or Secrets Manager)",
                 )
             label, secret = key
+            if self.remaining_s() < self.min_attempt_s:
+                # A call that cannot finish before the Lambda's deadline would be killed mid-flight.
+                raise Throttled(0.0, "the step's time budget is spent")
             waited = 0.0
             grant = None
             if route.limiter is not None:
@@ -197,7 +207,9 @@ class ModelRouter(Runnable[Any, BaseMessage]):
             call_config = merge_configs(config, {"metadata": meta, "callbacks": self.callbacks})
             cost = 0.0
             try:
-                message = route.make_llm(secret).invoke(input, call_config)
+                budget = self.remaining_s()
+                limit = {"timeout": budget} if budget != float("inf") else {}
+                message = route.make_llm(secret).invoke(input, call_config, **limit)
                 usage = (
                     (message.response_metadata or {}).get("token_usage")
                     or (message.response_metadata or {}).get("provider_usage")
@@ -238,11 +250,23 @@ class ModelRouter(Runnable[Any, BaseMessage]):
                 else:  # 408, 5xx
                     failures += 1
                     self._retry_or_next(route, failures, exc)
+            except openai.APIError as exc:  # an error event inside an SSE stream (no HTTP status)
+                failures += 1
+                self._retry_or_next(route, failures, exc)
             finally:
                 if grant is not None:
-                    route.limiter.release(grant)
+                    self._release(route, grant)
                 if reservation is not None:
                     self.budget_guard.reconcile(reservation, cost)
+
+    @staticmethod
+    def _release(route: Route, grant: Any) -> None:
+        # A lease that cannot be handed back expires on its own; failing here would hide a reply
+        # that was already paid for and make the step call the provider again.
+        try:
+            route.limiter.release(grant)
+        except LimiterUnavailable as exc:
+            log.warning("limiter release failed; the lease expires by itself: %s", exc)
 
     def _retry_or_next(self, route: Route, failures: int, exc: BaseException) -> None:
         if failures > self.retries:

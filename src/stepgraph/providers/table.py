@@ -13,19 +13,27 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from stepgraph.errors import ConfigError
 
+ENV = "STEPGRAPH_PROVIDERS"
+
 
 class ModelSpec(BaseModel):
+    # A misspelt key would otherwise be dropped silently and its default used instead.
+    model_config = ConfigDict(extra="forbid")
+
     context_tokens: int = Field(131_072, gt=0)
     free: bool = False
     usd_per_prompt_token: float = Field(0.0, ge=0)
     usd_per_completion_token: float = Field(0.0, ge=0)
+    stream: bool = Field(False, description="Request SSE streaming (usage and cost come in the last chunk)")
 
 
 class ProviderSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     base_url: str
     account: str = "main"
     limits_profile: str = "unlimited"
@@ -36,8 +44,10 @@ class ProviderSpec(BaseModel):
 
 
 class ProviderTable(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     providers: dict[str, ProviderSpec]
-    chain: list[str] = Field(description="'provider:model' in the order to try")
+    chain: list[str] = Field(min_length=1, description="'provider:model' in the order to try")
 
     def route(self, entry: str) -> tuple[str, str]:
         """'provider:model' (split at the first ':' that names a provider) or a bare model name."""
@@ -87,15 +97,20 @@ DEFAULT_TABLE: dict[str, Any] = {
 def _parse(raw: str) -> dict[str, Any]:
     path = Path(raw)
     if not raw.lstrip().startswith("{") and path.is_file():
-        raw = path.read_text()
-        data = json.loads(raw) if path.suffix == ".json" else yaml.safe_load(raw)
+        try:
+            text = path.read_text()
+            data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        except (OSError, ValueError, yaml.YAMLError) as exc:
+            mark = getattr(exc, "problem_mark", None)
+            detail = f"{getattr(exc, 'problem', exc)}, line {mark.line + 1}" if mark else str(exc)
+            raise ConfigError(f"{ENV}: cannot read {path} ({detail})") from None
     else:
         try:
             data = json.loads(raw)
         except json.JSONDecodeError as exc:
-            raise ConfigError(f"STEPGRAPH_PROVIDERS is neither JSON nor a file ({exc.msg})") from None
-    if not isinstance(data, dict):
-        raise ConfigError("STEPGRAPH_PROVIDERS must be a mapping with 'providers' and 'chain'")
+            raise ConfigError(f"{ENV} is neither JSON nor a file ({exc.msg})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("providers", {}), dict):
+        raise ConfigError(f"{ENV} must be a mapping with 'providers' (a mapping) and 'chain' (a list)")
     return data
 
 
@@ -103,16 +118,20 @@ def load_provider_table(providers: str | None = None, *, env: dict[str, str] | N
     """The table from `STEPGRAPH_PROVIDERS` (or the built-in one); base URLs can be moved by
     `STEPGRAPH_<PROVIDER>_BASE_URL` (local runs point them at the simulator)."""
     env = dict(os.environ if env is None else env)
+    source = ENV if providers else "built-in provider table"
     data = _parse(providers) if providers else json.loads(json.dumps(DEFAULT_TABLE))
     for name, spec in data.get("providers", {}).items():
         override = env.get(f"STEPGRAPH_{name.upper()}_BASE_URL")
-        if override:
+        if override and isinstance(spec, dict):
             spec["base_url"] = override
     try:
         table = ProviderTable.model_validate(data)
     except ValidationError as exc:
         where = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"provider table: {where}") from None
-    for entry in table.chain:
-        table.route(entry)
+        raise ConfigError(f"{source}: {where}") from None
+    for i, entry in enumerate(table.chain):
+        try:
+            table.route(entry)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: chain.{i}: {exc.message}", hint=exc.hint) from None
     return table

@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 from stepgraph import resources
+from stepgraph.config import get_settings
 from stepgraph.errors import InvalidInput, UnknownGraph
 from stepgraph.graphs.registry import registered
 from stepgraph.schemas import MAX_INLINE_ITEM_BYTES, parse_execution_input
@@ -30,7 +31,7 @@ def validate_execution(event: dict[str, Any], *, bucket: str, s3: Any) -> dict[s
             f"input.graph: unknown graph {parsed.graph!r}", hint=f"registered: {', '.join(sorted(graphs))}"
         )
     config = parsed.config.model_dump()
-    config["max_concurrency"] = config["max_concurrency"] or resources.DEFAULT_MAX_CONCURRENCY
+    config["max_concurrency"] = config["max_concurrency"] or get_settings().map_concurrency
     out: dict[str, Any] = {"graph": parsed.graph, "config": config, "execution_id": execution_id}
     if parsed.items_s3 is not None:
         items = _read_items(s3, parsed.items_s3.bucket, parsed.items_s3.key)

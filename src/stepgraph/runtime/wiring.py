@@ -8,7 +8,9 @@ from typing import Any
 
 from stepgraph.checkpoint import S3Saver
 from stepgraph.config import Settings, get_settings
+from stepgraph.errors import ConfigError, InvalidInput, UnknownGraph
 from stepgraph.graphs import StepContext, load_graph
+from stepgraph.graphs.registry import registered
 from stepgraph.limiter import BudgetGuard, DynamoDBRateLimiter, load_profile
 from stepgraph.providers import RunState, build_chat_model, load_provider_table
 from stepgraph.providers.keys import KeyRing
@@ -60,6 +62,7 @@ def limiter_factory(
                 limits,
                 client=clients.client("dynamodb", settings.dynamodb_endpoint_url or settings.endpoint_url),
                 max_wait_s=MAX_WAIT_S * settings.time_scale,
+                max_skew_s=settings.clock_skew_s * settings.time_scale,
             )
         return _limiters[key]
 
@@ -77,10 +80,47 @@ def _pricing(table: ProviderTable) -> Callable[[str, int, int], float | None]:
     return price
 
 
+def check_event(event: StepEvent, table: ProviderTable) -> None:
+    """Reject what the schema cannot see (graph names, model names, profiles) before any work starts."""
+    graphs = registered()
+    if event.graph not in graphs:
+        raise UnknownGraph(
+            f"event.graph: unknown graph {event.graph!r}", hint=f"registered: {', '.join(sorted(graphs))}"
+        )
+    for i, entry in enumerate(event.config.models or []):
+        try:
+            table.route(entry)
+        except ConfigError as exc:
+            raise InvalidInput(f"event.config.models[{i}]: {exc.message}", hint=exc.hint) from None
+    if event.config.limits_profile is not None:
+        try:
+            load_profile(event.config.limits_profile)
+        except ConfigError as exc:
+            raise InvalidInput(f"event.config.limits_profile: {exc.message}", hint=exc.hint) from None
+
+
 def _item(event: StepEvent, s3: Any) -> Any:
-    if event.item_ref is None:
+    from botocore.exceptions import ClientError
+
+    ref = event.item_ref
+    if ref is None:
         return event.item
-    return json.loads(s3.get_object(Bucket=event.item_ref.bucket, Key=event.item_ref.key)["Body"].read())
+    where = f"event.item_ref: s3://{ref.bucket}/{ref.key}"
+    try:
+        body = s3.get_object(Bucket=ref.bucket, Key=ref.key)["Body"].read()
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code")
+        if code not in ("NoSuchKey", "NoSuchBucket", "404", "AccessDenied", "403"):
+            raise  # transient: the state machine retries the step
+        raise InvalidInput(
+            f"{where} cannot be read ({code})", hint="point item_ref at an existing object"
+        ) from None
+    try:
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidInput(
+            f"{where} is not JSON ({exc})", hint="an item object holds one JSON value"
+        ) from None
 
 
 def run_graph_step(
@@ -93,6 +133,9 @@ def run_graph_step(
     settings = settings or get_settings()
     s3 = clients.client("s3", settings.endpoint_url)
     table = _table(settings.providers)
+    check_event(event, table)
+    builder = load_graph(event.graph)
+    item = _item(event, s3)  # a bad item_ref fails before any model call or usage object
     chain = event.config.models or table.chain
     primary = table.route(chain[0])[0]
     metrics = MetricsEmitter(graph=event.graph)
@@ -116,6 +159,7 @@ def run_graph_step(
         client=s3,
         gzip=settings.usage_gzip,
         listeners=[metrics],
+        flush_every=settings.usage_flush_every,
     ) as ledger:
         model = build_chat_model(
             table,
@@ -129,9 +173,8 @@ def run_graph_step(
             secrets_client=clients.client("secretsmanager", settings.endpoint_url),
             metrics=metrics,
         )
-        graph = load_graph(event.graph).compile(checkpointer=S3Saver(settings.bucket, client=s3))
+        graph = builder.compile(checkpointer=S3Saver(settings.bucket, client=s3))
         context = StepContext(model=model, item_id=event.item_id)
-        item = _item(event, s3)
         if event.config.max_rounds and isinstance(item, dict):
             item = {"max_rounds": event.config.max_rounds, **item}
         result = run_step(

@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import tempfile
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 from stepgraph import resources
 from stepgraph.errors import ConfigError
 from stepgraph.usage import sql as usage_sql
+from stepgraph.usage.check import UsageDataError, find_bad_line
 from stepgraph.usage.record import glue_columns
 
 DUCK_TYPES = {
@@ -34,12 +36,17 @@ def _usage_root(source: Path) -> Path:
     return source / "usage" if (source / "usage").is_dir() else source
 
 
-def download_s3(uri: str, dest: Path, client: Any) -> Path:
-    """Copy every usage object of `s3://bucket[/prefix]` to `dest`, keeping the keys."""
+def _s3_usage_prefix(uri: str) -> tuple[str, str]:
     bucket, _, prefix = uri.removeprefix("s3://").partition("/")
     prefix = prefix.rstrip("/") + "/" if prefix else ""
     if not prefix.endswith(resources.PREFIX_USAGE):
         prefix += resources.PREFIX_USAGE
+    return bucket, prefix
+
+
+def download_s3(uri: str, dest: Path, client: Any) -> Path:
+    """Copy every usage object of `s3://bucket[/prefix]` to `dest`, keeping the keys."""
+    bucket, prefix = _s3_usage_prefix(uri)
     paginator = client.get_paginator("list_objects_v2")
     for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
@@ -49,22 +56,44 @@ def download_s3(uri: str, dest: Path, client: Any) -> Path:
     return dest
 
 
-def load(con: Any, usage_root: Path, *, database: str, table: str) -> int:
-    """Create `database.table` from the JSONL files under `usage_root`; returns the row count."""
+def load(con: Any, usage_root: Path, *, database: str, table: str, label: Callable[[Path], str] = str) -> int:
+    """Create `database.table` from the JSONL files under `usage_root`; returns the row count.
+
+    A bad line raises `UsageDataError` naming the object (`label(path)`: its S3 URI or file) and line."""
+    import duckdb
+
     cols = glue_columns()
     columns = "{" + ", ".join(f"'{n}': '{DUCK_TYPES[t]}'" for n, t in cols) + "}"
     con.execute(f'CREATE SCHEMA IF NOT EXISTS "{database}"')
     files = sorted(str(p) for p in usage_root.rglob("*.jsonl*") if p.suffix in (".jsonl", ".gz"))
     if files:
-        con.execute(
-            f'CREATE OR REPLACE TABLE "{database}"."{table}" AS SELECT * FROM read_json(?, format=\'newline_delimited\', '
-            f"columns={columns}, hive_partitioning=true, hive_types={{'dt': 'VARCHAR'}}, union_by_name=true)",
-            [files],
-        )
+        try:
+            con.execute(
+                f'CREATE OR REPLACE TABLE "{database}"."{table}" AS SELECT * FROM read_json(?, format=\'newline_delimited\', '
+                f"columns={columns}, hive_partitioning=true, hive_types={{'dt': 'VARCHAR'}}, union_by_name=true)",
+                [files],
+            )
+        except duckdb.Error as exc:
+            raise _bad_data(files, label, str(exc)) from None
+        # Athena loads such records too (as NULLs); the report would silently mis-date them.
+        no_ts = con.execute(
+            f'SELECT count(*) FROM "{database}"."{table}" WHERE ts IS NULL OR ts = \'\''
+        ).fetchone()
+        if no_ts and no_ts[0]:
+            raise _bad_data(files, label, f"{no_ts[0]} records without ts")
     else:
         body = ", ".join(f'"{n}" {DUCK_TYPES[t]}' for n, t in cols)
         con.execute(f'CREATE OR REPLACE TABLE "{database}"."{table}" ({body}, dt VARCHAR)')
     return int(con.execute(f'SELECT count(*) FROM "{database}"."{table}"').fetchone()[0])
+
+
+def _bad_data(files: list[str], label: Callable[[Path], str], detail: str) -> UsageDataError:
+    found = find_bad_line([Path(f) for f in files], label)
+    if found is not None:
+        return found
+    for f in files:  # DuckDB names the local copy; name the object instead
+        detail = detail.replace(f, label(Path(f)))
+    return UsageDataError(f"usage objects cannot be read: {detail.splitlines()[0]}")
 
 
 def to_duckdb(athena_sql: str) -> str:
@@ -96,6 +125,9 @@ def run_report(
 
                 s3_client = boto3.client("s3")
             root = download_s3(source, Path(tmp), s3_client)
+            bucket, prefix = _s3_usage_prefix(source)
+            # Name the object, not its temporary local copy.
+            label: Callable[[Path], str] = lambda p: f"s3://{bucket}/{prefix}{p.relative_to(root).as_posix()}"  # noqa: E731
         else:
             path = Path(source)
             if not path.is_dir():
@@ -103,8 +135,9 @@ def run_report(
                     f"usage source {source} is not a directory", hint="pass a directory or s3://bucket"
                 )
             root = _usage_root(path)
+            label = str
         con = duckdb.connect()
-        load(con, root, database=database, table=table)
+        load(con, root, database=database, table=table, label=label)
         results: dict[str, Rows] = {}
         todo = {name: available[name] for name in queries or list(available)} | (extra or {})
         for name, query in todo.items():

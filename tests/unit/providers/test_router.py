@@ -11,7 +11,14 @@ from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableLambda
 
 from stepgraph.clock import FakeClock
-from stepgraph.limiter import BudgetExceeded, BudgetGuard, DynamoDBRateLimiter, Limit, MemoryStore
+from stepgraph.limiter import (
+    BudgetExceeded,
+    BudgetGuard,
+    DynamoDBRateLimiter,
+    Limit,
+    LimiterUnavailable,
+    MemoryStore,
+)
 from stepgraph.providers import AllModelsFailed, ProviderFatal, Throttled
 from stepgraph.providers.keys import KeyRing, parse_keys
 from stepgraph.providers.router import ModelRouter, Route, RunState
@@ -34,8 +41,9 @@ class Script:
         self.calls: list[dict[str, Any]] = []
 
     def factory(self, key: str) -> Any:
-        def call(messages: Any, config: Any = None) -> AIMessage:
-            self.calls.append({"key": key, "meta": dict((config or {}).get("metadata", {}))})
+        def call(messages: Any, config: Any = None, timeout: float | None = None) -> AIMessage:
+            meta = dict((config or {}).get("metadata", {}))
+            self.calls.append({"key": key, "meta": meta, "timeout": timeout})
             outcome = self.outcomes.pop(0)
             if isinstance(outcome, BaseException):
                 raise outcome
@@ -112,6 +120,23 @@ def test_transient_errors_retry_then_fall_back(failure: BaseException) -> None:
     assert second.calls[0]["meta"]["fallback"] is True
 
 
+def test_an_error_event_inside_a_stream_is_retried() -> None:
+    request = httpx.Request("POST", "http://p")
+    s = Script(openai.APIError("simulated provider error mid-stream", request, body=None), "whole")
+    assert router(route(s)).invoke("x").content == "whole"
+    assert len(s.calls) == 2
+
+
+def test_each_call_gets_at_most_the_step_budget_and_none_starts_without_one() -> None:
+    s = Script("ok")
+    assert router(route(s), remaining=7.5).invoke("x").content == "ok"
+    assert s.calls[0]["timeout"] == 7.5  # a slow reply times out before the Lambda would be killed
+    late = Script("never")
+    with pytest.raises(Throttled):
+        router(route(late), remaining=0.5).invoke("x")
+    assert late.calls == []
+
+
 def test_stream_finish_reason_error_is_retried() -> None:
     bad = AIMessage("half", response_metadata={"finish_reason": "error"})
     s = Script(bad, "whole")
@@ -183,6 +208,18 @@ def test_limiter_refusal_beyond_the_budget_throttles_without_a_call() -> None:
     with pytest.raises(Throttled) as info:
         r.invoke("x")
     assert info.value.retry_after_s == pytest.approx(55) and len(s.calls) == 1
+
+
+def test_a_failed_release_never_hides_a_paid_reply() -> None:
+    class ReleaseFails(DynamoDBRateLimiter):
+        def release(self, grant: Any) -> None:
+            raise LimiterUnavailable("DynamoDB is down")
+
+    clock = FakeClock()
+    limiter = ReleaseFails("t", "p", [Limit("rpm", 5, 60)], store=MemoryStore(), clock=clock)
+    s = Script("paid for")
+    assert router(route(s, limiter=limiter), clock=clock).invoke("x").content == "paid for"
+    assert len(s.calls) == 1
 
 
 def test_all_models_failing_is_typed() -> None:

@@ -1,0 +1,77 @@
+"""Find the first bad line among usage objects, so a report can name it.
+
+Only run when DuckDB refuses the data or loads records without `ts`: a clean report never pays for
+a Python pass over every line. The checks mirror what the report's column types need.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import zlib
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from stepgraph.errors import StepGraphError
+from stepgraph.usage.record import glue_columns
+
+REQUIRED = ("ts",)  # every query groups or filters by time; the record model has no default for it
+_ACCEPTS: dict[str, tuple[type, ...]] = {
+    "int": (int,),
+    "bigint": (int,),
+    "double": (int, float),
+    "boolean": (bool,),
+    "string": (str,),
+}
+
+
+class UsageDataError(StepGraphError):
+    """A usage object holds a line the report cannot read."""
+
+    code = "StepGraph.UsageDataError"
+
+
+def _lines(path: Path) -> Iterable[bytes]:
+    data = path.read_bytes()
+    if path.suffix == ".gz":
+        data = gzip.decompress(data)
+    return data.splitlines()
+
+
+def line_problem(raw: bytes, columns: dict[str, str]) -> str | None:
+    """Why one JSONL line cannot be a usage record, or None."""
+    try:
+        record: Any = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return f"not JSON ({exc})"
+    if not isinstance(record, dict):
+        return f"a JSON {type(record).__name__}, not an object"
+    missing = [f for f in REQUIRED if record.get(f) in (None, "")]
+    if missing:
+        return f"missing field {', '.join(missing)}"
+    for name, kind in columns.items():
+        value = record.get(name)
+        ok = _ACCEPTS[kind]
+        # bool is an int in Python, not in the table.
+        if value is not None and (not isinstance(value, ok) or (bool not in ok and isinstance(value, bool))):
+            return f"field {name} is {json.dumps(value)[:40]}, not {kind}"
+    return None
+
+
+def find_bad_line(files: Iterable[Path], label: Callable[[Path], str]) -> UsageDataError | None:
+    """The first problem in `files` (in order) as an error naming the object and line."""
+    columns = dict(glue_columns())
+    hint = "move that object out of usage/ (or fix the line) and run the report again"
+    for path in files:
+        try:
+            lines = _lines(path)
+        except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
+            return UsageDataError(f"usage object {label(path)} cannot be read ({exc})", hint=hint)
+        for n, raw in enumerate(lines, start=1):
+            if not raw.strip():
+                continue
+            problem = line_problem(raw, columns)
+            if problem:
+                return UsageDataError(f"usage object {label(path)} line {n}: {problem}", hint=hint)
+    return None

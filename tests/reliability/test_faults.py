@@ -1,0 +1,357 @@
+"""The fault matrix over the local stack: the real ASL on moto, the real handlers, the simulator, DynamoDB Local.
+
+Every row runs a small fan-out batch (3 parallel analysts, then a synthesis: 4 model calls per item) with one
+fault injected and checks the same guarantees: every item ends in the documented state, no node result is lost
+or duplicated, there is exactly one usage record per provider attempt, the provider's window was never
+exceeded, and spend stayed under the cap.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+from unittest import mock
+
+import pytest
+from botocore.awsrequest import AWSResponse
+
+from stepgraph.config import get_settings
+from stepgraph.graphs import fanout
+from stepgraph.local.lambdas import FakeLambdaContext, load_handler
+from stepgraph.local.simulator import DEV_KEY, SimulatorHandle, running_simulator
+from stepgraph.local.stack import LocalStack, local_stack
+from stepgraph.runtime import clients, wiring
+
+SECOND_KEY = "sk-sim-second"
+PAID = "openrouter:openai/gpt-oss-120b"
+FREE = "openrouter:openai/gpt-oss-120b:free"
+
+
+@pytest.fixture(scope="module")
+def rig() -> Iterator[tuple[LocalStack, SimulatorHandle]]:
+    accounts = {
+        "accounts": {"default": {"keys": {DEV_KEY: "first", SECOND_KEY: "second"}, "credits_usd": 1.0}}
+    }
+    with running_simulator(rpm=40, rpd=100_000, time_scale=0.05, accounts=accounts) as sim:
+        env = {
+            "STEPGRAPH_TIME_SCALE": "0.05",
+            "STEPGRAPH_STEP_MARGIN_S": "1",
+            "STEPGRAPH_LIMIT_MARGIN": "0.05",
+            "STEPGRAPH_OPENROUTER_BASE_URL": sim.base_url,
+            "STEPGRAPH_OLLAMA_BASE_URL": sim.ollama_base_url,
+            "OPENROUTER_API_KEY": f"first={DEV_KEY},second={SECOND_KEY}",
+            "OLLAMA_API_KEY": f"first={DEV_KEY}",
+            "STEPGRAPH_LIMITS_OVERRIDES": json.dumps({"rpm": {"capacity": 40}, "rpd": {"capacity": 100_000}}),
+        }
+        with local_stack(env=env) as st:
+            yield st, sim
+
+
+@pytest.fixture
+def fresh(rig: tuple[LocalStack, SimulatorHandle]) -> Iterator[tuple[LocalStack, SimulatorHandle]]:
+    st, sim = rig
+    sim.reset()
+    wiring._keyrings.clear()  # each row starts on fresh containers: no key retired by an earlier row
+    st.hooks.clear()
+    st.invocations.clear()
+    yield st, sim
+    st.hooks.clear()
+    st.timeout_s = 900.0
+
+
+def run(st: LocalStack, name: str, items: int = 3, config: dict[str, Any] | None = None) -> dict[str, Any]:
+    sfn = st.client("stepfunctions")
+    payload = {
+        "graph": "fanout",
+        "items": [{"text": f"{name} ticket {i}: the invoice total is wrong."} for i in range(items)],
+        "config": {"max_concurrency": 4, **(config or {})},
+    }
+    arn = sfn.start_execution(stateMachineArn=st.state_machine_arn, name=name, input=json.dumps(payload))[
+        "executionArn"
+    ]
+    deadline = time.monotonic() + 90
+    while (desc := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
+        assert time.monotonic() < deadline, f"{name} did not end"
+        time.sleep(0.2)
+    assert desc["status"] == "SUCCEEDED", desc
+    return json.loads(desc["output"])
+
+
+def usage(st: LocalStack, name: str) -> list[dict[str, Any]]:
+    s3 = st.client("s3")
+    out = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=st.bucket, Prefix="usage/"):
+        for obj in page.get("Contents", []):
+            if f"/{name}/" in obj["Key"]:
+                body = s3.get_object(Bucket=st.bucket, Key=obj["Key"])["Body"].read().decode()
+                out += [json.loads(line) for line in body.splitlines()]
+    return out
+
+
+def results(st: LocalStack, name: str, items: int) -> list[dict[str, Any]]:
+    s3 = st.client("s3")
+    return [
+        json.loads(s3.get_object(Bucket=st.bucket, Key=f"results/{name}/{i}.json")["Body"].read())["state"]
+        for i in range(items)
+    ]
+
+
+def settled(
+    st: LocalStack, sim: SimulatorHandle, name: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Usage records and simulator requests once both sides are written: a request the client gave up on is
+    logged when the server finishes it, and a branch cancelled by a failing sibling records its attempt late."""
+    deadline = time.monotonic() + 10
+    while True:
+        records, requests = usage(st, name), sim.requests()
+        if len(records) == len(requests) or time.monotonic() > deadline:
+            return records, requests
+        time.sleep(0.2)
+
+
+def check(
+    st: LocalStack, sim: SimulatorHandle, name: str, out: dict[str, Any], *, items: int = 3
+) -> list[dict[str, Any]]:
+    """The guarantees every row keeps; returns the usage records for row-specific checks."""
+    assert [i["status"] for i in out["items"]] == ["done"] * items, (out["items"], st.invocations)
+    for state in results(st, name, items):  # each analyst's note exactly once: nothing lost, nothing doubled
+        assert sorted(n.split(":")[0] for n in state["notes"]) == sorted(fanout.ANALYSTS), state["notes"]
+        assert state["synthesis"]
+    records, requests = settled(st, sim, name)
+    assert len(records) == len(requests), (Counter(r["status"] for r in records), len(requests))
+    answered = {q["generation_id"] for q in requests if q["status"] == 200 and not q.get("stream_error")}
+    ok = [r["generation_id"] for r in records if r["status"] == "ok"]
+    assert len(ok) == len(set(ok)) and set(ok) <= answered
+    # A reply the client stopped waiting for is the only answered request without an ok record.
+    assert len(answered) - len(ok) == sum(r["status"] == "timeout" for r in records)
+    assert sim.stats()["accounts"]["default"]["window_violations"] == 0
+    assert not any(i.get("error") == "_TimedOut" for i in st.invocations), "a Lambda overran its timeout"
+    return records
+
+
+def test_429_storm(fresh: tuple[LocalStack, SimulatorHandle]) -> None:
+    st, sim = fresh
+    sim.queue_faults(*[{"status": 429, "retry_after_s": 0.5}] * 8)
+    records = check(st, sim, "storm-429", run(st, "storm-429"))
+    assert sum(r["http_status"] == 429 for r in records) == 8
+
+
+def test_502_503_bursts(fresh: tuple[LocalStack, SimulatorHandle]) -> None:
+    st, sim = fresh
+    sim.queue_faults(*[{"status": s} for s in (502, 503, 502, 503, 502, 503)])
+    records = check(st, sim, "burst-5xx", run(st, "burst-5xx"))
+    assert (
+        sorted(r["http_status"] for r in records if r["http_status"] in (502, 503)) == [502] * 3 + [503] * 3
+    )
+
+
+def test_stream_errors_are_retried(fresh: tuple[LocalStack, SimulatorHandle]) -> None:
+    st, sim = fresh
+    table = {
+        "providers": {
+            "openrouter": {
+                "base_url": sim.base_url,
+                "keys_env": "OPENROUTER_API_KEY",
+                "limits_profile": "openrouter-free",
+                "models": {"openai/gpt-oss-120b:free": {"free": True, "stream": True}},
+            }
+        },
+        "chain": [FREE],
+    }
+    sim.queue_faults(*[{"stream_error": True}] * 4)
+    with _settings(STEPGRAPH_PROVIDERS=json.dumps(table)):
+        records = check(st, sim, "stream-errors", run(st, "stream-errors"))
+    assert sum(r["status"] != "ok" for r in records) == 4
+    assert all(q["stream"] for q in sim.requests())
+
+
+def test_slow_response_past_the_step_budget_ends_the_step_in_time(
+    fresh: tuple[LocalStack, SimulatorHandle],
+) -> None:
+    st, sim = fresh
+    st.timeout_s = 5.0  # the function's timeout; the step keeps 2 s for its checkpoint and usage writes
+    sim.queue_faults({"delay_ms": 8000})
+    with _settings(STEPGRAPH_STEP_MARGIN_S="2"):
+        records = check(st, sim, "slow", run(st, "slow", items=2), items=2)
+    assert any(r["status"] == "timeout" for r in records), Counter(r["status"] for r in records)
+    assert any(i.get("status") in ("throttled", "running") for i in st.invocations[1:-1])
+
+
+def test_lambda_killed_mid_node_reruns_only_that_node(
+    fresh: tuple[LocalStack, SimulatorHandle], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    st, sim = fresh
+    original, killed = fanout.synthesise, []
+
+    class ContainerDied(Exception):
+        error_type = "Lambda.ServiceException"  # what Step Functions sees when the container dies
+
+    def dies_once(state: Any, runtime: Any) -> Any:
+        update = original(state, runtime)  # the model call happened and was paid for
+        if not killed and "ticket 1" in state["notes"][0] + state.get("text", ""):
+            killed.append(True)
+            raise ContainerDied("container died after the model replied")
+        return update
+
+    monkeypatch.setattr(fanout, "synthesise", dies_once)
+    records = check(st, sim, "killed", run(st, "killed"))
+    assert killed
+    per_item_node = Counter((r["item_id"], r["node"]) for r in records if r["status"] == "ok")
+    assert per_item_node[("1", "synthesise")] == 2  # the killed node ran again
+    assert per_item_node[("1", "analyst")] == 3  # the analysts' checkpointed results were not redone
+    assert all(per_item_node[(str(i), "synthesise")] == 1 for i in (0, 2))
+
+
+@pytest.mark.parametrize("code", [412, 409])
+def test_s3_412_409_on_a_checkpoint_write_lose_nothing(
+    fresh: tuple[LocalStack, SimulatorHandle], code: int
+) -> None:
+    st, sim = fresh
+    failed: list[str] = []
+
+    def conflict_once(request: Any, **_: Any) -> AWSResponse | None:
+        # moto stores the object before this hook answers, so these are "the write landed but the reply said
+        # 412 / 409": the saver must see its own bytes and carry on (409 after a retry), losing nothing.
+        if "/checkpoints/" in request.url and "/c/" in request.url and not failed:
+            failed.append(request.url)
+            body = b"<Error><Code>PreconditionFailed</Code><Message>At least one of the pre-conditions you specified did not hold</Message></Error>"
+            if code == 409:
+                body = b"<Error><Code>ConditionalRequestConflict</Code><Message>A conflicting operation is in progress</Message></Error>"
+            return AWSResponse(request.url, code, {}, _Raw(body))
+        return None
+
+    s3 = clients.client("s3", get_settings().endpoint_url)  # the client the handlers use
+    s3.meta.events.register_first("before-send.s3.PutObject", conflict_once)
+    try:
+        check(st, sim, f"conflict-{code}", run(st, f"conflict-{code}"))
+    finally:
+        s3.meta.events.unregister("before-send.s3.PutObject", conflict_once)
+    assert failed
+    assert all(i["ok"] for i in st.invocations), st.invocations
+
+
+def test_duplicate_delivery_of_a_step_keeps_one_result(fresh: tuple[LocalStack, SimulatorHandle]) -> None:
+    st, sim = fresh
+    twins: list[threading.Thread] = []
+    errors: list[BaseException] = []
+
+    def deliver_twice(function: str, event: Any) -> None:
+        if function.endswith("graph-step") and event.get("item_id") == 0 and not twins:
+
+            def twin() -> None:
+                try:
+                    load_handler("graph_step")(dict(event), FakeLambdaContext(function))
+                except Exception as exc:  # a losing twin may fail: Step Functions would retry it
+                    errors.append(exc)
+
+            twins.append(threading.Thread(target=twin))
+            twins[0].start()
+
+    st.hooks.append(deliver_twice)
+    out = run(st, "twice")
+    twins[0].join(30)
+    records = check(st, sim, "twice", out)
+    assert sum(r["item_id"] == "0" and r["node"] == "synthesise" for r in records) >= 1
+    assert all(type(e).__name__ in ("CheckpointConflict",) for e in errors), errors
+
+
+def test_a_key_revoked_mid_run_hands_over_to_the_next_key(fresh: tuple[LocalStack, SimulatorHandle]) -> None:
+    st, sim = fresh
+    calls: list[int] = []
+
+    def revoke_after_first_step(function: str, event: Any) -> None:
+        calls.append(1)
+        if len(calls) == 3:
+            sim.revoke(DEV_KEY)
+
+    st.hooks.append(revoke_after_first_step)
+    try:
+        records = check(st, sim, "revoked", run(st, "revoked"))
+    finally:
+        sim.state.accounts.accounts["default"].revoked.clear()
+    assert any(r["http_status"] == 401 for r in records)
+    assert {q["key_label"] for q in sim.requests() if q["status"] == 200} <= {"first", "second"}
+    assert sim.requests()[-1]["key_label"] == "second"
+
+
+def test_the_last_key_revoked_fails_items_fast_with_a_typed_error(
+    fresh: tuple[LocalStack, SimulatorHandle],
+) -> None:
+    st, sim = fresh
+    sim.revoke(DEV_KEY)
+    sim.revoke(SECOND_KEY)
+    try:
+        out = run(st, "all-revoked", items=2)
+    finally:
+        sim.state.accounts.accounts["default"].revoked.clear()
+    for item in out["items"]:
+        assert item["status"] == "failed" and item["error"] == "ProviderFatal", item
+        assert "openrouter" in item["cause"] and "401" in item["cause"]
+    records, requests = settled(st, sim, "all-revoked")
+    assert len(records) == len(requests)
+    assert all(q["status"] == 401 for q in requests)
+    assert len(requests) <= 2 * 3 * 2  # each analyst of each item tries each key once: no retries
+
+
+def test_credits_exhausted_mid_run_turns_paid_models_off_and_free_ones_finish(
+    fresh: tuple[LocalStack, SimulatorHandle],
+) -> None:
+    st, sim = fresh
+    account = sim.state.accounts.accounts["default"]
+    account.credits_usd = account.usage_usd + 0.00003  # two or three paid replies' worth
+    try:
+        records = check(st, sim, "credits", run(st, "credits", config={"models": [PAID, FREE]}))
+    finally:
+        account.credits_usd = 1.0
+    assert any(r["http_status"] == 402 for r in records)
+    paid_ok = [r for r in records if r["model_requested"] == "openai/gpt-oss-120b" and r["status"] == "ok"]
+    assert sum(r["cost_usd"] or 0 for r in paid_ok) <= 0.00003
+    assert any(r["model_requested"].endswith(":free") and r["status"] == "ok" for r in records)
+
+
+def test_the_budget_cap_holds_under_parallel_items(fresh: tuple[LocalStack, SimulatorHandle]) -> None:
+    st, sim = fresh
+    # One worst-case reservation (~$0.002) fits beside a few calls' real spend (~$0.00002 each), so the
+    # cap binds after a handful of the batch's 16 paid calls, however they interleave.
+    cap = 0.0021
+    with _settings(STEPGRAPH_TOTAL_BUDGET_USD=str(cap)):
+        out = run(st, "budget", items=4, config={"models": [PAID]})
+    records = usage(st, "budget")
+    assert len(records) == len(sim.requests())
+    assert sum(r["cost_usd"] or 0 for r in records) <= cap
+    failed = [i for i in out["items"] if i["status"] == "failed"]
+    assert failed and all(i["error"] == "BudgetExceeded" for i in failed), out["items"]
+
+
+class _Raw:
+    """The raw body botocore reads from an AWSResponse."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self.body
+
+    def read(self) -> bytes:
+        return self.body
+
+
+def _settings(**values: str) -> Any:
+    """Change the settings the in-process handlers read, for one row."""
+
+    class _Patch:
+        def __enter__(self) -> None:
+            self.patch = mock.patch.dict(os.environ, values)
+            self.patch.start()
+            get_settings.cache_clear()
+
+        def __exit__(self, *exc: object) -> None:
+            self.patch.stop()
+            get_settings.cache_clear()
+
+    return _Patch()
