@@ -1,0 +1,108 @@
+"""Benchmark: the Lambda dependency layer's size, and cold imports from it with its own bytecode.
+
+Builds the layer as `make layer` does (layers/build.py: manylinux wheels for Python 3.12, stripped,
+byte-compiled), then imports from it in fresh Python 3.12 processes, as the Lambda runtime does.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import typer
+
+from stepgraph import resources
+from stepgraph.bench.report import BenchResult, print_result
+
+_BARE = "import langgraph.graph, langchain_openai"
+# The handler module, then what its first step imports (deferred so the init phase stays short).
+_HANDLER = "import handler, langgraph.graph, langchain_openai, stepgraph.graphs.document_pipeline"
+
+
+def _build() -> tuple[Path, float, float]:
+    root = resources.repo_root()
+    out = subprocess.run(
+        [sys.executable, str(root / "layers" / "build.py")], check=True, capture_output=True, text=True
+    ).stdout
+    match = re.search(r"([\d.]+) MB unzipped \(naive install ([\d.]+) MB\)", out)
+    if not match:
+        raise RuntimeError(f"layers/build.py printed no size line: {out[-500:]}")
+    return root / "layers" / "build" / "python", float(match[1]), float(match[2])
+
+
+def _zipped_mb(site: Path) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = shutil.make_archive(str(Path(tmp) / "layer"), "zip", site.parent, site.name)
+        return Path(archive).stat().st_size / 1e6
+
+
+def _runtime_dir(tmp: Path) -> Path:
+    """What the Lambda runtime adds to the layer: boto3 and its dependencies (links to this venv's)."""
+    import sysconfig
+
+    purelib = Path(sysconfig.get_paths()["purelib"])
+    runtime = tmp / "runtime"
+    runtime.mkdir()
+    for name in ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six.py"):
+        if (purelib / name).exists():
+            (runtime / name).symlink_to(purelib / name)
+    return runtime
+
+
+def _import_s(python: list[str], site: Path, runtime: Path, code: str, runs: int) -> float:
+    handler_dir = resources.repo_root() / "lambdas" / "graph_step"
+    # The function's code, the layer, the runtime's boto3: what /var/task, /opt/python and the runtime hold.
+    path = f"{handler_dir}:{site}:{runtime}"
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": path, "PYTHONNOUSERSITE": "1"}
+
+    def once(src: str) -> float:
+        t0 = time.perf_counter()
+        subprocess.run([*python, "-S", "-c", src], check=True, env=env, capture_output=True)
+        return time.perf_counter() - t0
+
+    startup = statistics.median(once("pass") for _ in range(runs))
+    return statistics.median(once(code) for _ in range(runs)) - startup
+
+
+def run(import_runs: int = 5) -> BenchResult:
+    sys.path.insert(0, str(resources.repo_root() / "layers"))
+    try:
+        from build import python312  # type: ignore[import-not-found]
+    finally:
+        sys.path.pop(0)
+    site, unzipped, naive = _build()
+    python = python312()
+    with tempfile.TemporaryDirectory() as tmp:
+        runtime = _runtime_dir(Path(tmp))
+        bare = _import_s(python, site, runtime, _BARE, import_runs)
+        handler = _import_s(python, site, runtime, _HANDLER, import_runs)
+    result = BenchResult("layer", "stepgraph bench layer")
+    result.add(
+        "layer unzipped", unzipped, "MB", baseline=naive, baseline_label="naive pip install", goal="<= 60"
+    )
+    result.add("layer zipped", _zipped_mb(site), "MB", goal="<= 50 (Lambda's zipped limit)")
+    result.add(
+        "cold import from the layer: handler + its first step's imports",
+        handler,
+        "s",
+        baseline=bare,
+        baseline_label=f"`{_BARE}` from the same layer",
+        goal="<= 1.25x baseline",
+    )
+    result.notes.append(
+        "Python 3.12 with only the layer and lambdas/graph_step on the path (`-S`, no site-packages), the "
+        "layer's own bytecode, boto3 from this machine as the runtime provides it; medians of fresh processes "
+        "less the interpreter's start-up."
+    )
+    return result
+
+
+def cli(import_runs: int = typer.Option(5, min=1, help="Fresh processes per import measurement")) -> None:
+    print_result(run(import_runs))
