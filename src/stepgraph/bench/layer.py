@@ -26,10 +26,14 @@ _BARE = "import langgraph.graph, langchain_openai"
 _HANDLER = "import handler, langgraph.graph, langchain_openai, stepgraph.graphs.document_pipeline"
 
 
+def _layer_script() -> Path:
+    return resources.repo_root() / "layers" / "build.py"
+
+
 def _build() -> tuple[Path, float, float]:
     root = resources.repo_root()
     out = subprocess.run(
-        [sys.executable, str(root / "layers" / "build.py")], check=True, capture_output=True, text=True
+        [sys.executable, str(_layer_script())], check=True, capture_output=True, text=True
     ).stdout
     match = re.search(r"([\d.]+) MB unzipped \(naive install ([\d.]+) MB\)", out)
     if not match:
@@ -72,11 +76,14 @@ def _import_s(python: list[str], site: Path, runtime: Path, code: str, runs: int
 
 
 def run(import_runs: int = 5) -> BenchResult:
-    sys.path.insert(0, str(resources.repo_root() / "layers"))
-    try:
-        from build import python312  # type: ignore[import-not-found]
-    finally:
-        sys.path.pop(0)
+    import importlib.util
+
+    # layers/build.py by path: a `build` package on sys.path (PyPA's) must not stand in for it.
+    spec = importlib.util.spec_from_file_location("stepgraph_layer_build", _layer_script())
+    assert spec is not None and spec.loader is not None
+    layer_build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(layer_build)
+    python312 = layer_build.python312
     site, unzipped, naive = _build()
     python = python312()
     with tempfile.TemporaryDirectory() as tmp:

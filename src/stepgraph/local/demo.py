@@ -23,6 +23,7 @@ from stepgraph import resources
 from stepgraph.local.simulator import DEV_KEY, running_simulator
 from stepgraph.local.stack import LocalStack, local_stack
 
+OLLAMA_DEMO_KEY = "sk-sim-ollama"
 FAULTS = {"none": {}, "mixed": {"fail_rate": 0.05, "stream_error_rate": 0.0, "jitter_ms": 5.0}}
 
 
@@ -115,6 +116,13 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoResult:
         "rpd": opts.rpd,
         "time_scale": opts.time_scale,
         "seed": opts.seed,
+        # Ollama Cloud is another provider account: its fallback calls must not use OpenRouter's quota.
+        "accounts": {
+            "accounts": {
+                "default": {"keys": {DEV_KEY: "demo"}},
+                "ollama": {"keys": {OLLAMA_DEMO_KEY: "demo"}, "rpm": None, "rpd": None},
+            }
+        },
         **FAULTS[opts.faults],
     }
     with running_simulator(**sim_opts) as sim:
@@ -124,7 +132,7 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoResult:
             "STEPGRAPH_OPENROUTER_BASE_URL": sim.base_url,
             "STEPGRAPH_OLLAMA_BASE_URL": sim.ollama_base_url,
             "OPENROUTER_API_KEY": f"demo={DEV_KEY}",
-            "OLLAMA_API_KEY": f"demo={DEV_KEY}",
+            "OLLAMA_API_KEY": f"demo={OLLAMA_DEMO_KEY}",
             "STEPGRAPH_LIMITS_OVERRIDES": json.dumps(
                 {"rpm": {"capacity": opts.rpm}, "rpd": {"capacity": opts.rpd}}
             ),

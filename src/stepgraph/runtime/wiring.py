@@ -29,6 +29,7 @@ _keyrings: dict[str, KeyRing] = {}
 # How long a step may sleep for a limiter slot before it hands the wait to the state machine: long
 # enough that a fan-out of a few branches fits into one step at 20 rpm (one slot every 3 s).
 MAX_WAIT_S = 10.0
+MIN_STATE_MACHINE_WAIT_S = 1.0
 
 
 def _table(providers: str | None) -> ProviderTable:
@@ -61,7 +62,8 @@ def limiter_factory(
                 key[1],
                 limits,
                 client=clients.client("dynamodb", settings.dynamodb_endpoint_url or settings.endpoint_url),
-                max_wait_s=MAX_WAIT_S * settings.time_scale,
+                # Never hand the state machine a wait shorter than its Wait can take (whole seconds).
+                max_wait_s=max(MAX_WAIT_S * settings.time_scale, MIN_STATE_MACHINE_WAIT_S),
                 max_skew_s=settings.clock_skew_s * settings.time_scale,
             )
         return _limiters[key]
