@@ -47,7 +47,8 @@ def run(items: int = 100, rpm: int = 30, open_rpm: int = 1200, time_scale: float
     result.add(f"throughput, limit {open_rpm}/min", (items - fast.failed) / fast.elapsed_s, "items/s")
     result.add(f"wall time, limit {rpm}/min", bound.elapsed_s, "s")
     result.add("provider requests (bound run)", bound.requests, "requests")
-    used = bound.requests / bound.elapsed_s / (rpm / window)
+    result.add("429s answered (bound run)", bound.rate_limited, "requests")
+    used = len(bound.request_ts) / bound.elapsed_s / (rpm / window)
     result.add("fraction of the rate limit used, whole run", used, "of limit")
     result.add(
         "fraction of the rate limit used while items queue",

@@ -101,7 +101,8 @@ class DemoResult:
     window_s: float
     max_in_window: int
     window_violations: int
-    request_ts: list[float] = field(default_factory=list)  # when each provider request arrived
+    request_ts: list[float] = field(default_factory=list)  # when each admitted provider request arrived
+    rate_limited: int = 0  # requests the provider answered 429
 
 
 def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoResult:
@@ -173,7 +174,8 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoResult:
             out = _export(stack, run, opts.out_dir)
             done = len(list((out / resources.PREFIX_RESULTS / run).glob("*.json")))
             stats = sim.stats()
-            request_ts = sorted(q["ts"] for q in sim.requests())
+            # What the provider admitted (a 429 from its window used nothing of the limit).
+            request_ts = sorted(q["ts"] for q in sim.requests() if q["status"] != 429)
         report = run_report(
             str(out), queries=["spend_by_day_model", "latency_by_model", "failures_by_status"]
         )
@@ -196,4 +198,5 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoResult:
             account["max_in_window"],
             account["window_violations"],
             request_ts,
+            stats["rate_limited"],
         )

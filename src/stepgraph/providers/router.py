@@ -188,7 +188,10 @@ class ModelRouter(Runnable[Any, BaseMessage]):
                     if self.metrics:
                         self.metrics.rate_limited(route.provider, route.model, local=True)
                     raise Throttled(grant.wait_s, f"{route.provider} limit {grant.refused_by}")
-                waited = self._wait_or_throttle(grant.wait_s, "limiter slot")
+                # Sleep to the reserved slot, not wait_s after the write returned: sends that drift late by
+                # the write's latency bunch up in the provider's window.
+                until_slot = grant.send_at - self.clock.now() if grant.send_at else grant.wait_s
+                waited = self._wait_or_throttle(min(grant.wait_s, until_slot), "limiter slot")
             reservation = None
             if self.budget_guard is not None and not route.spec.free:
                 estimate = (
