@@ -26,6 +26,7 @@ from stepgraph.local.lambdas import FakeLambdaContext, load_handler
 from stepgraph.local.simulator import DEV_KEY, SimulatorHandle, running_simulator
 from stepgraph.local.stack import LocalStack, local_stack
 from stepgraph.runtime import clients, wiring
+from tests.fixtures.aws import RawBody
 
 SECOND_KEY = "sk-sim-second"
 PAID = "openrouter:openai/gpt-oss-120b"
@@ -222,7 +223,7 @@ def test_s3_412_409_on_a_checkpoint_write_lose_nothing(
             body = b"<Error><Code>PreconditionFailed</Code><Message>At least one of the pre-conditions you specified did not hold</Message></Error>"
             if code == 409:
                 body = b"<Error><Code>ConditionalRequestConflict</Code><Message>A conflicting operation is in progress</Message></Error>"
-            return AWSResponse(request.url, code, {}, _Raw(body))
+            return AWSResponse(request.url, code, {}, RawBody(body))
         return None
 
     s3 = clients.client("s3", get_settings().endpoint_url)  # the client the handlers use
@@ -326,19 +327,6 @@ def test_the_budget_cap_holds_under_parallel_items(fresh: tuple[LocalStack, Simu
     assert sum(r["cost_usd"] or 0 for r in records) <= cap
     failed = [i for i in out["items"] if i["status"] == "failed"]
     assert failed and all(i["error"] == "BudgetExceeded" for i in failed), out["items"]
-
-
-class _Raw:
-    """The raw body botocore reads from an AWSResponse."""
-
-    def __init__(self, body: bytes) -> None:
-        self.body = body
-
-    def stream(self, **_: Any) -> Iterator[bytes]:
-        yield self.body
-
-    def read(self) -> bytes:
-        return self.body
 
 
 def _settings(**values: str) -> Any:

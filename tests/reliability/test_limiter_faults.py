@@ -5,7 +5,6 @@ fault applies the write for real and then answers 500, as a timeout after the co
 
 from __future__ import annotations
 
-import io
 import json
 import random
 import threading
@@ -14,7 +13,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.config import Config
@@ -32,6 +30,7 @@ from stepgraph.limiter.dynamodb_local import _free_port
 from stepgraph.providers.keys import KeyRing
 from stepgraph.providers.router import ModelRouter, Route
 from stepgraph.providers.table import ModelSpec
+from tests.fixtures.aws import RawBody
 from tests.fixtures.dynamodb_local import ddb_client
 
 # code -> the HTTP status DynamoDB answers it with
@@ -44,24 +43,11 @@ ERRORS = {
 
 def _client(endpoint: str, *, sdk_retries: bool) -> Any:
     """Without botocore's retries only the store's own run; with them, as the runtime's clients do."""
-    config = None if sdk_retries else Config(retries={"total_max_attempts": 1})
-    return boto3.client(
-        "dynamodb",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-        config=config,
-    )
-
-
-class _Raw(io.BytesIO):
-    def stream(self, **_: Any) -> Any:
-        yield self.getvalue()
+    return ddb_client(endpoint, None if sdk_retries else Config(retries={"total_max_attempts": 1}))
 
 
 def _answer(request: Any, status: int, body: bytes, content_type: str) -> AWSResponse:
-    return AWSResponse(request.url, status, {"Content-Type": content_type}, _Raw(body))
+    return AWSResponse(request.url, status, {"Content-Type": content_type}, RawBody(body))
 
 
 def _error(request: Any, code: str) -> AWSResponse:

@@ -9,17 +9,16 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import typer
 
 from stepgraph import resources
 from stepgraph.bench.report import BenchResult, print_result
+from stepgraph.bench.step import cold_import_s
 
 _BARE = "import langgraph.graph, langchain_openai"
 # The handler module, then what its first step imports (deferred so the init phase stays short).
@@ -65,14 +64,7 @@ def _import_s(python: list[str], site: Path, runtime: Path, code: str, runs: int
     # The function's code, the layer, the runtime's boto3: what /var/task, /opt/python and the runtime hold.
     path = f"{handler_dir}:{site}:{runtime}"
     env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": path, "PYTHONNOUSERSITE": "1"}
-
-    def once(src: str) -> float:
-        t0 = time.perf_counter()
-        subprocess.run([*python, "-S", "-c", src], check=True, env=env, capture_output=True)
-        return time.perf_counter() - t0
-
-    startup = statistics.median(once("pass") for _ in range(runs))
-    return statistics.median(once(code) for _ in range(runs)) - startup
+    return cold_import_s(code, runs, python=[*python, "-S"], env=env)
 
 
 def run(import_runs: int = 5) -> BenchResult:

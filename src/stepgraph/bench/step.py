@@ -68,17 +68,19 @@ class _HttpTimer:
                 cls.send = original
 
 
-def _cold_import_s(code: str, runs: int) -> float:
-    """Median wall time of `python -c code` in a fresh process, minus the interpreter's bare start-up."""
+def cold_import_s(
+    code: str, runs: int, *, python: list[str] | None = None, env: dict[str, str] | None = None
+) -> float:
+    """Median wall time of `python -c code` in fresh processes, minus the interpreter's bare start-up."""
+    cmd = python or [sys.executable]
+    env = env or {**os.environ, "PYTHONWARNINGS": "ignore"}
 
     def once(src: str) -> float:
         t0 = time.perf_counter()
-        subprocess.run(
-            [sys.executable, "-c", src], check=True, env={**os.environ, "PYTHONWARNINGS": "ignore"}
-        )
+        subprocess.run([*cmd, "-c", src], check=True, env=env, capture_output=True)
         return time.perf_counter() - t0
 
-    once(code)  # first run writes the bytecode caches, as the layer ships them
+    once(code)  # a first run writes any missing bytecode caches, as the layer ships them
     startup = statistics.median(once("pass") for _ in range(runs))
     return statistics.median(once(code) for _ in range(runs)) - startup
 
@@ -188,9 +190,9 @@ def run(items: int = 30, import_runs: int = 5) -> BenchResult:
         handler_ms, steps_per_item = _handler_overhead(items, sim.base_url, sim.ollama_base_url)
         bare_ms = _bare_overhead(items, sim.base_url)
     handler_dir = str(resources.repo_root() / "lambdas" / "graph_step")
-    handler_import = _cold_import_s(_HANDLER_IMPORT.format(path=handler_dir), import_runs)
-    cold_start = _cold_import_s(_HANDLER_IMPORT.format(path=handler_dir) + _FIRST_STEP_IMPORTS, import_runs)
-    bare_import = _cold_import_s(_BARE_IMPORT, import_runs)
+    handler_import = cold_import_s(_HANDLER_IMPORT.format(path=handler_dir), import_runs)
+    cold_start = cold_import_s(_HANDLER_IMPORT.format(path=handler_dir) + _FIRST_STEP_IMPORTS, import_runs)
+    bare_import = cold_import_s(_BARE_IMPORT, import_runs)
     result = BenchResult("step", f"stepgraph bench step --items {items}")
     result.add(
         "handler overhead per superstep",
