@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,6 +10,7 @@ import pytest
 
 from stepgraph.local.simulator import DEV_KEY, SimulatorHandle
 from stepgraph.local.stack import LocalStack, local_stack
+from tests.fixtures.aws import execute
 
 
 @pytest.fixture
@@ -31,15 +31,7 @@ def stack(make_simulator: Any) -> Iterator[tuple[LocalStack, SimulatorHandle]]:
 
 
 def run(st: LocalStack, payload: dict[str, Any], name: str) -> dict[str, Any]:
-    sfn = st.client("stepfunctions")
-    arn = sfn.start_execution(stateMachineArn=st.state_machine_arn, name=name, input=json.dumps(payload))[
-        "executionArn"
-    ]
-    deadline = time.monotonic() + 120
-    while (desc := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
-        assert time.monotonic() < deadline, "execution did not end"
-        time.sleep(0.3)
-    return desc
+    return execute(st, payload, name)
 
 
 def usage(st: LocalStack) -> list[dict[str, Any]]:

@@ -26,7 +26,7 @@ from stepgraph.local.lambdas import FakeLambdaContext, load_handler
 from stepgraph.local.simulator import DEV_KEY, SimulatorHandle, running_simulator
 from stepgraph.local.stack import LocalStack, local_stack
 from stepgraph.runtime import clients, wiring
-from tests.fixtures.aws import RawBody
+from tests.fixtures.aws import RawBody, execute
 
 SECOND_KEY = "sk-sim-second"
 PAID = "openrouter:openai/gpt-oss-120b"
@@ -66,19 +66,12 @@ def fresh(rig: tuple[LocalStack, SimulatorHandle]) -> Iterator[tuple[LocalStack,
 
 
 def run(st: LocalStack, name: str, items: int = 3, config: dict[str, Any] | None = None) -> dict[str, Any]:
-    sfn = st.client("stepfunctions")
     payload = {
         "graph": "fanout",
         "items": [{"text": f"{name} ticket {i}: the invoice total is wrong."} for i in range(items)],
         "config": {"max_concurrency": 4, **(config or {})},
     }
-    arn = sfn.start_execution(stateMachineArn=st.state_machine_arn, name=name, input=json.dumps(payload))[
-        "executionArn"
-    ]
-    deadline = time.monotonic() + 90
-    while (desc := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
-        assert time.monotonic() < deadline, f"{name} did not end"
-        time.sleep(0.2)
+    desc = execute(st, payload, name, timeout_s=90)
     assert desc["status"] == "SUCCEEDED", desc
     return json.loads(desc["output"])
 

@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import secrets
-import time
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from stepgraph.local.simulator import SimulatorHandle
 from stepgraph.local.stack import LocalStack, local_stack
 from stepgraph.providers.credits import poll_all
 from stepgraph.providers.table import load_provider_table
+from tests.fixtures.aws import execute
 
 PREFIX = "sk-or-v1-"
 ADMIN_PATH = "/_sim/keys/"  # the simulator's admin URL names the key to revoke
@@ -199,16 +199,10 @@ def stack_env(sim: SimulatorHandle, **keys: str) -> dict[str, str]:
 def run(st: LocalStack, name: str, items: list[dict[str, Any]]) -> dict[str, Any]:
     sfn = st.client("stepfunctions")
     payload = {"graph": "document_pipeline", "items": items, "config": {"max_concurrency": 3}}
-    arn = sfn.start_execution(stateMachineArn=st.state_machine_arn, name=name, input=json.dumps(payload))[
-        "executionArn"
-    ]
-    deadline = time.monotonic() + 120
-    while (desc := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
-        assert time.monotonic() < deadline, "execution did not end"
-        time.sleep(0.2)
+    desc = execute(st, payload, name)
     history = [
         e
-        for page in sfn.get_paginator("get_execution_history").paginate(executionArn=arn)
+        for page in sfn.get_paginator("get_execution_history").paginate(executionArn=desc["executionArn"])
         for e in page["events"]
     ]
     return {"describe": desc, "history": history}
