@@ -4,6 +4,10 @@ Stops between supersteps when the Lambda's time runs low (`running`: the state m
 when a model call must wait longer than the step may (`throttled` with `retry_after_s`), or when the
 graph ends (`done`, the final state written to S3). Everything else a node raises propagates as a
 typed error; its checkpoint keeps the finished nodes' writes, so the next call resumes at the failure.
+
+"Finished" means the newest checkpoint has no tasks at all. `snapshot.next` is not enough: it leaves out tasks
+whose writes are saved, so a checkpoint read after its tasks' writes but before the next checkpoint (a crash
+there, or a duplicate delivery reading mid-step) has an empty `next` and more work to apply.
 """
 
 from __future__ import annotations
@@ -46,8 +50,8 @@ def run_step(
         "recursion_limit": 100,
     }
     snapshot = graph.get_state(config)
-    started = bool(snapshot.values) or bool(snapshot.next)
-    if started and not snapshot.next and not _interrupted(snapshot):
+    started = bool(snapshot.values) or bool(snapshot.tasks)
+    if started and not snapshot.tasks:
         return _done(
             event, snapshot.values, results, steps=0, last_nodes=[]
         )  # finished earlier: say so again
@@ -66,7 +70,7 @@ def run_step(
             status="throttled", retry_after_s=max(1, math.ceil(wait)), steps=steps, last_nodes=last_nodes
         )
     snapshot = graph.get_state(config)
-    if snapshot.next and not _interrupted(snapshot):
+    if snapshot.tasks and not _interrupted(snapshot):
         return StepResult(status="running", steps=steps, last_nodes=last_nodes)
     return _done(
         event,
