@@ -1,4 +1,4 @@
-"""The data bucket (checkpoints/, usage/, results/, items/) and its access-log bucket."""
+"""The data bucket (checkpoints/, usage/, results/, items/, failures/) and its access-log bucket."""
 
 from __future__ import annotations
 

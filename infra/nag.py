@@ -10,7 +10,7 @@ from constructs import IConstruct
 ACKNOWLEDGED = {
     "AwsSolutions-IAM4": "Lambda functions use the AWS managed AWSLambdaBasicExecutionRole for their log streams.",
     "AwsSolutions-IAM5": "Wildcards are object-key prefixes of the data bucket (checkpoints/*, usage/*, results/*, "
-    "items/*), X-Ray actions that take no resource, and the state machine's own executions.",
+    "items/*, failures/*), X-Ray actions that take no resource, and the state machine's own executions.",
     "AwsSolutions-SMG4": "Provider API keys are issued by the provider; Secrets Manager cannot rotate them.",
     "AwsSolutions-L1": "The dependency layer is built and byte-compiled for Python 3.12.",
 }
@@ -30,6 +30,7 @@ FINDINGS = {
     "AwsSolutions-IAM5[Action::s3:List*]": _S3_ACTIONS,
     "AwsSolutions-IAM5[Resource::*]": "X-Ray PutTraceSegments/PutTelemetryRecords take no resource (AWS requires *)",
     "AwsSolutions-IAM5[Resource::<DataBucketE6B0FAA8.Arn>/checkpoints/*]": _S3_PREFIX,
+    "AwsSolutions-IAM5[Resource::<DataBucketE6B0FAA8.Arn>/failures/*]": "the state machine writes one failure record per failed Distributed Map item (s3:PutObject only)",
     "AwsSolutions-IAM5[Resource::<DataBucketE6B0FAA8.Arn>/items/*]": _S3_PREFIX,
     "AwsSolutions-IAM5[Resource::<DataBucketE6B0FAA8.Arn>/results/*]": _S3_PREFIX,
     "AwsSolutions-IAM5[Resource::<DataBucketE6B0FAA8.Arn>/usage/*]": _S3_PREFIX,

@@ -39,6 +39,7 @@ class GraphStateMachine(Construct):
             definition_substitutions={
                 "ValidateFunctionArn": validate.function_arn,
                 "GraphStepFunctionArn": graph_step.function_arn,
+                "DataBucketName": bucket.bucket_name,
             },
             logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=False),
             tracing_enabled=True,
@@ -46,6 +47,12 @@ class GraphStateMachine(Construct):
         validate.grant_invoke(self.state_machine)
         graph_step.grant_invoke(self.state_machine)
         bucket.grant_read(self.state_machine, f"{resources.PREFIX_ITEMS}*")  # Distributed Map's ItemReader
+        # Distributed Map items write their failure record (aws-sdk:s3:putObject); nothing else is written.
+        self.state_machine.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["s3:PutObject"], resources=[bucket.arn_for_objects(f"{resources.PREFIX_FAILURES}*")]
+            )
+        )
         stack = Stack.of(self)
         own = f"arn:{stack.partition}:states:{stack.region}:{stack.account}:stateMachine:{resources.STATE_MACHINE_NAME}"
         runs = f"arn:{stack.partition}:states:{stack.region}:{stack.account}:execution:{resources.STATE_MACHINE_NAME}/*"

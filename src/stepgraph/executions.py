@@ -82,35 +82,92 @@ def start(
 
 
 def status(
-    execution_arn: str, *, endpoint_url: str | None = None, region: str | None = None
+    execution_arn: str,
+    *,
+    bucket: str | None = None,
+    endpoint_url: str | None = None,
+    region: str | None = None,
 ) -> dict[str, Any]:
-    """Execution status, items done so far (results in S3), failures, and spend so far (usage records)."""
+    """Execution status, items done so far (results in S3), failures, and spend so far (usage records).
+
+    `bucket` is the stack's data bucket; by default the bucket the items were read from. Inline runs list
+    their failed items in the execution output; Distributed Map runs write one record per failed item under
+    `failures/{name}/`, and once such a run has ended, items with neither a result nor a failure record are
+    counted as `unaccounted`.
+    """
     sfn = _client("stepfunctions", endpoint_url, region)
     desc = sfn.describe_execution(executionArn=execution_arn)
     inp = json.loads(desc.get("input") or "{}")
     out = json.loads(desc.get("output") or "null") or {}
+    out = out if isinstance(out, dict) else {}
     name = execution_arn.rsplit(":", 1)[-1]
-    bucket = (inp.get("items_s3") or {}).get("bucket")
+    items_s3 = inp.get("items_s3") or out.get("items_s3") or {}
+    bucket = bucket or items_s3.get("bucket")
     report: dict[str, Any] = {"status": desc["status"], "name": name, "graph": inp.get("graph")}
-    if isinstance(out, dict) and isinstance(out.get("items"), list):
+    inline = isinstance(out.get("items"), list)
+    if inline:
         report["failed_items"] = [i for i in out["items"] if i.get("status") == "failed"]
     if desc["status"] == "FAILED":
         report["error"], report["cause"] = desc.get("error"), desc.get("cause")
-    if bucket:
-        s3 = _client("s3", endpoint_url, region)
-        report["items_done"] = s3.list_objects_v2(
-            Bucket=bucket, Prefix=f"{resources.PREFIX_RESULTS}{name}/"
-        ).get("KeyCount", 0)
-        spend, attempts = 0.0, 0
-        for page in s3.get_paginator("list_objects_v2").paginate(
-            Bucket=bucket, Prefix=resources.PREFIX_USAGE
-        ):
-            for obj in page.get("Contents", []):
-                if f"/{name}/" not in obj["Key"]:
-                    continue
-                for line in s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read().decode().splitlines():
-                    rec = json.loads(line)
-                    attempts += 1
-                    spend += rec.get("cost_usd") or 0.0
-        report["provider_attempts"], report["spend_usd"] = attempts, round(spend, 6)
+    if not bucket:
+        return report
+    s3 = _client("s3", endpoint_url, region)
+    done = {_item_id(k) for k in _keys(s3, bucket, f"{resources.PREFIX_RESULTS}{name}/")}
+    report["items_done"] = len(done)
+    if not inline:
+        failed = _failure_records(s3, bucket, name)
+        report["failed_items"] = failed
+        if desc["status"] != "RUNNING" and items_s3:
+            total = out.get("item_count")
+            if not isinstance(total, int):
+                total = _manifest_length(s3, items_s3)
+            if total is not None:
+                accounted = done | {str(f.get("item_id")) for f in failed}
+                report["unaccounted"] = max(total - len(accounted), 0)
+    report["provider_attempts"], report["spend_usd"] = _spend(s3, bucket, name)
     return report
+
+
+def _keys(s3: Any, bucket: str, prefix: str) -> list[str]:
+    return [
+        obj["Key"]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        for obj in page.get("Contents", [])
+    ]
+
+
+def _item_id(key: str) -> str:
+    return key.rsplit("/", 1)[-1].removesuffix(".json")
+
+
+def _failure_records(s3: Any, bucket: str, name: str) -> list[dict[str, Any]]:
+    """The records the state machine wrote for failed Distributed Map items, in item order."""
+    records = []
+    for key in _keys(s3, bucket, f"{resources.PREFIX_FAILURES}{name}/"):
+        try:
+            rec = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        except json.JSONDecodeError:
+            rec = {"item_id": _item_id(key), "status": "failed", "error": "unreadable failure record"}
+        records.append(rec if isinstance(rec, dict) else {"item_id": _item_id(key), "status": "failed"})
+    return sorted(records, key=lambda r: (len(str(r.get("item_id"))), str(r.get("item_id"))))
+
+
+def _manifest_length(s3: Any, items_s3: dict[str, Any]) -> int | None:
+    """How many items a run read, from its manifest (a run that failed has no output to say so)."""
+    try:
+        items = json.loads(s3.get_object(Bucket=items_s3["bucket"], Key=items_s3["key"])["Body"].read())
+    except Exception:  # a missing or malformed manifest: the count is unknown, not zero
+        return None
+    return len(items) if isinstance(items, list) else None
+
+
+def _spend(s3: Any, bucket: str, name: str) -> tuple[int, float]:
+    spend, attempts = 0.0, 0
+    for key in _keys(s3, bucket, resources.PREFIX_USAGE):
+        if f"/{name}/" not in key:
+            continue
+        for line in s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode().splitlines():
+            rec = json.loads(line)
+            attempts += 1
+            spend += rec.get("cost_usd") or 0.0
+    return attempts, round(spend, 6)

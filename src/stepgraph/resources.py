@@ -16,6 +16,8 @@ STACK_NAME = "StepGraph"
 PREFIX_CHECKPOINTS = "checkpoints/"
 PREFIX_USAGE = "usage/"
 PREFIX_RESULTS = "results/"
+# Distributed Map items that failed: `failures/{execution name}/{item_id}.json`, written by the ASL.
+PREFIX_FAILURES = "failures/"
 PREFIX_ITEMS = "items/"
 
 # Limiter table (also holds BudgetGuard counters under their own keys).
@@ -47,7 +49,7 @@ ENV_PROVIDERS = "STEPGRAPH_PROVIDERS"
 
 # State machine definition files and the `${...}` names they use.
 STATEMACHINE_FILE = "graph_fanout.asl.json"
-ASL_SUBSTITUTIONS = ("ValidateFunctionArn", "GraphStepFunctionArn")
+ASL_SUBSTITUTIONS = ("ValidateFunctionArn", "GraphStepFunctionArn", "DataBucketName")
 DEFAULT_MAX_CONCURRENCY = 10
 
 METRIC_NAMESPACE = "StepGraph"

@@ -156,6 +156,57 @@ def test_state_machine_definition_is_the_asl_file_with_every_substitution(templa
     assert step["Catch"][0]["Next"] == "ItemFailed"
 
 
+def test_the_state_machine_may_write_failure_records_and_nothing_else(template: Template) -> None:
+    ((sm),) = template.find_resources("AWS::StepFunctions::StateMachine").values()
+    bucket_id = sm["Properties"]["DefinitionSubstitutions"]["DataBucketName"]["Ref"]
+    assert bucket_id.startswith("DataBucket")  # the data bucket, not its access-log bucket
+    role = {"Ref": sm["Properties"]["RoleArn"]["Fn::GetAtt"][0]}
+    failures = {"Fn::Join": ["", [{"Fn::GetAtt": [bucket_id, "Arn"]}, f"/{resources.PREFIX_FAILURES}*"]]}
+    template.has_resource_properties(
+        "AWS::IAM::Policy",
+        {
+            "Roles": Match.array_with([role]),
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [{"Action": "s3:PutObject", "Effect": "Allow", "Resource": failures}]
+                )
+            },
+        },
+    )
+    statements = [
+        st
+        for p in template.find_resources("AWS::IAM::Policy").values()
+        if role in p["Properties"]["Roles"]
+        for st in p["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    writes = [
+        (a, st["Resource"])
+        for st in statements
+        for a in (st["Action"] if isinstance(st["Action"], list) else [st["Action"]])
+        if a.startswith("s3:") and not a.startswith(("s3:Get", "s3:List"))
+    ]
+    assert writes == [("s3:PutObject", failures)]
+
+
+def test_distributed_items_record_their_failure_in_the_data_bucket_and_always_end() -> None:
+    definition = json.loads((ROOT / "statemachine" / resources.STATEMACHINE_FILE).read_text())
+    states = definition["States"]["DistributedMap"]["ItemProcessor"]["States"]
+    assert states["ItemFailed"]["Next"] == states["ItemUnexpected"]["Next"] == "RecordFailure"
+    record = states["RecordFailure"]
+    assert record["Resource"] == "arn:aws:states:::aws-sdk:s3:putObject"
+    assert record["Parameters"]["Bucket"] == "${DataBucketName}"
+    assert record["Parameters"]["Key.$"].startswith(
+        f"States.Format('{resources.PREFIX_FAILURES}{{}}/{{}}.json'"
+    )
+    assert record["Parameters"]["Body.$"] == "States.JsonToString($.record)"
+    assert record["Catch"][0]["ErrorEquals"] == ["States.ALL"] and record.get("End") is True
+    lost = states[record["Catch"][0]["Next"]]  # a record that cannot be written still ends the item
+    assert lost["Type"] == "Pass" and lost["End"] is True
+    # InlineMap keeps its records in the execution output.
+    inline = definition["States"]["InlineMap"]["ItemProcessor"]["States"]
+    assert inline["ItemFailed"]["End"] is True and "RecordFailure" not in inline
+
+
 def test_alarms_dashboard_and_outputs(template: Template) -> None:
     alarms = template.find_resources("AWS::CloudWatch::Alarm")
     assert len(alarms) == 9

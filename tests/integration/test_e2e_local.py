@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
+from stepgraph import resources
+from stepgraph.executions import status
+from stepgraph.local.asl import load_definition
 from stepgraph.local.simulator import DEV_KEY, SimulatorHandle
-from stepgraph.local.stack import LocalStack, local_stack
+from stepgraph.local.stack import ACCOUNT, LocalStack, function_arn, local_stack
 from tests.fixtures.aws import execute
 
 
@@ -110,3 +114,49 @@ def test_bad_input_ends_the_execution_with_a_typed_error(
     desc = run(st, payload, f"bad-{error}-{abs(hash(message)) % 1000}")
     assert desc["status"] == "FAILED"
     assert desc.get("error") == error and message in desc.get("cause", "")
+
+
+def test_a_failed_item_of_a_distributed_batch_is_named_by_status(
+    stack: tuple[LocalStack, SimulatorHandle],
+) -> None:
+    st, _ = stack
+    s3 = st.client("s3")
+    # Item 1 has no text: the fanout graph rejects it; the other items finish.
+    rows = [{"text": "row 0"}, {"note": "no text here"}, {"text": "row 2"}]
+    s3.put_object(Bucket=st.bucket, Key="items/one-bad.json", Body=json.dumps(rows).encode())
+    payload = {"graph": "fanout", "items_s3": {"bucket": st.bucket, "key": "items/one-bad.json"}}
+    desc = run(st, payload, "e2e-dist-bad")
+    assert desc["status"] == "SUCCEEDED", desc  # a failed item never fails the batch
+    key = f"{resources.PREFIX_FAILURES}e2e-dist-bad/1.json"
+    record = json.loads(s3.get_object(Bucket=st.bucket, Key=key)["Body"].read())
+    assert record["item_id"] == 1 and record["status"] == "failed" and record["error"] == "KeyError"
+    report = status(desc["executionArn"])
+    assert report["items_done"] == 2 and report["unaccounted"] == 0
+    (failed,) = report["failed_items"]
+    assert failed == record and "text" in failed["cause"]
+
+
+def test_an_item_whose_failure_record_cannot_be_written_still_ends_and_is_counted_unaccounted(
+    stack: tuple[LocalStack, SimulatorHandle],
+) -> None:
+    st, _ = stack
+    s3 = st.client("s3")
+    # The same definition, but failure records go to a bucket that does not exist: the write fails.
+    definition = load_definition(
+        {
+            "ValidateFunctionArn": function_arn(resources.VALIDATE_FUNCTION),
+            "GraphStepFunctionArn": function_arn(resources.GRAPH_STEP_FUNCTION),
+            "DataBucketName": "no-such-bucket",
+        }
+    )
+    arn = st.client("stepfunctions").create_state_machine(
+        name="records-lost", definition=json.dumps(definition), roleArn=f"arn:aws:iam::{ACCOUNT}:role/x"
+    )["stateMachineArn"]
+    rows = [{"text": "row 0"}, {"note": "no text here"}]
+    s3.put_object(Bucket=st.bucket, Key="items/lost.json", Body=json.dumps(rows).encode())
+    payload = {"graph": "fanout", "items_s3": {"bucket": st.bucket, "key": "items/lost.json"}}
+    desc = execute(replace(st, state_machine_arn=arn), payload, "e2e-dist-lost")
+    assert desc["status"] == "SUCCEEDED", desc  # the lost record did not fail the item, nor the batch
+    assert s3.list_objects_v2(Bucket=st.bucket, Prefix=resources.PREFIX_FAILURES).get("KeyCount", 0) == 0
+    report = status(desc["executionArn"])
+    assert report["items_done"] == 1 and report["failed_items"] == [] and report["unaccounted"] == 1

@@ -22,7 +22,8 @@ def free_port() -> int:
 
 def test_boto3_and_the_cli_drive_the_local_endpoint(tmp_path: Path) -> None:
     items = tmp_path / "items.jsonl"
-    items.write_text("\n".join(json.dumps({"text": f"row {i}", "max_rounds": 1}) for i in range(3)) + "\n")
+    rows = [{"text": f"row {i}", "max_rounds": 1} for i in range(3)] + [{"max_rounds": 1}]  # no text
+    items.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     with local_endpoint(port=free_port()) as ep:
         runner = CliRunner()
         res = runner.invoke(
@@ -55,6 +56,9 @@ def test_boto3_and_the_cli_drive_the_local_endpoint(tmp_path: Path) -> None:
             and report["items_done"] == 3
             and report["provider_attempts"] >= 12
         )
+        # The item without text failed; moto's Step Functions wrote its record through this very endpoint.
+        assert [(f["item_id"], f["error"]) for f in report["failed_items"]] == [(3, "KeyError")]
+        assert report["unaccounted"] == 0
         bad = runner.invoke(
             app,
             [

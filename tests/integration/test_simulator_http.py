@@ -220,3 +220,23 @@ def test_reset_clears_counters(simulator: SimulatorHandle) -> None:
     chat(simulator)
     simulator.reset()
     assert simulator.stats()["requests"] == 0 and simulator.requests() == []
+
+
+def test_the_simulator_runs_in_its_own_process_behind_the_same_handle() -> None:
+    from stepgraph.local.simulator import running_simulator
+
+    accounts = {"accounts": {"default": {"keys": {DEV_KEY: "own"}}}}
+    with running_simulator(own_process=True, rpm=2, accounts=accounts) as sim:
+        assert sim.state is None  # nothing shared with this process: every call goes over HTTP
+        assert [chat(sim).status_code for _ in range(3)] == [200, 200, 429]
+        stats = sim.stats()
+        assert stats["requests"] == 3 and stats["rate_limited"] == 1
+        assert [q["status"] for q in sim.requests()] == [200, 200, 429]
+        sim.reset()
+        assert sim.stats()["requests"] == 0
+        url = sim.root_url
+    with pytest.raises(httpx.HTTPError):  # stopped with the block, port released
+        httpx.get(url + "/_sim/stats", timeout=2)
+    # Bad options fail in the caller, not silently in the child.
+    with pytest.raises(TypeError), running_simulator(own_process=True, no_such_option=1):
+        pass

@@ -48,4 +48,4 @@ def register(app: typer.Typer) -> None:
         if wait:
             from stepgraph.cli.status import watch
 
-            raise typer.Exit(watch(arn, endpoint_url=endpoint_url, region=region))
+            raise typer.Exit(watch(arn, endpoint_url=endpoint_url, region=region, bucket=bucket))

@@ -8,7 +8,7 @@ import time
 import typer
 
 
-def watch(arn: str, *, endpoint_url: str | None, region: str | None) -> int:
+def watch(arn: str, *, endpoint_url: str | None, region: str | None, bucket: str | None = None) -> int:
     from rich.progress import BarColumn, Progress, TextColumn
 
     from stepgraph.executions import status
@@ -18,7 +18,7 @@ def watch(arn: str, *, endpoint_url: str | None, region: str | None) -> int:
     ) as bar:
         task = bar.add_task("running", total=None)
         while True:
-            report = status(arn, endpoint_url=endpoint_url, region=region)
+            report = status(arn, bucket=bucket, endpoint_url=endpoint_url, region=region)
             bar.update(
                 task,
                 completed=report.get("items_done", 0),
@@ -28,7 +28,8 @@ def watch(arn: str, *, endpoint_url: str | None, region: str | None) -> int:
                 break
             time.sleep(2)
     typer.echo(json.dumps(report, indent=2, default=str))
-    return 0 if report["status"] == "SUCCEEDED" and not report.get("failed_items") else 1
+    complete = not report.get("failed_items") and not report.get("unaccounted")
+    return 0 if report["status"] == "SUCCEEDED" and complete else 1
 
 
 def register(app: typer.Typer) -> None:
@@ -36,6 +37,9 @@ def register(app: typer.Typer) -> None:
     def status_cmd(
         execution: str = typer.Argument(..., help="Execution ARN"),
         wait: bool = typer.Option(False, "--wait", help="Show progress until the execution ends"),
+        bucket: str = typer.Option(
+            None, help="The stack's data bucket (default: the bucket the items were read from)"
+        ),
         endpoint_url: str = typer.Option(None, help="AWS endpoint (local stack)"),
         region: str = typer.Option(None, help="AWS region"),
     ) -> None:
@@ -43,7 +47,6 @@ def register(app: typer.Typer) -> None:
         from stepgraph.executions import status
 
         if wait:
-            raise typer.Exit(watch(execution, endpoint_url=endpoint_url, region=region))
-        typer.echo(
-            json.dumps(status(execution, endpoint_url=endpoint_url, region=region), indent=2, default=str)
-        )
+            raise typer.Exit(watch(execution, bucket=bucket, endpoint_url=endpoint_url, region=region))
+        report = status(execution, bucket=bucket, endpoint_url=endpoint_url, region=region)
+        typer.echo(json.dumps(report, indent=2, default=str))

@@ -13,7 +13,7 @@ from langchain_core.rate_limiters import BaseRateLimiter
 from stepgraph.clock import SYSTEM_CLOCK, Clock
 from stepgraph.errors import ConfigError
 from stepgraph.limiter import algorithm
-from stepgraph.limiter.limits import Grant, Limit, RateLimited
+from stepgraph.limiter.limits import Grant, Limit, LimiterUnavailable, RateLimited
 from stepgraph.limiter.store import DynamoDBStore, Store
 
 Costs = Mapping[str, int] | int
@@ -134,7 +134,11 @@ class DynamoDBRateLimiter(BaseRateLimiter):
         taken: list[tuple[Limit, str, algorithm.Op, dict[str, Any] | None]] = []
         send_at = now
         for lim in dims:
-            outcome = self._take(lim, want[lim.name], horizon, lease_id)
+            try:
+                outcome = self._take(lim, want[lim.name], horizon, lease_id)
+            except LimiterUnavailable:
+                self._undo_quietly(taken, lease_id)
+                raise
             if isinstance(outcome, float):
                 self._undo(taken, lease_id)
                 return Grant(False, outcome, costs=want, refused_by=lim.name)
@@ -201,6 +205,17 @@ class DynamoDBRateLimiter(BaseRateLimiter):
             elif op.kind == "cas":
                 self._drop_lease(lim, pk, lease_id)
             self._remember(pk, None)
+
+    def _undo_quietly(
+        self, taken: list[tuple[Limit, str, algorithm.Op, dict[str, Any] | None]], lease_id: str
+    ) -> None:
+        """Best-effort undo when the store failed mid-request: what cannot be given back now (the store
+        is down) stays taken, costing a little capacity rather than the error the caller needs to see."""
+        for entry in reversed(taken):
+            try:
+                self._undo([entry], lease_id)
+            except LimiterUnavailable:
+                continue
 
     def _drop_lease(self, lim: Limit, pk: str, lease_id: str) -> None:
         for _ in range(self.max_attempts):

@@ -39,6 +39,8 @@ class DemoOptions:
     items_file: Path = resources.repo_root() / "examples" / "items" / "tickets.jsonl"
     out_dir: Path = Path(".stepgraph") / "demo"
     seed: int = 1
+    # The provider runs apart from the stack, as a real one does (see running_simulator).
+    simulator_process: bool = True
 
 
 def load_items(path: Path, n: int) -> list[Any]:
@@ -126,7 +128,7 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoResult:
         },
         **FAULTS[opts.faults],
     }
-    with running_simulator(**sim_opts) as sim:
+    with running_simulator(own_process=opts.simulator_process, **sim_opts) as sim:
         env = {
             "STEPGRAPH_TIME_SCALE": str(opts.time_scale),
             "STEPGRAPH_STEP_MARGIN_S": "1",

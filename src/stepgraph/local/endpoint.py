@@ -59,7 +59,9 @@ def local_endpoint(
             "AWS_ACCESS_KEY_ID": "local",
             "AWS_SECRET_ACCESS_KEY": "local",
             "STEPGRAPH_ENDPOINT_URL": url,
-            "MOTO_PORT": str(port),  # moto's Step Functions calls Lambda through its own server port
+            "MOTO_PORT": str(
+                port
+            ),  # moto's Step Functions reaches Lambda and S3 (aws-sdk tasks) through its own port
             "STEPGRAPH_TIME_SCALE": str(time_scale),
             "STEPGRAPH_STEP_MARGIN_S": "1",
             "STEPGRAPH_LIMIT_MARGIN": "0.05",
@@ -91,6 +93,7 @@ def local_endpoint(
             {
                 "ValidateFunctionArn": function_arn(resources.VALIDATE_FUNCTION),
                 "GraphStepFunctionArn": function_arn(resources.GRAPH_STEP_FUNCTION),
+                "DataBucketName": resources.DATA_BUCKET_NAME,
             }
         )
         arn = client("stepfunctions").create_state_machine(

@@ -176,6 +176,7 @@ def local_stack(
             {
                 "ValidateFunctionArn": function_arn(resources.VALIDATE_FUNCTION),
                 "GraphStepFunctionArn": function_arn(resources.GRAPH_STEP_FUNCTION),
+                "DataBucketName": resources.DATA_BUCKET_NAME,
             }
         )
         sfn = boto3.client("stepfunctions", region_name=REGION)

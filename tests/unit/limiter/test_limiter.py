@@ -13,6 +13,7 @@ from stepgraph.errors import ConfigError
 from stepgraph.limiter import (
     DynamoDBRateLimiter,
     Limit,
+    LimiterUnavailable,
     MemoryStore,
     RateLimited,
     load_profile,
@@ -219,3 +220,27 @@ def test_leases_never_exceed_capacity(ops: list[str]) -> None:
             clock.advance(4)
         live = [v for v in (store.get("acct#c") or {}).get("leases", {}).values() if v > clock.now()]
         assert len(live) <= 3
+
+
+class FailingOn(MemoryStore):
+    """The store goes down for one key: writes to it fail as DynamoDB's would after the client's retries."""
+
+    def __init__(self, pk_part: str) -> None:
+        super().__init__()
+        self.pk_part = pk_part
+
+    def apply(self, op):  # type: ignore[no-untyped-def]
+        if self.pk_part in op.pk:
+            raise LimiterUnavailable("DynamoDB is unavailable", hint="retry")
+        return super().apply(op)
+
+
+def test_a_store_failure_mid_request_gives_back_what_was_taken() -> None:
+    limits = [Limit("rpm", 100, 60), Limit("rpd", 10, 86_400, "utc_day"), Limit("conc", 2, 60, "concurrency")]
+    lim, _, store = make(limits, store=FailingOn("#conc"), max_wait_s=10)
+    with pytest.raises(LimiterUnavailable):
+        lim.try_acquire()
+    assert lim.used_today("rpd") == 0  # the day's count was taken before the lease failed, then returned
+    assert store.get("acct#rpm")["tat"] <= lim.clock.now()  # the window slot was retracted too
+    store.pk_part = "#nothing"  # the store is back: the full day is still there
+    assert [lim.try_acquire().granted for _ in range(2)] == [True, True]

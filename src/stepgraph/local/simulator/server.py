@@ -23,7 +23,7 @@ class SimulatorHandle:
     """A running simulator: URLs plus the admin calls tests and the demo use."""
 
     root_url: str
-    state: SimState
+    state: SimState | None  # None when the simulator runs in its own process: use the admin calls
 
     @property
     def base_url(self) -> str:
@@ -70,9 +70,23 @@ def _server(state: SimState, log_level: str) -> uvicorn.Server:
 
 @contextmanager
 def running_simulator(
-    *, host: str = "127.0.0.1", port: int = 0, clock: Clock = SYSTEM_CLOCK, **options: Any
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    clock: Clock = SYSTEM_CLOCK,
+    own_process: bool = False,
+    **options: Any,
 ) -> Iterator[SimulatorHandle]:
-    """Start the simulator in a background thread (port 0: a free one) and stop it on exit."""
+    """Start the simulator in a background thread (port 0: a free one) and stop it on exit.
+
+    `own_process`: run it in a child process instead, as a real provider runs apart from its callers. A
+    busy caller process then cannot delay the provider's clock: with a thread, requests queued behind the
+    caller's own work are admitted late and in a bunch, and a sliding window sees a burst that never left
+    the callers."""
+    if own_process:
+        with _child_simulator(host, port, options) as handle:
+            yield handle
+        return
     state = SimState(SimOptions(**options), clock=clock)
     sock = _bind(host, port)
     server = _server(state, "warning")
@@ -93,7 +107,42 @@ def running_simulator(
         sock.close()
 
 
-def serve_forever(*, host: str, port: int, **options: Any) -> None:
+def serve_forever(*, host: str, port: int, log_level: str = "info", **options: Any) -> None:
     state = SimState(SimOptions(**options))
-    server = _server(state, "info")
+    server = _server(state, log_level)
     server.run(sockets=[_bind(host, port)])
+
+
+_CHILD = "import json, sys; from stepgraph.local.simulator.server import serve_forever; serve_forever(**json.load(sys.stdin))"
+
+
+@contextmanager
+def _child_simulator(host: str, port: int, options: dict[str, Any]) -> Iterator[SimulatorHandle]:
+    import json
+    import subprocess
+    import sys
+
+    SimOptions(**options)  # bad options fail here, with the caller's traceback
+    sock = _bind(host, port)
+    port = sock.getsockname()[1]
+    sock.close()  # the child binds it again (SO_REUSEADDR); a race for a fresh ephemeral port is unlikely
+    child = subprocess.Popen([sys.executable, "-c", _CHILD], stdin=subprocess.PIPE, text=True)
+    assert child.stdin is not None
+    child.stdin.write(json.dumps({"host": host, "port": port, "log_level": "warning", **options}))
+    child.stdin.close()
+    handle = SimulatorHandle(f"http://{host}:{port}", None)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            handle.stats()
+            break
+        except httpx.HTTPError:
+            if time.monotonic() > deadline or child.poll() is not None:
+                child.kill()
+                raise RuntimeError("the simulator process did not start within 30 s") from None
+            time.sleep(0.05)
+    try:
+        yield handle
+    finally:
+        child.terminate()
+        child.wait(timeout=10)
