@@ -105,15 +105,28 @@ def test_large_batches_use_the_distributed_map(stack: tuple[LocalStack, Simulato
         ({"graph": "nope", "items": [1]}, "UnknownGraph", "unknown graph 'nope'"),
         ({"graph": "fanout", "items": "x"}, "InvalidInput", "input.items"),
         ({"graph": "fanout", "items": [{"t": "x" * 210_000}]}, "InvalidInput", "input.items[0]"),
+        # Checked before any item starts, not once per item.
+        (
+            {"graph": "fanout", "items": [1], "config": {"models": ["openrouter:nope"]}},
+            "InvalidInput",
+            "input.config.models[0]: model 'nope' is not in provider 'openrouter'",
+        ),
+        (
+            {"graph": "fanout", "items": [1], "config": {"limits_profile": "gold"}},
+            "InvalidInput",
+            "input.config.limits_profile: unknown limit profile 'gold'",
+        ),
     ],
 )
 def test_bad_input_ends_the_execution_with_a_typed_error(
     stack: tuple[LocalStack, SimulatorHandle], payload: dict[str, Any], error: str, message: str
 ) -> None:
     st, _ = stack
+    st.invocations.clear()
     desc = run(st, payload, f"bad-{error}-{abs(hash(message)) % 1000}")
     assert desc["status"] == "FAILED"
     assert desc.get("error") == error and message in desc.get("cause", "")
+    assert not any(i["function"] == resources.GRAPH_STEP_FUNCTION for i in st.invocations)
 
 
 def test_a_failed_item_of_a_distributed_batch_is_named_by_status(

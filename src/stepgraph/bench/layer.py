@@ -18,7 +18,7 @@ import typer
 
 from stepgraph import resources
 from stepgraph.bench.report import BenchResult, print_result
-from stepgraph.bench.step import cold_import_s, lambda_env
+from stepgraph.bench.step import cold_imports_s, lambda_env
 
 _BARE = "import langgraph.graph, langchain_openai"
 # The handler module, then what its first step imports (deferred so the init phase stays short).
@@ -62,17 +62,17 @@ def _runtime_dir(tmp: Path) -> Path:
     return runtime
 
 
-def _import_s(python: list[str], site: Path, runtime: Path, code: str, runs: int) -> float:
+def _imports_s(python: list[str], site: Path, runtime: Path, codes: list[str], runs: int) -> list[float]:
     handler_dir = resources.repo_root() / "lambdas" / "graph_step"
     # The function's code, the layer, the runtime's boto3: what /var/task, /opt/python and the runtime hold.
     path = f"{handler_dir}:{site}:{runtime}"
     env = lambda_env(
         str(handler_dir), {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": path, "PYTHONNOUSERSITE": "1"}
     )
-    return cold_import_s(code, runs, python=[*python, "-S"], env=env)
+    return cold_imports_s(codes, runs, python=[*python, "-S"], env=env)
 
 
-def run(import_runs: int = 5) -> BenchResult:
+def run(import_runs: int = 9) -> BenchResult:
     import importlib.util
 
     # layers/build.py by path: a `build` package on sys.path (PyPA's) must not stand in for it.
@@ -85,9 +85,9 @@ def run(import_runs: int = 5) -> BenchResult:
     python = python312()
     with tempfile.TemporaryDirectory() as tmp:
         runtime = _runtime_dir(Path(tmp))
-        bare = _import_s(python, site, runtime, _BARE, import_runs)
-        handler = _import_s(python, site, runtime, _HANDLER, import_runs)
-        with_client = _import_s(python, site, runtime, _WITH_CLIENT, import_runs)
+        bare, handler, with_client = _imports_s(
+            python, site, runtime, [_BARE, _HANDLER, _WITH_CLIENT], import_runs
+        )
     result = BenchResult("layer", "stepgraph bench layer")
     result.add(
         "layer unzipped", unzipped, "MB", baseline=naive, baseline_label="naive pip install", goal="<= 60"
@@ -117,5 +117,5 @@ def run(import_runs: int = 5) -> BenchResult:
     return result
 
 
-def cli(import_runs: int = typer.Option(5, min=1, help="Fresh processes per import measurement")) -> None:
+def cli(import_runs: int = typer.Option(9, min=1, help="Fresh processes per import measurement")) -> None:
     print_result(run(import_runs))

@@ -87,10 +87,12 @@ def lambda_env(handler_dir: str, base: dict[str, str] | None = None) -> dict[str
     }
 
 
-def cold_import_s(
-    code: str, runs: int, *, python: list[str] | None = None, env: dict[str, str] | None = None
-) -> float:
-    """Median wall time of `python -c code` in fresh processes, minus the interpreter's bare start-up."""
+def cold_imports_s(
+    codes: list[str], runs: int, *, python: list[str] | None = None, env: dict[str, str] | None = None
+) -> list[float]:
+    """Median wall time of `python -c code` for each code in fresh processes, minus the interpreter's bare
+    start-up. The codes take turns within each round, so a machine that gets busier or quieter during the
+    measurement shifts every figure alike instead of favouring whichever ran first."""
     cmd = python or [sys.executable]
     env = env or {**os.environ, "PYTHONWARNINGS": "ignore"}
 
@@ -99,9 +101,17 @@ def cold_import_s(
         subprocess.run([*cmd, "-c", src], check=True, env=env, capture_output=True)
         return time.perf_counter() - t0
 
-    once(code)  # a first run writes any missing bytecode caches, as the layer ships them
-    startup = statistics.median(once("pass") for _ in range(runs))
-    return statistics.median(once(code) for _ in range(runs)) - startup
+    for code in codes:
+        once(code)  # a first run writes any missing bytecode caches, as the layer ships them
+    samples: list[list[float]] = [[] for _ in range(len(codes) + 1)]
+    variants = ["pass", *codes]
+    for r in range(runs):
+        order = list(range(len(variants)))
+        shift = r % len(order)
+        for i in order[shift:] + order[:shift]:
+            samples[i].append(once(variants[i]))
+    startup = statistics.median(samples[0])
+    return [statistics.median(s) - startup for s in samples[1:]]
 
 
 def _env(base_url: str, ollama: str) -> dict[str, str]:
@@ -202,19 +212,17 @@ def _bare_overhead(items: int, base_url: str) -> float:
     return (wall - timer.seconds) / steps * 1000
 
 
-def run(items: int = 30, import_runs: int = 5) -> BenchResult:
+def run(items: int = 30, import_runs: int = 9) -> BenchResult:
     from stepgraph.local.simulator import running_simulator
 
     with running_simulator(rpm=1_000_000, rpd=10_000_000) as sim:
         handler_ms, steps_per_item = _handler_overhead(items, sim.base_url, sim.ollama_base_url)
         bare_ms = _bare_overhead(items, sim.base_url)
     handler_dir = str(resources.repo_root() / "lambdas" / "graph_step")
-    env = lambda_env(handler_dir)
-    handler_import = cold_import_s(_HANDLER_IMPORT.format(path=handler_dir), import_runs, env=env)
-    cold_start = cold_import_s(
-        _HANDLER_IMPORT.format(path=handler_dir) + _FIRST_STEP_IMPORTS, import_runs, env=env
+    handler = _HANDLER_IMPORT.format(path=handler_dir)
+    handler_import, cold_start, bare_import = cold_imports_s(
+        [handler, handler + _FIRST_STEP_IMPORTS, _BARE_IMPORT], import_runs, env=lambda_env(handler_dir)
     )
-    bare_import = cold_import_s(_BARE_IMPORT, import_runs, env=env)
     result = BenchResult("step", f"stepgraph bench step --items {items}")
     result.add(
         "handler overhead per superstep",
@@ -251,6 +259,6 @@ def run(items: int = 30, import_runs: int = 5) -> BenchResult:
 
 def cli(
     items: int = typer.Option(30, min=1, help="Items to run through the handler"),
-    import_runs: int = typer.Option(5, min=1, help="Fresh processes per import measurement"),
+    import_runs: int = typer.Option(9, min=1, help="Fresh processes per import measurement"),
 ) -> None:
     print_result(run(items, import_runs))

@@ -2,14 +2,38 @@
 
 limiter = DynamoDBRateLimiter("stepgraph-limiter", "openrouter:main", load_profile("openrouter-free"))
 grant = limiter.try_acquire({"rpm": 1, "tpm": 1200})
+
+Names load on first use (PEP 562): profiles and limits alone must not import LangChain.
 """
 
-from stepgraph.limiter.budget import BudgetExceeded, BudgetGuard, BudgetReservation
-from stepgraph.limiter.limiter import DynamoDBRateLimiter
-from stepgraph.limiter.limits import Grant, Limit, LimiterUnavailable, RateLimited
-from stepgraph.limiter.profiles import PROFILES, load_profile
-from stepgraph.limiter.store import DynamoDBStore, MemoryStore
-from stepgraph.limiter.table import ensure_limiter_table
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from stepgraph.limiter.budget import BudgetExceeded, BudgetGuard, BudgetReservation
+    from stepgraph.limiter.limiter import DynamoDBRateLimiter
+    from stepgraph.limiter.limits import Grant, Limit, LimiterUnavailable, RateLimited
+    from stepgraph.limiter.profiles import PROFILES, load_profile
+    from stepgraph.limiter.store import DynamoDBStore, MemoryStore
+    from stepgraph.limiter.table import ensure_limiter_table
+
+_HOME = {
+    "BudgetExceeded": "budget",
+    "BudgetGuard": "budget",
+    "BudgetReservation": "budget",
+    "DynamoDBRateLimiter": "limiter",
+    "Grant": "limits",
+    "Limit": "limits",
+    "LimiterUnavailable": "limits",
+    "RateLimited": "limits",
+    "PROFILES": "profiles",
+    "load_profile": "profiles",
+    "DynamoDBStore": "store",
+    "MemoryStore": "store",
+    "ensure_limiter_table": "table",
+}
 
 __all__ = [
     "PROFILES",
@@ -26,3 +50,11 @@ __all__ = [
     "ensure_limiter_table",
     "load_profile",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
+    globals()[name] = value
+    return value

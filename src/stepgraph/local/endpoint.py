@@ -4,6 +4,7 @@ or the AWS CLI (`--endpoint-url`) can start and describe executions exactly as a
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 from collections.abc import Iterator
@@ -50,6 +51,9 @@ def local_endpoint(
         sim = stack.enter_context(running_simulator(rpm=rpm, rpd=rpd, time_scale=time_scale))
         default_user_config.update(MOTO_CONFIG)  # type: ignore[typeddict-item]
         stack.enter_context(mock.patch.dict(os.environ, {"MOTO_PORT": str(port)}))
+        # werkzeug prints one access-log line per AWS call unless its logger is configured: keep the
+        # terminal for what `local up` says.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         server.start()
         stack.callback(server.stop)

@@ -1,9 +1,31 @@
-"""Providers: the provider table, keys, the model router with its error matrix, metrics."""
+"""Providers: the provider table, keys, the model router with its error matrix, metrics.
 
-from stepgraph.providers.errors import AllModelsFailed, ProviderFatal, Throttled
-from stepgraph.providers.factory import build_chat_model
-from stepgraph.providers.router import ModelRouter, Route, RunState
-from stepgraph.providers.table import ProviderTable, load_provider_table
+Names load on first use (PEP 562): the provider table alone must not import LangChain, so the
+validate-input function can check model names without paying for the chat model's imports.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from stepgraph.providers.errors import AllModelsFailed, ProviderFatal, Throttled
+    from stepgraph.providers.factory import build_chat_model
+    from stepgraph.providers.router import ModelRouter, Route, RunState
+    from stepgraph.providers.table import ProviderTable, load_provider_table
+
+_HOME = {
+    "AllModelsFailed": "errors",
+    "ProviderFatal": "errors",
+    "Throttled": "errors",
+    "build_chat_model": "factory",
+    "ModelRouter": "router",
+    "Route": "router",
+    "RunState": "router",
+    "ProviderTable": "table",
+    "load_provider_table": "table",
+}
 
 __all__ = [
     "AllModelsFailed",
@@ -16,3 +38,11 @@ __all__ = [
     "build_chat_model",
     "load_provider_table",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
+    globals()[name] = value
+    return value

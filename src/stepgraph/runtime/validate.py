@@ -8,9 +8,11 @@ from typing import Any
 
 from stepgraph import resources
 from stepgraph.config import get_settings
-from stepgraph.errors import InvalidInput, UnknownGraph
+from stepgraph.errors import ConfigError, InvalidInput, UnknownGraph
 from stepgraph.graphs.registry import registered
-from stepgraph.schemas import MAX_INLINE_ITEM_BYTES, parse_execution_input
+from stepgraph.limiter.profiles import load_profile
+from stepgraph.providers.table import ProviderTable, load_provider_table
+from stepgraph.schemas import MAX_INLINE_ITEM_BYTES, RunConfig, parse_execution_input
 
 # Beyond this many items an inline Map would overflow the execution's 25,000 history events.
 INLINE_LIMIT = 200
@@ -30,6 +32,7 @@ def validate_execution(event: dict[str, Any], *, bucket: str, s3: Any) -> dict[s
         raise UnknownGraph(
             f"input.graph: unknown graph {parsed.graph!r}", hint=f"registered: {', '.join(sorted(graphs))}"
         )
+    check_run_config(parsed.config, load_provider_table(get_settings().providers), where="input.config")
     config = parsed.config.model_dump()
     config["max_concurrency"] = config["max_concurrency"] or get_settings().map_concurrency
     out: dict[str, Any] = {"graph": parsed.graph, "config": config, "execution_id": execution_id}
@@ -52,6 +55,21 @@ def validate_execution(event: dict[str, Any], *, bucket: str, s3: Any) -> dict[s
     else:
         out.update(mode="inline", items=items, item_count=len(items))
     return out
+
+
+def check_run_config(config: RunConfig, table: ProviderTable, *, where: str) -> None:
+    """Model names and the limits profile, which the schema cannot check: the validate-input function
+    rejects a bad run before any item starts, graph-step again for events that did not come through it."""
+    for i, entry in enumerate(config.models or []):
+        try:
+            table.route(entry)
+        except ConfigError as exc:
+            raise InvalidInput(f"{where}.models[{i}]: {exc.message}", hint=exc.hint) from None
+    if config.limits_profile is not None:
+        try:
+            load_profile(config.limits_profile)
+        except ConfigError as exc:
+            raise InvalidInput(f"{where}.limits_profile: {exc.message}", hint=exc.hint) from None
 
 
 def _read_items(s3: Any, bucket: str, key: str) -> list[Any]:

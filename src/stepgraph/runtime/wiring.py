@@ -8,7 +8,7 @@ from typing import Any
 
 from stepgraph.checkpoint import S3Saver
 from stepgraph.config import Settings, get_settings
-from stepgraph.errors import ConfigError, InvalidInput, UnknownGraph
+from stepgraph.errors import InvalidInput, UnknownGraph
 from stepgraph.graphs import StepContext, load_graph
 from stepgraph.graphs.registry import registered
 from stepgraph.limiter import BudgetGuard, DynamoDBRateLimiter, load_profile
@@ -19,6 +19,7 @@ from stepgraph.providers.table import ProviderSpec, ProviderTable
 from stepgraph.runtime import clients
 from stepgraph.runtime.results import ResultStore
 from stepgraph.runtime.step import run_step
+from stepgraph.runtime.validate import check_run_config
 from stepgraph.schemas import StepEvent, StepResult
 from stepgraph.usage.callback import UsageCallbackHandler
 from stepgraph.usage.ledger import UsageLedger
@@ -89,16 +90,7 @@ def check_event(event: StepEvent, table: ProviderTable) -> None:
         raise UnknownGraph(
             f"event.graph: unknown graph {event.graph!r}", hint=f"registered: {', '.join(sorted(graphs))}"
         )
-    for i, entry in enumerate(event.config.models or []):
-        try:
-            table.route(entry)
-        except ConfigError as exc:
-            raise InvalidInput(f"event.config.models[{i}]: {exc.message}", hint=exc.hint) from None
-    if event.config.limits_profile is not None:
-        try:
-            load_profile(event.config.limits_profile)
-        except ConfigError as exc:
-            raise InvalidInput(f"event.config.limits_profile: {exc.message}", hint=exc.hint) from None
+    check_run_config(event.config, table, where="event.config")
 
 
 def _item(event: StepEvent, s3: Any) -> Any:
