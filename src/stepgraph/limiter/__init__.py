@@ -8,8 +8,9 @@ Names load on first use (PEP 562): profiles and limits alone must not import Lan
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from stepgraph.lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from stepgraph.limiter.budget import BudgetExceeded, BudgetGuard, BudgetReservation
@@ -52,9 +53,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _HOME:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _HOME, globals())
