@@ -14,7 +14,6 @@ from typing import Any
 from unittest import mock
 
 from stepgraph import resources
-from stepgraph.local.asl import load_definition
 from stepgraph.local.simulator import DEV_KEY, running_simulator
 from stepgraph.local.stack import (
     MOTO_CONFIG,
@@ -22,7 +21,7 @@ from stepgraph.local.stack import (
     LocalStack,
     _create_functions,
     _route_invocations,
-    function_arn,
+    local_definition,
 )
 
 
@@ -63,9 +62,8 @@ def local_endpoint(
             "AWS_ACCESS_KEY_ID": "local",
             "AWS_SECRET_ACCESS_KEY": "local",
             "STEPGRAPH_ENDPOINT_URL": url,
-            "MOTO_PORT": str(
-                port
-            ),  # moto's Step Functions reaches Lambda and S3 (aws-sdk tasks) through its own port
+            # moto's Step Functions reaches Lambda and S3 (aws-sdk tasks) through its own port.
+            "MOTO_PORT": str(port),
             "STEPGRAPH_TIME_SCALE": str(time_scale),
             "STEPGRAPH_STEP_MARGIN_S": "1",
             "STEPGRAPH_LIMIT_MARGIN": "0.05",
@@ -93,13 +91,7 @@ def local_endpoint(
         client("s3").create_bucket(Bucket=resources.DATA_BUCKET_NAME)
         ensure_limiter_table(client("dynamodb"), resources.LIMITER_TABLE_NAME)
         _create_functions(client("lambda"), client("iam"))
-        definition = load_definition(
-            {
-                "ValidateFunctionArn": function_arn(resources.VALIDATE_FUNCTION),
-                "GraphStepFunctionArn": function_arn(resources.GRAPH_STEP_FUNCTION),
-                "DataBucketName": resources.DATA_BUCKET_NAME,
-            }
-        )
+        definition = local_definition()
         arn = client("stepfunctions").create_state_machine(
             name=resources.STATE_MACHINE_NAME,
             definition=json.dumps(definition),

@@ -30,6 +30,17 @@ def function_arn(name: str) -> str:
     return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
 
 
+def local_definition() -> dict[str, Any]:
+    """The state machine definition with the local stand-ins' names, as CDK fills it with the stack's."""
+    return load_definition(
+        {
+            "ValidateFunctionArn": function_arn(resources.VALIDATE_FUNCTION),
+            "GraphStepFunctionArn": function_arn(resources.GRAPH_STEP_FUNCTION),
+            "DataBucketName": resources.DATA_BUCKET_NAME,
+        }
+    )
+
+
 @dataclass
 class LocalStack:
     state_machine_arn: str
@@ -172,13 +183,7 @@ def local_stack(
         )
         ensure_limiter_table(ddb, resources.LIMITER_TABLE_NAME)
         _create_functions(boto3.client("lambda", region_name=REGION), boto3.client("iam", region_name=REGION))
-        definition = load_definition(
-            {
-                "ValidateFunctionArn": function_arn(resources.VALIDATE_FUNCTION),
-                "GraphStepFunctionArn": function_arn(resources.GRAPH_STEP_FUNCTION),
-                "DataBucketName": resources.DATA_BUCKET_NAME,
-            }
-        )
+        definition = local_definition()
         sfn = boto3.client("stepfunctions", region_name=REGION)
         arn = sfn.create_state_machine(
             name=resources.STATE_MACHINE_NAME,
