@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from stepgraph import resources
+
 KEYS = (
     "daily_budget_usd",
     "min_credits_usd",
@@ -21,6 +23,8 @@ KEYS = (
     "graph_package",
     "free_requests_alarm",
     "graphs",
+    "max_run_days",
+    "graph_step_reserved_concurrency",
 )
 
 
@@ -32,13 +36,18 @@ class StackSettings(BaseModel):
     alarm_email: str | None = Field(None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
     providers: str | None = None  # JSON provider table (STEPGRAPH_PROVIDERS)
     limits_profile: str = "openrouter-free"
-    map_concurrency: int = Field(10, ge=1, le=10_000)
+    map_concurrency: int = Field(resources.DEFAULT_MAX_CONCURRENCY, ge=1, le=10_000)
     log_retention_days: Literal[1, 3, 5, 7, 14, 30, 60, 90, 180, 365] = 30
     removal_policy: Literal["retain", "destroy"] = "retain"
     layer_dir: str = "layers/build"
     graph_package: str | None = None
     free_requests_alarm: int = Field(10, ge=0)
     # Graphs in `graph_package` by name, e.g. {"tickets": "my_graphs.tickets:build_graph"}.
+    # How long one execution may run (a batch waits for its quota, e.g. 50 free requests per UTC day).
+    max_run_days: int = Field(resources.DEFAULT_MAX_RUN_DAYS, ge=1, le=resources.MAX_RUN_DAYS_LIMIT)
+    # Reserved concurrency for graph-step; None leaves it unreserved (a new account may have only 10
+    # concurrent executions in all, and AWS keeps 10 unreserved, so it cannot reserve any).
+    graph_step_reserved_concurrency: int | None = Field(None, ge=1, le=10_000)
     graphs: dict[str, Annotated[str, StringConstraints(pattern=r"^[\w.]+:\w+$")]] | None = None
 
     def runtime_env(self) -> dict[str, str]:
@@ -67,6 +76,8 @@ def load(get: Any) -> StackSettings:
             "log_retention_days",
             "free_requests_alarm",
             "graphs",
+            "max_run_days",
+            "graph_step_reserved_concurrency",
         ):
             with contextlib.suppress(json.JSONDecodeError):
                 raw[k] = json.loads(v)

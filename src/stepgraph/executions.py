@@ -9,7 +9,7 @@ from typing import Any
 
 from stepgraph import resources
 from stepgraph.errors import ConfigError
-from stepgraph.schemas import parse_execution_input
+from stepgraph.schemas import check_item_sizes, check_items_key, parse_execution_input
 
 
 def _client(service: str, endpoint_url: str | None, region: str | None) -> Any:
@@ -67,6 +67,7 @@ def start(
         payload: dict[str, Any] = {"graph": graph, "items_s3": {"bucket": b, "key": key}}
     else:
         rows = read_items(Path(items))
+        check_item_sizes(rows, where=f"{items} item")
         if not bucket:
             raise ConfigError(
                 "--bucket is needed to upload a local JSONL file", hint="the stack's DataBucketName output"
@@ -76,7 +77,9 @@ def start(
         payload = {"graph": graph, "items_s3": {"bucket": bucket, "key": key}}
     if config:
         payload["config"] = config
-    parse_execution_input(payload)  # fail here, with the field named, rather than in the state machine
+    parsed = parse_execution_input(payload)  # fail here, with the field named, not in the state machine
+    if parsed.items_s3 is not None:
+        check_items_key(parsed.items_s3, where="--items")
     sfn = _client("stepfunctions", endpoint_url, region)
     return str(sfn.start_execution(stateMachineArn=arn, name=name, input=json.dumps(payload))["executionArn"])
 

@@ -12,7 +12,7 @@ from stepgraph.errors import ConfigError, InvalidInput, UnknownGraph
 from stepgraph.graphs.registry import registered
 from stepgraph.limiter.profiles import load_profile
 from stepgraph.providers.table import ProviderTable, load_provider_table
-from stepgraph.schemas import MAX_INLINE_ITEM_BYTES, RunConfig, parse_execution_input
+from stepgraph.schemas import RunConfig, check_item_sizes, check_items_key, parse_execution_input
 
 # Beyond this many items an inline Map would overflow the execution's 25,000 history events.
 INLINE_LIMIT = 200
@@ -35,19 +35,17 @@ def validate_execution(event: dict[str, Any], *, bucket: str, s3: Any) -> dict[s
     check_run_config(parsed.config, load_provider_table(get_settings().providers), where="input.config")
     config = parsed.config.model_dump()
     config["max_concurrency"] = config["max_concurrency"] or get_settings().map_concurrency
+    if config["tolerated_failure_percentage"] is None:
+        config["tolerated_failure_percentage"] = resources.DEFAULT_TOLERATED_FAILURE_PERCENTAGE
     out: dict[str, Any] = {"graph": parsed.graph, "config": config, "execution_id": execution_id}
     if parsed.items_s3 is not None:
+        check_items_key(parsed.items_s3, where="input.items_s3")
         items = _read_items(s3, parsed.items_s3.bucket, parsed.items_s3.key)
+        check_item_sizes(items, where=f"s3://{parsed.items_s3.bucket}/{parsed.items_s3.key} item")
         out.update(mode="distributed", items_s3=parsed.items_s3.model_dump(), item_count=len(items))
         return out
     items = parsed.items or []
-    for i, item in enumerate(items):
-        size = len(json.dumps(item, default=str).encode())
-        if size > MAX_INLINE_ITEM_BYTES:
-            raise InvalidInput(
-                f"input.items[{i}]: item is {size:,} bytes, over the {MAX_INLINE_ITEM_BYTES:,}-byte inline limit",
-                hint="put large items in S3 and pass items_s3",
-            )
+    check_item_sizes(items, where="input.items")
     if len(items) > INLINE_LIMIT:
         key = f"{resources.PREFIX_ITEMS}{execution_id.rsplit(':', 1)[-1]}/items.json"
         s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(items).encode(), ContentType="application/json")
