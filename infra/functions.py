@@ -18,6 +18,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as sm
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from stepgraph import resources
@@ -88,7 +89,12 @@ class Functions(Construct):
         }
 
         def function(
-            name: str, directory: str, timeout: Duration, memory: int, reserved: int | None = None
+            name: str,
+            directory: str,
+            timeout: Duration,
+            memory: int,
+            reserved: int | None = None,
+            dead_letters: sqs.IQueue | None = None,
         ) -> lambda_.Function:
             log_group = logs.LogGroup(self, f"{directory}-logs", retention=retention, removal_policy=removal)
             return lambda_.Function(
@@ -107,6 +113,10 @@ class Functions(Construct):
                 tracing=lambda_.Tracing.ACTIVE,
                 log_group=log_group,
                 reserved_concurrent_executions=reserved,
+                # Only the scheduled poller is invoked asynchronously: its failed events are kept.
+                dead_letter_queue=dead_letters,
+                retry_attempts=2 if dead_letters else None,
+                max_event_age=Duration.hours(1) if dead_letters else None,
             )
 
         self.graph_step = function(
@@ -117,7 +127,20 @@ class Functions(Construct):
             graph_step_reserved_concurrency,
         )
         self.validate = function(resources.VALIDATE_FUNCTION, "validate_input", Duration.seconds(60), 512)
-        self.poller = function(resources.CREDITS_POLLER_FUNCTION, "credits_poller", Duration.seconds(60), 256)
+        self.poller_dead_letters = sqs.Queue(
+            self,
+            "PollerDeadLetters",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        self.poller = function(
+            resources.CREDITS_POLLER_FUNCTION,
+            "credits_poller",
+            Duration.seconds(60),
+            256,
+            dead_letters=self.poller_dead_letters,
+        )
 
         step_role = self.graph_step
         bucket.grant_read_write(step_role, f"{resources.PREFIX_CHECKPOINTS}*")
@@ -136,5 +159,13 @@ class Functions(Construct):
             "PollCredits",
             description="stepgraph: poll provider credits and free-tier use",
             schedule=events.Schedule.rate(Duration.minutes(15)),
-            targets=[targets.LambdaFunction(self.poller)],
+            # A poll that cannot be delivered is retried twice within the hour, then kept in the queue.
+            targets=[
+                targets.LambdaFunction(
+                    self.poller,
+                    retry_attempts=2,
+                    max_event_age=Duration.hours(1),
+                    dead_letter_queue=self.poller_dead_letters,
+                )
+            ],
         )

@@ -36,12 +36,10 @@ def test_the_limiter_refuses_until_the_scaled_day_ends_then_admits_again() -> No
     clock = FakeClock(1_767_225_600.0 + 1.0)  # 1 s into a scaled day
     limits = load_profile("openrouter-free", time_scale=SCALE, overrides={"rpd": {"capacity": 2}})
     lim = DynamoDBRateLimiter("t", "acct", limits, clock=clock, store=MemoryStore(), max_wait_s=0.01)
-    granted = 0
     for _ in range(2):
         grant = lim.try_acquire()
         assert grant.granted
         clock.advance(grant.wait_s + 0.01)
-        granted += 1
     refused = lim.try_acquire()
     assert not refused.granted and refused.refused_by == "rpd"
     assert 0 < refused.wait_s <= 8.64
