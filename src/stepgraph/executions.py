@@ -165,12 +165,10 @@ def _manifest_length(s3: Any, items_s3: dict[str, Any]) -> int | None:
 
 
 def _spend(s3: Any, bucket: str, name: str) -> tuple[int, float]:
+    from stepgraph.usage import layout
+
     spend, attempts = 0.0, 0
-    for key in _keys(s3, bucket, resources.PREFIX_USAGE):
-        if f"/{name}/" not in key:
-            continue
-        for line in s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode().splitlines():
-            rec = json.loads(line)
-            attempts += 1
-            spend += rec.get("cost_usd") or 0.0
+    for rec in layout.s3_records(s3, bucket, execution=name):
+        attempts += 1
+        spend += rec.get("cost_usd") or 0.0
     return attempts, round(spend, 6)
