@@ -68,6 +68,12 @@ class RunConfig(BaseModel):
     max_concurrency: int | None = Field(default=None, ge=1, le=10_000)
     max_rounds: int | None = Field(default=None, ge=1, le=20, description="Graph-specific loop bound")
     allow_paid: bool = Field(default=True, description="Allow paid models in the chain")
+    calls_per_item: int | None = Field(
+        default=None,
+        ge=1,
+        le=1000,
+        description="Model calls an item makes (about): sizes the history-event estimate that picks the Map",
+    )
     tolerated_failure_percentage: float | None = Field(
         default=None,
         ge=0,

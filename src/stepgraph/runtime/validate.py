@@ -12,10 +12,8 @@ from stepgraph.errors import ConfigError, InvalidInput, UnknownGraph
 from stepgraph.graphs.registry import registered
 from stepgraph.limiter.profiles import load_profile
 from stepgraph.providers.table import ProviderTable, load_provider_table
+from stepgraph.runtime import history
 from stepgraph.schemas import RunConfig, check_item_sizes, check_items_key, parse_execution_input
-
-# Beyond this many items an inline Map would overflow the execution's 25,000 history events.
-INLINE_LIMIT = 200
 
 
 def validate_execution(event: dict[str, Any], *, bucket: str, s3: Any) -> dict[str, Any]:
@@ -46,13 +44,28 @@ def validate_execution(event: dict[str, Any], *, bucket: str, s3: Any) -> dict[s
         return out
     items = parsed.items or []
     check_item_sizes(items, where="input.items")
-    if len(items) > INLINE_LIMIT:
+    if not history.fits_inline(batch_shape(len(items), parsed.config, config["max_concurrency"])):
         key = f"{resources.PREFIX_ITEMS}{execution_id.rsplit(':', 1)[-1]}/items.json"
         s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(items).encode(), ContentType="application/json")
         out.update(mode="distributed", items_s3={"bucket": bucket, "key": key}, item_count=len(items))
     else:
         out.update(mode="inline", items=items, item_count=len(items))
     return out
+
+
+def batch_shape(items: int, config: RunConfig, concurrency: int) -> history.BatchShape:
+    """What the history model needs: the items, the calls each makes and the primary provider's limits."""
+    settings = get_settings()
+    table = load_provider_table(settings.providers)
+    primary = table.route((config.models or table.chain)[0])[0]
+    profile = config.limits_profile or table.providers[primary].limits_profile
+    limits = load_profile(profile)
+    if settings.limits_overrides:  # local runs lower or raise the primary's limits
+        overrides = json.loads(settings.limits_overrides)
+        known = {lim.name for lim in limits}
+        limits = load_profile(profile, overrides={k: v for k, v in overrides.items() if k in known})
+    calls = config.calls_per_item or history.DEFAULT_CALLS_PER_ITEM
+    return history.BatchShape(items, calls, concurrency, tuple(limits))
 
 
 def check_run_config(config: RunConfig, table: ProviderTable, *, where: str) -> None:
