@@ -40,6 +40,9 @@ ATHENA_WORKGROUP = "stepgraph"
 
 # Provider keys live in Secrets Manager in AWS, as JSON {"keys": [{"label": ..., "key": ...}]}.
 SECRET_PREFIX = "stepgraph/providers/"
+# An OpenRouter management key (reads the account balance, GET /api/v1/credits) has its own secret,
+# {"key": "..."}, read by the credits poller only.
+MANAGEMENT_SECRET_SUFFIX = "-management"
 
 # Environment of the graph-step and credits-poller functions (read by stepgraph.config).
 ENV_BUCKET = "STEPGRAPH_BUCKET"
