@@ -156,7 +156,17 @@ class Monitoring(Construct):
             cw.GraphWidget(title="Spend per 5 minutes (USD)", left=[metric(names.CREDITS_SPENT_USD)]),
             cw.GraphWidget(
                 title="Spend per UTC day (USD), as the spend alarms and the daily cap count it",
-                left=[daily_spend],
+                left=[
+                    daily_spend,
+                    cw.Metric(
+                        namespace=names.NAMESPACE,
+                        metric_name=names.SPENT_TODAY_USD,
+                        dimensions_map={"service": SERVICE_NAME},
+                        statistic="Maximum",
+                        period=Duration.days(1),
+                        label="the budget guard's counter (reservations included)",
+                    ),
+                ],
                 left_annotations=[
                     cw.HorizontalAnnotation(value=daily_budget_usd * pct / 100, label=f"{pct}% of the budget")
                     for pct in (80, 95)
@@ -164,6 +174,11 @@ class Monitoring(Construct):
                 period=Duration.days(1),
                 start="-P14D",
                 view=cw.GraphWidgetView.BAR,
+            ),
+            cw.SingleValueWidget(
+                title="Spent today, UTC day (the budget guard's counter)",
+                metrics=[metric(names.SPENT_TODAY_USD, "Maximum", Duration.minutes(15))],
+                width=6,
             ),
             cw.GraphWidget(
                 title="Tokens", left=[metric(names.PROMPT_TOKENS), metric(names.COMPLETION_TOKENS)]

@@ -18,6 +18,9 @@ FREE_REQUESTS_REMAINING = "FreeRequestsRemaining"
 # 1 when the poller learned an account's balance, 0 when it could not (no management key, uncapped
 # key); emitted once per account per successful poll, so its absence means the poller is down.
 CREDITS_KNOWN = "CreditsKnown"
+# The budget guard's counter of the current UTC day (spent or reserved), published by the poller:
+# the very number the daily cap is checked against.
+SPENT_TODAY_USD = "SpentTodayUSD"
 
 ALL = (
     CREDITS_SPENT_USD,
@@ -32,6 +35,7 @@ ALL = (
     USAGE_DAILY_USD,
     FREE_REQUESTS_REMAINING,
     CREDITS_KNOWN,
+    SPENT_TODAY_USD,
 )
 
 # Every metric is emitted twice: with the full dimension set and with the service alone,

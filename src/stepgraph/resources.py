@@ -21,6 +21,7 @@ PREFIX_FAILURES = "failures/"
 PREFIX_ITEMS = "items/"
 
 # Limiter table (also holds BudgetGuard counters under their own keys).
+BUDGET_KEY = "spend"  # the stack-wide budget guard's key (graph-step charges it, the poller reads it)
 LIMITER_PARTITION_KEY = "pk"
 LIMITER_TTL_ATTRIBUTE = "ttl"
 

@@ -265,10 +265,12 @@ def test_the_dashboard_shows_spend_per_utc_day_and_whether_the_balance_is_known(
     body = board["Properties"]["DashboardBody"]
     text = "".join(p if isinstance(p, str) else "region" for p in body["Fn::Join"][1])
     widgets = json.loads(text)["widgets"]
-    daily = [w["properties"] for w in widgets if "UTC day" in w["properties"].get("title", "")]
+    daily = [
+        w["properties"] for w in widgets if w["properties"].get("title", "").startswith("Spend per UTC day")
+    ]
     assert len(daily) == 1 and daily[0]["period"] == 86_400
     assert [a["value"] for a in daily[0]["annotations"]["horizontal"]] == [4.0, 4.75]
-    assert "CreditsKnown" in text
+    assert "CreditsKnown" in text and "SpentTodayUSD" in text
 
 
 def test_every_acknowledgment_suppresses_a_real_finding(layer_dir: Path) -> None:

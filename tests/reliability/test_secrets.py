@@ -22,10 +22,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import boto3
 import pytest
 
 from stepgraph import resources
 from stepgraph.config import get_settings
+from stepgraph.limiter import BudgetGuard, ensure_limiter_table
 from stepgraph.local import lambdas
 from stepgraph.local.simulator import SimulatorHandle
 from stepgraph.local.stack import LocalStack, local_stack
@@ -327,7 +329,12 @@ def test_the_credits_poller_leaks_no_key(
     calls: Calls,
     debug_logs: Logs,
     capfd: pytest.CaptureFixture[str],
+    moto_aws: None,
 ) -> None:
+    # The poller also reads the budget guard's day counter from the limiter table (moto here).
+    ddb = boto3.client("dynamodb")
+    ensure_limiter_table(ddb, resources.LIMITER_TABLE_NAME)
+    BudgetGuard(resources.LIMITER_TABLE_NAME, resources.BUDGET_KEY, client=ddb).reserve(0.25)
     canary, revoked = new_key("CANARY"), new_key("REVOKED")
     management, revoked_management = new_key("MGMT"), new_key("MGMTREVOKED")
     sim = simulator(
@@ -353,6 +360,7 @@ def test_the_credits_poller_leaks_no_key(
     collect_process(corpus, capfd, debug_logs)
 
     assert reports[0]["accounts"]["openrouter:main"]["credits_remaining"] == 7.5, reports
+    assert reports[0]["spent_today_usd"] == 0.25 and b"SpentTodayUSD" in corpus.parts["stdout"]
     assert reports[1]["accounts"]["openrouter:main"] == {"error": "HTTPStatusError"}, reports
     assert b"CreditsRemainingUSD" in corpus.parts["stdout"] and b"ProviderErrors" in corpus.parts["stdout"]
     assert len(debug_logs.records.records) > 10 and corpus.size > 5_000

@@ -80,6 +80,19 @@ def limiter_day_count(table_name: str, client: Any) -> DayCount:
     return count
 
 
+def publish_spent_today(guard: Any, emitter: MetricsEmitter) -> float | None:
+    """SpentTodayUSD from the budget guard's own UTC-day counter (what the daily cap is checked
+    against, reservations included): a live "today" for the dashboard, where CloudWatch's wall-clock
+    day shows a day's sum only once that day has ended."""
+    try:
+        spent = float(guard.spent_today_usd())
+    except Exception as exc:
+        log.warning("budget counter unreadable: %s", type(exc).__name__)
+        return None
+    emitter.emit(names.SPENT_TODAY_USD, spent, "NoUnit")
+    return spent
+
+
 def _free_left(
     label: str,
     data: dict[str, Any],

@@ -14,10 +14,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from stepgraph import metrics as names
+from stepgraph.clock import FakeClock
 from stepgraph.config import load_settings
 from stepgraph.errors import ConfigError
+from stepgraph.limiter import BudgetGuard, MemoryStore
 from stepgraph.limiter.limits import Limit
-from stepgraph.providers.credits import day_limit, poll_all
+from stepgraph.providers.credits import day_limit, poll_all, publish_spent_today
 from stepgraph.providers.keys import load_management_key
 from stepgraph.providers.metrics import MetricsEmitter
 from stepgraph.providers.table import load_provider_table
@@ -277,6 +279,30 @@ def test_day_limit_picks_the_request_counter_of_the_profile() -> None:
     spec = load_provider_table(provider_table("openrouter-free-1000"), env={}).providers["openrouter"]
     assert day_limit(spec) == Limit("rpd", 1000, 86_400, "utc_day")
     assert day_limit(spec, {"rpd": {"capacity": 70}}) == Limit("rpd", 70, 86_400, "utc_day")
+
+
+# -- the budget guard's day ------------------------------------------------------------------------
+
+
+def test_spent_today_is_the_budget_guards_utc_day_counter() -> None:
+    clock = FakeClock(start=1_764_547_200.0 + 86_400 - 60)  # 23:59 UTC
+    guard = BudgetGuard("t", "spend", daily_cap_usd=5.0, store=MemoryStore(), clock=clock)
+    guard.reserve(1.25)
+    emitter = MetricsEmitter()
+    assert publish_spent_today(guard, emitter) == 1.25
+    clock.advance(120)  # past midnight UTC: a new day, as the cap counts it
+    assert publish_spent_today(guard, emitter) == 0.0
+    assert values(emitter, names.SPENT_TODAY_USD) == [1.25, 0.0]
+
+
+def test_an_unreadable_budget_counter_publishes_nothing() -> None:
+    class Broken:
+        def spent_today_usd(self) -> float:
+            raise ConnectionError("table unreachable")
+
+    emitter = MetricsEmitter()
+    assert publish_spent_today(Broken(), emitter) is None
+    assert emitter.emitted == []
 
 
 # -- the management key ------------------------------------------------------------------------------
