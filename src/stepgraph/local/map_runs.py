@@ -114,8 +114,8 @@ def install() -> None:
         if child is not None:  # the item as the ItemSelector made it: a child execution's input
             child.input = env_frame.states.get_input()
 
-    worker._eval_job = _eval_job
-    worker._eval_input = _eval_input
+    worker._eval_job = _eval_job  # type: ignore[method-assign]
+    worker._eval_input = _eval_input  # type: ignore[method-assign]
 
     list_executions, describe_execution = (
         StepFunctionResponse.list_executions,

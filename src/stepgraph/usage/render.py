@@ -81,9 +81,9 @@ def table(title: str, rows: Rows, width: int) -> str:
     if squeezed + borders > width:  # even wrapped it does not fit: one block per row
         label = max(len(c) for c in cols)
         console.print(f"{title} ({len(rows)} rows)")
-        for i, t in enumerate(text):
+        for i, values in enumerate(text):
             console.print(f"-- row {i + 1}", highlight=False)
-            for c, v in zip(cols, t, strict=True):
+            for c, v in zip(cols, values, strict=True):
                 console.print(f"  {c.ljust(label)}  {v}", highlight=False, markup=False, soft_wrap=True)
         return console.export_text()
     t = Table(title=title, title_justify="left")
