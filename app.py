@@ -10,13 +10,14 @@ os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
 
 import aws_cdk as cdk
 
-from infra.context import ContextError, load
+from infra.context import ContextError, check_paths, load
 from infra.nag import add_checks
 from infra.stack import StepGraphStack
 
 app = cdk.App()
 try:
     settings = load(app.node.try_get_context, app.node.get_all_context())
+    check_paths(settings)
 except ContextError as exc:  # one line, no traceback: the message names the key and what it takes
     print(f"error: {exc}", file=sys.stderr)
     sys.exit(2)

@@ -125,3 +125,16 @@ def load(get: Any, keys: Iterable[str] = ()) -> StackSettings:
         key = ".".join(str(p) for p in err["loc"])
         msg = str(err["msg"]).removeprefix("Value error, ")
         raise ContextError(f"CDK context '{key}': {msg} (got {err.get('input')!r})") from None
+
+
+def check_paths(settings: StackSettings) -> None:
+    """The directories the stack bundles exist (checked by the app, so that tests may use stand-ins)."""
+    from pathlib import Path
+
+    if not (Path(settings.layer_dir) / "python").is_dir():
+        raise ContextError(
+            f"CDK context 'layer_dir': {settings.layer_dir}/python does not exist "
+            "(run `make layer` first, or point -c layer_dir= at a built layer)"
+        )
+    if settings.graph_package and not Path(settings.graph_package).is_dir():
+        raise ContextError(f"CDK context 'graph_package': {settings.graph_package} is not a directory")

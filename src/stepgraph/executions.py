@@ -59,6 +59,14 @@ def read_items(path: Path) -> list[Any]:
 
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
+BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+def _check_bucket(bucket: str, flag: str) -> None:
+    if not BUCKET_RE.match(bucket):
+        raise ConfigError(
+            f"{flag}: {bucket!r} is not an S3 bucket name", hint="3-63 lowercase letters, digits, '.' or '-'"
+        )
 
 
 def _execution_arn(state_machine_arn: str, name: str) -> str:
@@ -119,6 +127,7 @@ def start(
         b, _, key = items.removeprefix("s3://").partition("/")
         if not b or not key:
             raise ConfigError(f"--items {items!r} names no object", hint="s3://bucket/key of a JSON array")
+        _check_bucket(b, "--items")
         payload: dict[str, Any] = {"graph": graph, "items_s3": {"bucket": b, "key": key}}
     else:
         rows = read_items(Path(items))
@@ -128,6 +137,7 @@ def start(
             raise ConfigError(
                 "--bucket is needed to upload a local JSONL file", hint="the stack's DataBucketName output"
             )
+        _check_bucket(bucket, "--bucket")
         payload = {
             "graph": graph,
             "items_s3": {"bucket": bucket, "key": f"{resources.PREFIX_ITEMS}{name}/items.json"},
@@ -251,19 +261,19 @@ def data_bucket(
     endpoint_url: str | None,
     region: str | None,
 ) -> str | None:
-    """The stack's data bucket, found from the execution: a result's `result_ref`, the bucket the
-    state machine writes failure records to, the items' bucket, or the stack's DataBucketName output."""
+    """The stack's data bucket, found from the execution: a result's `result_ref`, the items' bucket,
+    the bucket the state machine writes failure records to, or the stack's DataBucketName output."""
     for item in out.get("items") or []:
         ref = item.get("result_ref") if isinstance(item, dict) else None
         if isinstance(ref, dict) and ref.get("bucket"):
             return str(ref["bucket"])
+    if items_s3.get("bucket"):  # the stack grants reading items only under items/ of its data bucket
+        return str(items_s3["bucket"])
     with contextlib.suppress(Exception):  # reading the definition may be denied: try the next source
         definition = sfn.describe_state_machine(stateMachineArn=desc["stateMachineArn"])["definition"]
         found = _written_bucket(json.loads(definition))
         if found:
             return found
-    if items_s3.get("bucket"):
-        return str(items_s3["bucket"])
     with contextlib.suppress(Exception):  # no CloudFormation (a local endpoint) or no permission
         cfn = _client("cloudformation", endpoint_url, region)
         for page in cfn.get_paginator("describe_stacks").paginate():

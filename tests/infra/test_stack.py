@@ -307,6 +307,15 @@ def test_app_bad_context_is_one_line_without_banner(layer_dir: Path, tmp_path: P
     ]
 
 
+def test_app_without_a_built_layer_is_one_line(tmp_path: Path) -> None:
+    res = app_run(tmp_path / "no-layer", tmp_path, {})
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    assert res.stderr.strip().splitlines() == [
+        f"error: CDK context 'layer_dir': {tmp_path}/no-layer/python does not exist "
+        "(run `make layer` first, or point -c layer_dir= at a built layer)"
+    ]
+
+
 def test_app_synthesizes_quietly(layer_dir: Path, tmp_path: Path) -> None:
     """No jsii Node banner and no deprecated API (JSII_DEPRECATED=fail turns one into an error)."""
     res = app_run(layer_dir, tmp_path, {})

@@ -75,6 +75,8 @@ ROWS = [
     ("start config a list", "start " + SM + " --items {good} --bucket my-bucket --config [1]", r"--config must be a JSON object"),
     ("start config bad field", "start " + SM + " --items {good} --bucket my-bucket --config {{\"max_rounds\":0}}", r"input\.config\.max_rounds: Input should be greater"),
     ("start no bucket", "start " + SM + " --items {good}", r"--bucket is needed"),
+    ("start bad bucket", "start " + SM + " --items {good} --bucket x", r"--bucket: 'x' is not an S3 bucket name"),
+    ("start bad s3 items", "start " + SM + " --items s3://B/k.json", r"--items: 'B' is not an S3 bucket name"),
     ("start bad name", "start " + SM + " --items {good} --bucket my-bucket --name a/b", r"--name 'a/b' is not a valid execution name"),
     ("start nobody listens", "start " + SM + " --items {good} --bucket my-bucket --endpoint-url http://127.0.0.1:{closed}", r"cannot reach the AWS endpoint http://127\.0\.0\.1:\d+"),
     ("start no stack", "start NoSuchStack --items {good} --bucket my-bucket --endpoint-url http://127.0.0.1:{closed}", r"no stack 'NoSuchStack'"),
@@ -82,6 +84,8 @@ ROWS = [
     ("status nobody listens", f"status {EXEC} --endpoint-url http://127.0.0.1:{{closed}}", r"cannot reach the AWS endpoint"),
     ("simulator port range", "simulator --port 99999", r"Invalid value for '--port'.*65535"),
     ("simulator busy port", "simulator --port {busy}", r"--port \d+: 127\.0\.0\.1:\d+ is in use"),
+    ("simulator accounts missing", "simulator --accounts {tmp}/none.yaml", r"simulator accounts file .*none\.yaml not found"),
+    ("simulator accounts bad YAML", "simulator --accounts {bad}", r"simulator accounts file .*bad\.jsonl: not valid YAML \(.*, line \d\)"),
     ("local up busy port", "local up --port {busy}", r"--port \d+: 127\.0\.0\.1:\d+ is in use"),
     ("report no source", "usage report", r"--source is required"),
     ("report source missing", "usage report --source {tmp}/none", r"usage source .*none is not a directory"),
@@ -134,7 +138,11 @@ def test_no_region_or_no_credentials(
     for var in ("AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
         monkeypatch.setenv(var, str(tmp_path / "none"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no instance-role lookup
-    for argv in (["status", EXEC], ["start", SM, "--items", "s3://my-bucket/items/k.json"]):
+    for argv in (
+        ["status", EXEC],
+        ["status", EXEC, "--wait"],
+        ["start", SM, "--items", "s3://my-bucket/items/k.json"],
+    ):
         code, _, err = cli(capfd, *argv)
         assert_one_line(code, err, match)
 
@@ -258,6 +266,11 @@ def test_status_finds_the_data_bucket_and_lists_items(
         name="inline",
         input=json.dumps({"graph": "document_pipeline", "items": items}),
     )["executionArn"]
+    all_failed = sfn(ep).start_execution(  # no result_ref in its output: the bucket comes from the definition
+        stateMachineArn=ep.state_machine_arn,
+        name="all-failed",
+        input=json.dumps({"graph": "fanout", "items": [{}]}),
+    )["executionArn"]
     path = files["tmp"] / "two.jsonl"
     path.write_text("\n".join(json.dumps(i) for i in items) + "\n")
     code, out, err = cli(
@@ -277,6 +290,13 @@ def test_status_finds_the_data_bucket_and_lists_items(
         assert (
             states["1"]["error"] == "MissingField" and "needs the item's field 'text'" in states["1"]["cause"]
         )
+    wait(ep, all_failed)
+    report = json.loads(cli(capfd, "status", all_failed, "--endpoint-url", ep.url)[1])
+    assert (
+        report["items_done"] == 0
+        and report["provider_attempts"] == 0
+        and report["failed_items"][0]["error"] == "MissingField"
+    )
     # The Distributed Map's child executions, listed as on AWS.
     runs = sfn(ep).list_map_runs(executionArn=distributed)["mapRuns"]
     children = sfn(ep).list_executions(mapRunArn=runs[0]["mapRunArn"])["executions"]

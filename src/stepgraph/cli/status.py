@@ -30,12 +30,12 @@ def watch(arn: str, *, endpoint_url: str | None, region: str | None, bucket: str
 
     from stepgraph.executions import status
 
+    report = status(arn, bucket=bucket, endpoint_url=endpoint_url, region=region)  # errors before the bar
     with Progress(
         TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed} items done")
     ) as bar:
         task = bar.add_task("running", total=None)
         while True:
-            report = status(arn, bucket=bucket, endpoint_url=endpoint_url, region=region)
             bar.update(
                 task,
                 completed=report.get("items_done", 0),
@@ -44,6 +44,7 @@ def watch(arn: str, *, endpoint_url: str | None, region: str | None, bucket: str
             if report["status"] != "RUNNING":
                 break
             time.sleep(2)
+            report = status(arn, bucket=bucket, endpoint_url=endpoint_url, region=region)
     typer.echo(json.dumps(report, indent=2, default=str))
     _say_rejected(report)
     return exit_code(report)
