@@ -371,4 +371,4 @@ def _spend(s3: Any, bucket: str, name: str) -> tuple[int, float]:
             rec = json.loads(line)
             attempts += 1
             spend += rec.get("cost_usd") or 0.0
-    return attempts, round(spend, 6)
+    return attempts, round(spend, 12)  # a fraction of a cent stays visible
