@@ -139,8 +139,12 @@ def run_report(
             root = _usage_root(path)
             label = str
         if skipped is not None:
-            root, problems = drop_bad_lines(root, Path(tmp) / "clean", label)
+            original, named = root, label
+            root, problems = drop_bad_lines(original, Path(tmp) / "clean", named)
             skipped.extend(problems)
+            if root != original:  # errors still name the object, not the cleaned copy
+                clean = root
+                label = lambda p: named(original / p.relative_to(clean))  # noqa: E731
         con = duckdb.connect()
         load(con, root, database=database, table=table, label=label)
         results: dict[str, Rows] = {}
