@@ -147,6 +147,18 @@ def test_no_region_or_no_credentials(
         assert_one_line(code, err, match)
 
 
+def test_report_on_athena_without_the_workgroup(capfd: pytest.CaptureFixture[str]) -> None:
+    from moto import mock_aws
+
+    with mock_aws():  # a fresh account: the stack (and its workgroup) not deployed
+        code, _, err = cli(capfd, "usage", "report", "--athena")
+    assert_one_line(
+        code,
+        err,
+        r"AWS StartQueryExecution: InvalidRequestException: WorkGroup does not exist \(check the Athena --workgroup and --database\)",
+    )
+
+
 def test_debug_shows_the_traceback_anywhere_on_the_line(capfd: pytest.CaptureFixture[str]) -> None:
     code, _, err = cli(capfd, "status", "not-an-arn", "--debug")
     assert code == 2 and "Traceback" in err and "ConfigError" in err
@@ -203,6 +215,8 @@ def test_endpoint_rows(ep: Endpoint, files: dict[str, Path], capfd: pytest.Captu
         (["start", other_sm, "--items", files["good"], "--bucket", ep.bucket, *at], r"AWS DescribeStateMachine: StateMachineDoesNotExist.*no-such-machine"),
         (["start", ep.state_machine_arn, "--items", "s3://stepgraph-data/items/none.json", *at], r"cannot read the items at s3://stepgraph-data/items/none\.json \((404|NoSuchKey)\)"),
         (["status", EXEC, *at], r"AWS DescribeExecution: ExecutionDoesNotExist.*:nope.*\(check the execution ARN"),
+        (["start", ep.state_machine_arn, "--items", files["good"], "--bucket", ep.bucket, "--config", '{"max_concurrency": "many"}', *at], r"input\.config\.max_concurrency: Input should be a valid integer"),
+        (["start", ep.state_machine_arn, "--items", files["empty"], "--bucket", ep.bucket, *at], r"the file holds no items"),
     ]  # fmt: skip
     for argv, match in rows:
         code, _, err = cli(capfd, *argv)
@@ -249,6 +263,7 @@ def test_status_rejected_at_validation(ep: Endpoint, capfd: pytest.CaptureFixtur
     )["executionArn"]
     wait(ep, arn)
     code, out, err = cli(capfd, "status", arn, "--endpoint-url", ep.url)
+    assert "Exception=" not in err  # the interpreter's own ERROR line (a state's repr) stays off the terminal
     report = json.loads(out)
     assert code == 0 and "unaccounted" not in report and "items_done" not in report
     assert report["rejected_at_validation"].startswith("UnknownGraph: input.graph: unknown graph 'nope'")
