@@ -275,6 +275,20 @@ def test_status_rejected_at_validation(ep: Endpoint, capfd: pytest.CaptureFixtur
     assert code == 2 and "rejected at validation" in err
 
 
+def test_an_empty_batch_started_with_boto3_is_rejected_too(
+    ep: Endpoint, capfd: pytest.CaptureFixture[str]
+) -> None:
+    arn = sfn(ep).start_execution(
+        stateMachineArn=ep.state_machine_arn, name="empty", input=json.dumps({"graph": "fanout", "items": []})
+    )["executionArn"]
+    wait(ep, arn)
+    report = json.loads(cli(capfd, "status", arn, "--endpoint-url", ep.url)[1])
+    assert (
+        report["rejected_at_validation"]
+        == "InvalidInput: input.items: the batch is empty (give at least one item)"
+    )
+
+
 def test_status_finds_the_data_bucket_and_lists_items(
     ep: Endpoint, files: dict[str, Path], capfd: pytest.CaptureFixture[str]
 ) -> None:
