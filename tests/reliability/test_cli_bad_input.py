@@ -270,9 +270,9 @@ def test_status_rejected_at_validation(ep: Endpoint, capfd: pytest.CaptureFixtur
     report = json.loads(out)
     assert code == 0 and "unaccounted" not in report and "items_done" not in report
     assert report["rejected_at_validation"].startswith("UnknownGraph: input.graph: unknown graph 'nope'")
-    assert err.startswith("error: rejected at validation: UnknownGraph: input.graph: unknown graph 'nope'")
+    assert err.startswith("rejected at validation: UnknownGraph: input.graph: unknown graph 'nope'")
     code, _, err = cli(capfd, "status", arn, "--endpoint-url", ep.url, "--wait")
-    assert code == 2 and "rejected at validation" in err
+    assert code == 2 and err.splitlines()[-1].startswith("error: rejected at validation: UnknownGraph")
 
 
 def test_an_empty_batch_started_with_boto3_is_rejected_too(

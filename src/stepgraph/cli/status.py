@@ -17,10 +17,10 @@ def exit_code(report: dict[str, Any]) -> int:
     return 0 if report["status"] == "SUCCEEDED" and complete else 1
 
 
-def _say_rejected(report: dict[str, Any]) -> None:
+def _say_rejected(report: dict[str, Any], *, prefix: str = "error: ") -> None:
     if report.get("rejected_at_validation"):
         typer.echo(
-            f"error: rejected at validation: {report['rejected_at_validation']} (fix the input and start again)",
+            f"{prefix}rejected at validation: {report['rejected_at_validation']} (fix the input and start again)",
             err=True,
         )
 
@@ -81,4 +81,4 @@ def register(app: typer.Typer) -> None:
         if items:
             report["items"] = item_states(execution, endpoint_url=endpoint_url, region=region)
         typer.echo(json.dumps(report, indent=2, default=str))
-        _say_rejected(report)
+        _say_rejected(report, prefix="")  # a report of what happened: this command itself went well
