@@ -12,13 +12,13 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from stepgraph import metrics as names
-from stepgraph.resources import SERVICE_NAME
+from stepgraph.resources import METRIC_NAMESPACE, SERVICE_NAME
 
 
 def metric(name: str, stat: str = "Sum", period: Duration = Duration.minutes(5)) -> cw.Metric:
     # The service-only dimension set: one series for the whole stack.
     return cw.Metric(
-        namespace=names.NAMESPACE,
+        namespace=METRIC_NAMESPACE,
         metric_name=name,
         dimensions_map={"service": SERVICE_NAME},
         statistic=stat,

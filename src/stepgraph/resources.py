@@ -56,6 +56,15 @@ METRIC_NAMESPACE = "StepGraph"
 SERVICE_NAME = "stepgraph"
 
 
+def execution_name(execution_id: str) -> str:
+    """The execution's name: the last `:` segment of its ARN (a bare name stays as it is).
+
+    Results, failures, items and usage objects are filed under it; the ASL's ItemSelector splits the
+    same way (`States.StringSplit` on `:`).
+    """
+    return execution_id.rsplit(":", 1)[-1]
+
+
 def repo_root() -> Path:
     """The checkout that holds statemachine/, athena/ and lambdas/ (editable installs and tests)."""
     return Path(__file__).resolve().parents[2]

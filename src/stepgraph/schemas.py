@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from stepgraph import resources
 from stepgraph.errors import InvalidInput
 
 # Step Functions rejects state payloads over 256 KiB; an item must leave room for the envelope.
@@ -86,7 +87,7 @@ class StepEvent(BaseModel):
     @property
     def thread_id(self) -> str:
         # One LangGraph thread per (execution, item): a re-run of the same execution resumes it.
-        return f"{self.execution_id.rsplit(':', 1)[-1]}/{self.item_id}"
+        return f"{resources.execution_name(self.execution_id)}/{self.item_id}"
 
 
 StepStatus = Literal["running", "throttled", "done", "failed"]

@@ -10,7 +10,7 @@ import os
 from typing import Any
 
 from stepgraph import metrics as names
-from stepgraph.resources import SERVICE_NAME
+from stepgraph.resources import METRIC_NAMESPACE, SERVICE_NAME
 
 
 def _enabled() -> bool:
@@ -18,7 +18,7 @@ def _enabled() -> bool:
 
 
 class MetricsEmitter:
-    def __init__(self, namespace: str = names.NAMESPACE, graph: str = "") -> None:
+    def __init__(self, namespace: str = METRIC_NAMESPACE, graph: str = "") -> None:
         self.namespace = namespace
         self.graph = graph
         self.emitted: list[tuple[str, float, dict[str, str]]] = []  # what was sent, for tests

@@ -49,7 +49,7 @@ def validate_execution(event: dict[str, Any], *, bucket: str, s3: Any) -> dict[s
                 hint="put large items in S3 and pass items_s3",
             )
     if len(items) > INLINE_LIMIT:
-        key = f"{resources.PREFIX_ITEMS}{execution_id.rsplit(':', 1)[-1]}/items.json"
+        key = f"{resources.PREFIX_ITEMS}{resources.execution_name(execution_id)}/items.json"
         s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(items).encode(), ContentType="application/json")
         out.update(mode="distributed", items_s3={"bucket": bucket, "key": key}, item_count=len(items))
     else:

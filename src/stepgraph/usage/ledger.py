@@ -18,7 +18,9 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any
 
+from stepgraph import s3
 from stepgraph.errors import StepGraphError
+from stepgraph.resources import execution_name
 from stepgraph.usage.record import UsageRecord
 
 Listener = Callable[[UsageRecord], None]
@@ -30,7 +32,7 @@ class UsageWriteError(StepGraphError):
 
 def _safe(part: str) -> str:
     # Execution ids are ARNs: keep the execution name, and nothing that breaks an S3 key.
-    name = part.rsplit(":", 1)[-1] or "unknown"
+    name = execution_name(part) or "unknown"
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
@@ -93,8 +95,6 @@ class UsageLedger:
 
     def flush(self) -> list[str]:
         """Write every record not yet written; returns the keys created (none when nothing was pending)."""
-        from botocore.exceptions import ClientError
-
         with self._lock:
             batch, self._pending = self._pending, []
         by_day: dict[str, list[UsageRecord]] = defaultdict(list)
@@ -113,12 +113,11 @@ class UsageLedger:
                         self._seq += 1
                     key = self._key(dt, seq)
                     try:
-                        self.client.put_object(Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*")
-                    except ClientError as exc:
-                        code = exc.response.get("Error", {}).get("Code")
-                        if code in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
-                            continue  # the name is taken: never overwrite, take the next one
-                        raise
+                        created = s3.put_once(self.client, self.bucket, key, body, backoff_s=())
+                    except s3.WriteBusy:
+                        created = False  # another writer holds the name: never wait on it, take the next
+                    if not created:
+                        continue  # the name is taken: never overwrite, take the next one
                     written.append(key)
                     done_days.add(dt)
                     break
