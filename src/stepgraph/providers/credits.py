@@ -11,8 +11,8 @@ import httpx
 
 from stepgraph import metrics as names
 from stepgraph.config import Settings
+from stepgraph.observability import MetricsEmitter
 from stepgraph.providers.keys import load_keys
-from stepgraph.providers.metrics import MetricsEmitter
 from stepgraph.providers.table import load_provider_table
 
 log = logging.getLogger(__name__)

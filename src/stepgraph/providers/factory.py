@@ -20,7 +20,7 @@ def make_llm_factory(spec: ProviderSpec, model: str, *, timeout_s: float = 120.0
 
     @lru_cache(maxsize=8)
     def build(key: str) -> Any:
-        from stepgraph.usage.capture import UsageCapturingChatOpenAI
+        from stepgraph.providers.chat import UsageCapturingChatOpenAI
 
         return UsageCapturingChatOpenAI(
             model=model,

@@ -68,6 +68,15 @@ class ProviderTable(BaseModel):
             )
         return owners[0], entry
 
+    def price(self, model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
+        """USD for a reply of `model` by the table's per-token prices; None for a model it does not list
+        (the usage record then says the cost is missing rather than a silent 0)."""
+        for spec in self.providers.values():
+            if model in spec.models:
+                m = spec.models[model]
+                return prompt_tokens * m.usd_per_prompt_token + completion_tokens * m.usd_per_completion_token
+        return None
+
 
 DEFAULT_TABLE: dict[str, Any] = {
     "providers": {

@@ -21,6 +21,7 @@ from stepgraph.limiter import RateLimited
 from stepgraph.providers.errors import Throttled
 from stepgraph.runtime.results import ResultStore
 from stepgraph.schemas import StepEvent, StepResult
+from stepgraph.usage.attempt import AttemptContext
 
 
 def graph_input(item: Any) -> dict[str, Any]:
@@ -41,12 +42,12 @@ def run_step(
     """`graph` is compiled with the item's checkpointer; `item` is the resolved item."""
     config: dict[str, Any] = {
         "configurable": {"thread_id": event.thread_id},
-        "metadata": {
-            "execution_id": event.execution_id,
-            "item_id": event.item_id,
-            "thread_id": event.thread_id,
-            "graph": event.graph,
-        },
+        "metadata": AttemptContext(
+            execution_id=event.execution_id,
+            item_id=event.item_id,
+            thread_id=event.thread_id,
+            graph=event.graph,
+        ).run_metadata(),
         "recursion_limit": 100,
     }
     snapshot = graph.get_state(config)

@@ -12,9 +12,9 @@ from stepgraph.errors import InvalidInput, UnknownGraph
 from stepgraph.graphs import StepContext, load_graph
 from stepgraph.graphs.registry import registered
 from stepgraph.limiter import BudgetGuard, DynamoDBRateLimiter, load_profile
+from stepgraph.observability import MetricsEmitter
 from stepgraph.providers import RunState, build_chat_model, load_provider_table
 from stepgraph.providers.keys import KeyRing
-from stepgraph.providers.metrics import MetricsEmitter
 from stepgraph.providers.table import ProviderSpec, ProviderTable
 from stepgraph.runtime import clients
 from stepgraph.runtime.results import ResultStore
@@ -70,17 +70,6 @@ def limiter_factory(
         return _limiters[key]
 
     return make
-
-
-def _pricing(table: ProviderTable) -> Callable[[str, int, int], float | None]:
-    def price(model: str, prompt: int, completion: int) -> float | None:
-        for spec in table.providers.values():
-            if model in spec.models:
-                m = spec.models[model]
-                return prompt * m.usd_per_prompt_token + completion * m.usd_per_completion_token
-        return None
-
-    return price
 
 
 def check_event(event: StepEvent, table: ProviderTable) -> None:
@@ -160,7 +149,7 @@ def run_graph_step(
             event.config,
             limiter_factory=limiter_factory(settings, event.config.limits_profile, primary),
             budget_guard=budget,
-            callbacks=[UsageCallbackHandler(ledger, pricing=_pricing(table))],
+            callbacks=[UsageCallbackHandler(ledger, pricing=table.price)],
             remaining_s=lambda: remaining_s() - settings.step_margin_s,
             run_state=RunState(),
             keyrings=_keyrings,
