@@ -15,7 +15,7 @@ from typing import Any
 
 from stepgraph.clock import SYSTEM_CLOCK, Clock
 from stepgraph.errors import ConfigError, StepGraphError
-from stepgraph.limiter.algorithm import Op, utc_day
+from stepgraph.limiter.algorithm import CountOp, utc_day
 from stepgraph.limiter.store import DynamoDBStore, Store
 
 MICROS = 1_000_000
@@ -87,9 +87,7 @@ class BudgetGuard:
             cap = self.caps[scope]
             cap_micros = NO_CAP if cap is None else to_micros(cap)
             ttl = int(now + (3 * 86_400 if scope == "daily" else 400 * 86_400))
-            ok, item = self.store.apply(
-                Op(self._pk(scope, day), "count", inc=micros, cap=cap_micros, ttl=ttl)
-            )
+            ok, item = self.store.apply(CountOp(self._pk(scope, day), ttl, inc=micros, cap=cap_micros))
             if not ok:
                 for prior in done:
                     self.store.add(prior, "count", -micros)

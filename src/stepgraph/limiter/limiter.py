@@ -90,7 +90,7 @@ class DynamoDBRateLimiter(BaseRateLimiter):
             elif lim.name in given:
                 out[lim.name] = int(given[lim.name])
             else:  # an int cost counts requests; token limits need an explicit estimate
-                out[lim.name] = 0 if lim.counts_tokens else int(given.get("*", 1))
+                out[lim.name] = 0 if lim.unit == "tokens" else int(given.get("*", 1))
         return out
 
     def _cached(self, pk: str) -> dict[str, Any] | None:
@@ -106,7 +106,7 @@ class DynamoDBRateLimiter(BaseRateLimiter):
         windows, day counters and leases, whose refunds are exact."""
         rank = {"sliding": 0, "utc_day": 2, "concurrency": 3}
         paced = self._paced.values()
-        return sorted(paced, key=lambda lim: rank[lim.kind] + (1 if lim.counts_tokens else 0))
+        return sorted(paced, key=lambda lim: rank[lim.kind] + (1 if lim.unit == "tokens" else 0))
 
     # -- the protocol --------------------------------------------------------------------------
     def try_acquire(self, costs: Costs = 1, *, horizon: float | None = None) -> Grant:
@@ -128,8 +128,10 @@ class DynamoDBRateLimiter(BaseRateLimiter):
                     horizon,
                     lease_id,
                 )
-                if isinstance(planned, float) or self._sure_refusal(lim, planned):
-                    wait = planned if isinstance(planned, float) else self._cached_wait(lim, now, horizon)
+                if isinstance(planned, algorithm.Refusal):
+                    return Grant(False, planned.wait_s, costs=want, refused_by=planned.limit)
+                if self._sure_refusal(planned):
+                    wait = self._cached_wait(lim, now, horizon)
                     return Grant(False, wait, costs=want, refused_by=lim.name)
         taken: list[tuple[Limit, str, algorithm.Op, dict[str, Any] | None]] = []
         send_at = now
@@ -139,9 +141,9 @@ class DynamoDBRateLimiter(BaseRateLimiter):
             except LimiterUnavailable:
                 self._undo_quietly(taken, lease_id)
                 raise
-            if isinstance(outcome, float):
+            if isinstance(outcome, algorithm.Refusal):
                 self._undo(taken, lease_id)
-                return Grant(False, outcome, costs=want, refused_by=lim.name)
+                return Grant(False, outcome.wait_s, costs=want, refused_by=outcome.limit)
             op, item, start = outcome
             taken.append((lim, op.pk, op, item))
             send_at = max(send_at, start)
@@ -150,13 +152,9 @@ class DynamoDBRateLimiter(BaseRateLimiter):
         day = algorithm.utc_day(now)
         return Grant(True, wait, lease_id if has_lease else None, want, day=day, send_at=send_at)
 
-    def _sure_refusal(self, lim: Limit, op: algorithm.Op) -> bool:
-        known = self._cached(op.pk) or {}
-        if op.kind == "busy":
-            return float(known["tat"]) - op.now > op.horizon
-        if op.kind == "count":
-            return int(known.get("count", 0)) + op.inc > op.cap
-        return False
+    def _sure_refusal(self, op: algorithm.Op) -> bool:
+        assert isinstance(op, algorithm.WindowOp | algorithm.CountOp | algorithm.LeaseOp)
+        return op.sure_refusal(self._cached(op.pk) or {})
 
     def _cached_wait(self, lim: Limit, now: float, horizon: float) -> float:
         known = self._cached(self.pk(lim, now)) or {}
@@ -166,14 +164,14 @@ class DynamoDBRateLimiter(BaseRateLimiter):
 
     def _take(
         self, lim: Limit, cost: int, horizon: float, lease_id: str
-    ) -> tuple[algorithm.Op, dict[str, Any] | None, float] | float:
-        """One dimension: the op and item written and the slot's start (epoch s), or the refusal's wait."""
+    ) -> tuple[algorithm.Op, dict[str, Any] | None, float] | algorithm.Refusal:
+        """One dimension: the op and item written and the slot's start (epoch s), or the refusal."""
         refreshed = False
         for _ in range(self.max_attempts):
             now = self.clock.now()
             pk = self.pk(lim, now)
             planned = algorithm.plan(lim, pk, self._cached(pk), cost, now, horizon, lease_id)
-            if isinstance(planned, float):
+            if isinstance(planned, algorithm.Refusal):
                 if lim.kind == "concurrency" and not refreshed:
                     # Leases are released by others: never refuse on a stale view of them.
                     self._remember(pk, self.store.get(pk))
@@ -183,26 +181,27 @@ class DynamoDBRateLimiter(BaseRateLimiter):
             ok, item = self.store.apply(planned)
             self._remember(pk, item)
             if ok:
-                start = float(item["tat"]) - planned.inc if item and planned.kind in ("busy", "idle") else now
+                windowed = item and isinstance(planned, algorithm.WindowOp)
+                start = float(item["tat"]) - planned.inc if windowed else now  # type: ignore[index, attr-defined]
                 return planned, item, start
-            refused = algorithm.refusal_wait(lim, planned, item, now)
+            refused = algorithm.refusal(lim, planned, item, now)
             if refused is not None:
                 return refused
         # Endless contention: refuse (fail closed) with the shortest honest wait.
-        return lim.per_seconds / lim.capacity
+        return algorithm.Refusal(lim.per_seconds / lim.capacity, lim.name)
 
     def _undo(
         self, taken: list[tuple[Limit, str, algorithm.Op, dict[str, Any] | None]], lease_id: str
     ) -> None:
         """Give back what a partly granted request took, so a refusal leaves nothing taken."""
         for lim, pk, op, item in reversed(taken):
-            if op.kind in ("busy", "idle") and item:
+            if isinstance(op, algorithm.WindowOp) and item:
                 # Retract a window slot only while we are still the end of the queue; otherwise the
                 # slot stays vacant (it costs a little throughput, never a window overrun).
                 self.store.add(pk, "tat", -op.inc, if_equals=float(item["tat"]))
-            elif op.kind == "count":
+            elif isinstance(op, algorithm.CountOp):
                 self.store.add(pk, "count", -op.inc)
-            elif op.kind == "cas":
+            elif isinstance(op, algorithm.LeaseOp):
                 self._drop_lease(lim, pk, lease_id)
             self._remember(pk, None)
 
@@ -225,12 +224,11 @@ class DynamoDBRateLimiter(BaseRateLimiter):
             if lease_id not in (current or {}).get("leases", {}):
                 return
             leases.pop(lease_id, None)
-            op = algorithm.Op(
+            op = algorithm.LeaseOp(
                 pk,
-                "cas",
+                int(now + lim.per_seconds + 3600),
                 state={"leases": leases},
                 version=int((current or {}).get("v", 0)),
-                ttl=int(now + lim.per_seconds + 3600),
             )
             ok, item = self.store.apply(op)
             self._remember(pk, item)
