@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from stepgraph.config import get_settings
 from stepgraph.providers.credits import poll_all
-from stepgraph.runtime import clients
+from stepgraph.runtime.deps import Container
 
 logger = Logger(service="stepgraph")
+container = Container()
 
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    settings = get_settings()
+    deps = container.get(os.environ)
     # In AWS the keys live only in Secrets Manager; locally they may come from the environment.
-    secrets = clients.client("secretsmanager", settings.endpoint_url)
-    report = poll_all(settings, secrets_client=secrets)  # never raises: errors are logged and counted
-    logger.info("credits polled", extra={"accounts": report})
+    report = poll_all(deps.table, env=deps.env, secrets_client=deps.secrets, emitter=deps.metrics())
+    logger.info("credits polled", extra={"accounts": report})  # poll_all never raises: errors are counted
     return {"accounts": report}

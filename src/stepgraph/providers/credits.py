@@ -5,15 +5,15 @@ not crash-loop."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
 
 from stepgraph import metrics as names
-from stepgraph.config import Settings
 from stepgraph.observability import MetricsEmitter
 from stepgraph.providers.keys import load_keys
-from stepgraph.providers.table import load_provider_table
+from stepgraph.providers.table import ProviderTable
 
 log = logging.getLogger(__name__)
 
@@ -25,15 +25,16 @@ def poll_account(base_url: str, key: str, *, http: httpx.Client) -> dict[str, An
 
 
 def poll_all(
-    settings: Settings,
+    table: ProviderTable,
     *,
+    env: Mapping[str, str],
     http: httpx.Client | None = None,
     emitter: MetricsEmitter | None = None,
     secrets_client: Any = None,
     day_count: Any = None,
 ) -> dict[str, Any]:
-    """`day_count(provider, account) -> int | None` gives the limiter's count when the API has none."""
-    table = load_provider_table(settings.providers)
+    """`day_count(provider, account) -> int | None` gives the limiter's count when the API has none;
+    keys come from `env` (local runs) or each provider's secret."""
     emitter = emitter or MetricsEmitter()
     http = http or httpx.Client()
     report: dict[str, Any] = {}
@@ -46,7 +47,7 @@ def poll_all(
         seen.add((spec.base_url, spec.account))
         label = f"{name}:{spec.account}"
         try:
-            keys = load_keys(name, spec, secrets_client=secrets_client)
+            keys = load_keys(name, spec, secrets_client=secrets_client, env=env)
             current = keys.current()
             if current is None:
                 raise RuntimeError("no key configured")

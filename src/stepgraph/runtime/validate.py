@@ -4,22 +4,33 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from stepgraph import resources
-from stepgraph.config import get_settings
 from stepgraph.errors import ConfigError, InvalidInput, UnknownGraph
-from stepgraph.graphs.registry import registered
 from stepgraph.limiter.profiles import load_profile
-from stepgraph.providers.table import ProviderTable, load_provider_table
+from stepgraph.providers.table import ProviderTable
 from stepgraph.schemas import MAX_INLINE_ITEM_BYTES, RunConfig, parse_execution_input
 
 # Beyond this many items an inline Map would overflow the execution's 25,000 history events.
 INLINE_LIMIT = 200
 
 
-def validate_execution(event: dict[str, Any], *, bucket: str, s3: Any) -> dict[str, Any]:
-    """`event` is `{"input": <execution input>, "execution_id": ...}` (or the bare input)."""
+def validate_execution(
+    event: dict[str, Any],
+    *,
+    bucket: str,
+    s3: Any,
+    table: ProviderTable,
+    graphs: Mapping[str, str],
+    map_concurrency: int,
+) -> dict[str, Any]:
+    """`event` is `{"input": <execution input>, "execution_id": ...}` (or the bare input).
+
+    `table` and `graphs` are what model names and graph names are checked against; `map_concurrency`
+    is the default for an input that sets no `config.max_concurrency`.
+    """
     raw = event.get("input", event) if isinstance(event, dict) else event
     execution_id = event.get("execution_id") if isinstance(event, dict) else None
     if not isinstance(execution_id, str) or not execution_id or execution_id.endswith("None"):
@@ -27,14 +38,13 @@ def validate_execution(event: dict[str, Any], *, bucket: str, s3: Any) -> dict[s
             f"run-{uuid.uuid4().hex[:12]}"  # a stand-in that gives no context id still gets a unique one
         )
     parsed = parse_execution_input(raw)
-    graphs = registered()
     if parsed.graph not in graphs:
         raise UnknownGraph(
             f"input.graph: unknown graph {parsed.graph!r}", hint=f"registered: {', '.join(sorted(graphs))}"
         )
-    check_run_config(parsed.config, load_provider_table(get_settings().providers), where="input.config")
+    check_run_config(parsed.config, table, where="input.config")
     config = parsed.config.model_dump()
-    config["max_concurrency"] = config["max_concurrency"] or get_settings().map_concurrency
+    config["max_concurrency"] = config["max_concurrency"] or map_concurrency
     out: dict[str, Any] = {"graph": parsed.graph, "config": config, "execution_id": execution_id}
     if parsed.items_s3 is not None:
         items = _read_items(s3, parsed.items_s3.bucket, parsed.items_s3.key)
