@@ -33,7 +33,6 @@ class Settings(BaseSettings):
         description="Multiply provider windows and waits by this (local runs: 0.05 makes a minute 3 s)",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    limits_profile: str = Field(default="openrouter-free", description="Default limit profile name")
     providers: str | None = Field(
         default=None, description="Provider table as JSON or a path to a YAML/JSON file (default: built-in)"
     )

@@ -29,8 +29,3 @@ ALL = (
     USAGE_DAILY_USD,
     FREE_REQUESTS_REMAINING,
 )
-
-# Every metric is emitted twice: with the full dimension set and with the service alone,
-# so stack-wide alarms read one series.
-SERVICE_DIMENSION = "service"
-FULL_DIMENSIONS = ("service", "provider", "model", "graph")

@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 NAME = "stepgraph"
-STACK_NAME = "StepGraph"
 
 # One data bucket per stack; everything lives under these prefixes.
 PREFIX_CHECKPOINTS = "checkpoints/"
@@ -44,7 +43,6 @@ SECRET_PREFIX = "stepgraph/providers/"
 # Environment of the graph-step and credits-poller functions (read by stepgraph.config).
 ENV_BUCKET = "STEPGRAPH_BUCKET"
 ENV_LIMITER_TABLE = "STEPGRAPH_LIMITER_TABLE"
-ENV_TIME_SCALE = "STEPGRAPH_TIME_SCALE"
 ENV_PROVIDERS = "STEPGRAPH_PROVIDERS"
 
 # State machine definition files and the `${...}` names they use.

@@ -1,7 +1,6 @@
 """The shapes that cross boundaries: execution input, step event, step result.
 
 One module, used by the graph-step handler, the CLI (`stepgraph start`) and the tests.
-`json_schemas()` exports them as JSON Schema for docs and external validation.
 """
 
 from __future__ import annotations
@@ -126,11 +125,3 @@ def parse_step_event(data: Any) -> StepEvent:
         return StepEvent.model_validate(data)
     except ValidationError as exc:
         raise InvalidInput(describe_validation_error(exc, what="event")) from None
-
-
-def json_schemas() -> dict[str, dict[str, Any]]:
-    return {
-        "ExecutionInput": ExecutionInput.model_json_schema(),
-        "StepEvent": StepEvent.model_json_schema(),
-        "StepResult": StepResult.model_json_schema(),
-    }

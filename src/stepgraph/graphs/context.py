@@ -9,7 +9,7 @@ a fake model. The context is not checkpointed, so resuming never needs it serial
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -17,7 +17,6 @@ from typing import Any
 class StepContext:
     model: Any  # a chat-model Runnable: .invoke(messages) -> AIMessage
     item_id: str = ""
-    settings: dict[str, Any] = field(default_factory=dict)
 
 
 def text_of(message: Any) -> str:

@@ -27,8 +27,6 @@ def to_micros(usd: float) -> int:
 
 
 class BudgetExceeded(StepGraphError):
-    code = "StepGraph.BudgetExceeded"
-
     def __init__(self, scope: str, cap_usd: float, spent_usd: float, wanted_usd: float) -> None:
         self.scope, self.cap_usd, self.spent_usd = scope, cap_usd, spent_usd
         super().__init__(

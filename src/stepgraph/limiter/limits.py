@@ -64,8 +64,6 @@ class Grant:
 class RateLimited(StepGraphError):
     """The next slot is further away than the caller may wait: come back after `retry_after_s`."""
 
-    code = "StepGraph.RateLimited"
-
     def __init__(self, retry_after_s: float, *, limit: str | None = None, key: str | None = None) -> None:
         self.retry_after_s = retry_after_s
         self.limit = limit
@@ -77,5 +75,3 @@ class RateLimited(StepGraphError):
 
 class LimiterUnavailable(StepGraphError):
     """DynamoDB kept failing: the limiter fails closed and grants nothing."""
-
-    code = "StepGraph.LimiterUnavailable"

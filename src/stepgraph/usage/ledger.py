@@ -27,7 +27,7 @@ Listener = Callable[[UsageRecord], None]
 
 
 class UsageWriteError(StepGraphError):
-    code = "StepGraph.UsageWriteError"
+    """Usage records could not be written to S3 (they stay pending for the next flush)."""
 
 
 def _safe(part: str) -> str:
