@@ -43,6 +43,24 @@ class BudgetReservation:
 
 
 class BudgetGuard:
+    """Spend caps in USD (per UTC day and in total) shared by every worker through the limiter table.
+
+    Args:
+        table_name: the limiter table (the guard's counters live under `budget#{key}#...`).
+        key: which budget (e.g. `"spend"`, one per stack).
+        daily_cap_usd, total_cap_usd: the caps; None means no cap of that kind.
+        client: a boto3 DynamoDB client; `store` replaces the table (tests pass a `MemoryStore`).
+        clock: injected time.
+
+    Returns (from `reserve`): a `BudgetReservation` to `reconcile` with the real cost; `reserve`
+    raises `BudgetExceeded` (and reserves nothing) when a cap would be passed.
+
+    Example:
+        >>> guard = BudgetGuard("stepgraph-limiter", "spend", daily_cap_usd=5.0)
+        >>> r = guard.reserve(0.002)            # before the call
+        >>> guard.reconcile(r, actual_usd=0.0013)  # after it
+    """
+
     def __init__(
         self,
         table_name: str,

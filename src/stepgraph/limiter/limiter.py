@@ -25,8 +25,28 @@ class DynamoDBRateLimiter(BaseRateLimiter):
     `try_acquire` reserves a slot (possibly up to `max_wait_s` ahead) with one conditional write in
     the common case; `acquire(blocking=True)` sleeps at most `max_wait_s` and raises `RateLimited`
     when the next slot is further away, so no Lambda sleeps away its time budget.
-    `max_skew_s` is the largest difference between the clocks of any two callers of the key; sliding
-    windows are paced over `per_seconds + max_skew_s` so the limit holds in real time.
+
+    Args:
+        table_name: the DynamoDB limiter table (`pk` string key, TTL on `ttl`).
+        key: what the limits belong to, e.g. `"openrouter:main"` (a provider account).
+        limits: the `Limit`s, e.g. `load_profile("openrouter-free")`.
+        client: a boto3 DynamoDB client; `store` replaces the table (tests pass a `MemoryStore`).
+        clock: injected time.
+        max_wait_s: the furthest slot `acquire` sleeps for (and `try_acquire`'s default horizon).
+        max_attempts: conditional-write attempts under contention before refusing (fail closed).
+        max_skew_s: the largest clock difference between any two callers of the key; sliding windows
+            are paced over `per_seconds + max_skew_s` so the limit holds in real time.
+
+    Returns (from `try_acquire`): a `Grant`; granted, send after `wait_s` (at `send_at`); refused,
+    `refused_by` names the limit and `wait_s` says when to come back. Hand a finished call's grant to
+    `release` (concurrency leases) and the real token counts to `reconcile`.
+
+    Example:
+        >>> limiter = DynamoDBRateLimiter("stepgraph-limiter", "openrouter:main", load_profile("openrouter-free"))
+        >>> grant = limiter.try_acquire({"rpm": 1})
+        >>> if grant.granted:
+        ...     time.sleep(grant.wait_s); call_the_provider(); limiter.release(grant)
+        >>> ChatOpenAI(..., rate_limiter=limiter)  # or as LangChain's plain rate limiter
     """
 
     def __init__(

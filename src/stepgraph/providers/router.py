@@ -97,6 +97,30 @@ def prompt_tokens(messages: Any) -> int:
 
 
 class ModelRouter(Runnable[Any, BaseMessage]):
+    """A chat model that tries each route of the chain in order, every HTTP attempt admitted by the
+    route's limiter (and, for paid models, the budget guard) and recorded by the callbacks.
+
+    Args:
+        routes: the chain, one `Route` per model (`build_chat_model` builds them from the provider table).
+        budget_guard: a `BudgetGuard` for paid models, or None.
+        callbacks: LangChain callbacks added to every attempt (the `UsageCallbackHandler`).
+        clock: injected time (sleeps for limiter slots, 429 waits and backoff).
+        remaining_s: seconds the caller may still spend; a wait beyond it raises `Throttled`.
+        run_state: what the router learns during the run (paid models off after a 402, fallbacks).
+        allow_paid: False skips models that are not free.
+        retries: transient failures retried per model before the next model.
+        base_delay_s: the first retry's backoff (full jitter, doubling).
+        metrics: the `MetricsEmitter` for RateLimited and Fallbacks, or None.
+        min_attempt_s: no attempt starts with less time than this left.
+
+    Returns (from `invoke`): the provider's AIMessage; raises `Throttled` (the state machine waits),
+    `ProviderFatal`, `AllModelsFailed` or `BudgetExceeded`.
+
+    Example:
+        >>> model = build_chat_model(table, limiter_factory=..., callbacks=[UsageCallbackHandler(ledger)])
+        >>> model.invoke([HumanMessage("Summarise this ticket")]).content
+    """
+
     def __init__(
         self,
         routes: list[Route],

@@ -37,6 +37,24 @@ def _safe(part: str) -> str:
 
 
 class UsageLedger:
+    """Buffers usage records and writes them as create-once JSONL objects; a `UsageSink`.
+
+    Args:
+        bucket: the S3 bucket; objects go under `prefix` (`usage/`).
+        execution_id, invocation_id: name the objects (`dt=DAY/{execution}/{invocation}[-N].jsonl`).
+        client: a boto3 S3 client (default: one made on first use).
+        gzip: write `.jsonl.gz`.
+        listeners: called with each record as it is added (e.g. the metrics emitter).
+        max_attempts: object names tried per flush before giving up.
+        flush_every: write after this many records (0: only on `flush()` / leaving the `with`).
+
+    Returns (from `flush`): the keys written.
+
+    Example:
+        >>> with UsageLedger("my-bucket", execution_id="run-1", invocation_id=ctx.aws_request_id) as ledger:
+        ...     model.invoke("hi", config={"callbacks": [UsageCallbackHandler(ledger)]})
+    """
+
     def __init__(
         self,
         bucket: str,
