@@ -9,9 +9,10 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from stepgraph.providers.credits import poll_all
+from stepgraph.resources import SERVICE_NAME
 from stepgraph.runtime.deps import Container
 
-logger = Logger(service="stepgraph")
+logger = Logger(service=SERVICE_NAME)
 container = Container()
 
 

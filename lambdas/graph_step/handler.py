@@ -8,12 +8,13 @@ from typing import Any
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from stepgraph.resources import SERVICE_NAME
 from stepgraph.runtime.deps import Container
 from stepgraph.runtime.wiring import run_graph_step
 from stepgraph.schemas import parse_step_event
 
-logger = Logger(service="stepgraph")
-tracer = Tracer(service="stepgraph")
+logger = Logger(service=SERVICE_NAME)
+tracer = Tracer(service=SERVICE_NAME)
 container = Container()  # kept while the container is warm: limiter caches, key rings, clients
 
 

@@ -8,10 +8,11 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from stepgraph.resources import SERVICE_NAME
 from stepgraph.runtime.deps import Container
 from stepgraph.runtime.validate import validate_execution
 
-logger = Logger(service="stepgraph")
+logger = Logger(service=SERVICE_NAME)
 container = Container()  # this container's settings, clients and provider table, built on the first call
 
 

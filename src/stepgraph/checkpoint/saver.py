@@ -26,6 +26,7 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
+from stepgraph import resources
 from stepgraph.checkpoint import layout as L
 from stepgraph.checkpoint.s3 import S3Objects
 
@@ -53,7 +54,7 @@ class S3Saver(BaseCheckpointSaver[str]):
         self,
         bucket: str,
         *,
-        prefix: str = "checkpoints/",
+        prefix: str = resources.PREFIX_CHECKPOINTS,
         client: Any = None,
         serde: SerializerProtocol | None = None,
     ) -> None:

@@ -18,9 +18,8 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any
 
-from stepgraph import s3
+from stepgraph import resources, s3
 from stepgraph.errors import StepGraphError
-from stepgraph.resources import execution_name
 from stepgraph.usage.record import UsageRecord
 
 Listener = Callable[[UsageRecord], None]
@@ -32,7 +31,7 @@ class UsageWriteError(StepGraphError):
 
 def _safe(part: str) -> str:
     # Execution ids are ARNs: keep the execution name, and nothing that breaks an S3 key.
-    name = execution_name(part) or "unknown"
+    name = resources.execution_name(part) or "unknown"
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
@@ -61,7 +60,7 @@ class UsageLedger:
         *,
         execution_id: str,
         invocation_id: str,
-        prefix: str = "usage/",
+        prefix: str = resources.PREFIX_USAGE,
         client: Any = None,
         gzip: bool = False,
         listeners: Iterable[Listener] = (),
