@@ -1,11 +1,8 @@
 """The usage lake: Glue database and table (partition projection on dt), an Athena workgroup and the
-named queries from athena/, with `${database}`/`${table}` filled. Columns come from athena/create_table.sql."""
+named queries from athena/, filled by `stepgraph.usage.sql.fill`. Columns come from the usage record
+(`stepgraph.usage.sql.columns`), the one schema the DDL is filled from too."""
 
 from __future__ import annotations
-
-import re
-from pathlib import Path
-from string import Template
 
 from aws_cdk import Stack
 from aws_cdk import aws_athena as athena
@@ -14,14 +11,9 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from stepgraph import resources
+from stepgraph.usage import sql as usage_sql
 
-ATHENA = Path(__file__).resolve().parents[1] / "athena"
 BYTES_SCANNED_CUTOFF = 10 * 1024**3  # 10 GiB per query
-
-
-def ddl_columns() -> list[tuple[str, str]]:
-    body = (ATHENA / "create_table.sql").read_text().split("(", 1)[1].split("PARTITIONED BY")[0]
-    return re.findall(r"`(\w+)` (\w+)", body)
 
 
 class UsageLake(Construct):
@@ -53,7 +45,7 @@ class UsageLake(Construct):
                     "storage.location.template": location + "dt=${dt}/",
                 },
                 storage_descriptor=glue.CfnTable.StorageDescriptorProperty(
-                    columns=[glue.CfnTable.ColumnProperty(name=n, type=t) for n, t in ddl_columns()],
+                    columns=[glue.CfnTable.ColumnProperty(name=n, type=t) for n, t in usage_sql.columns()],
                     location=location,
                     input_format="org.apache.hadoop.mapred.TextInputFormat",
                     output_format="org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat",
@@ -81,17 +73,12 @@ class UsageLake(Construct):
                 ),
             ),
         )
-        for path in sorted((ATHENA / "queries").glob("*.sql")):
-            sql = Template(path.read_text()).safe_substitute(
-                database=self.database_name,
-                table=resources.USAGE_TABLE,
-                view=resources.USAGE_VIEW,
-                since="1970-01-01",
-            )
+        for stem, text in usage_sql.named_queries().items():
+            sql = usage_sql.fill(text, database=self.database_name, table=resources.USAGE_TABLE)
             query = athena.CfnNamedQuery(
                 self,
-                f"Query{path.stem.title().replace('_', '')}",
-                name=f"stepgraph-{path.stem}",
+                f"Query{stem.title().replace('_', '')}",
+                name=f"stepgraph-{stem}",
                 database=self.database_name,
                 query_string=sql,
                 work_group=self.workgroup.ref,

@@ -207,7 +207,7 @@ def status(
     inp = json.loads(desc.get("input") or "{}")
     out = json.loads(desc.get("output") or "null") or {}
     out = out if isinstance(out, dict) else {}
-    name = execution_arn.rsplit(":", 1)[-1]
+    name = resources.execution_name(execution_arn)
     items_s3 = inp.get("items_s3") or out.get("items_s3") or {}
     report: dict[str, Any] = {"status": desc["status"], "name": name, "graph": inp.get("graph")}
     inline = isinstance(out.get("items"), list)

@@ -1,8 +1,8 @@
-"""CloudWatch metric names (namespace `StepGraph`), shared by emitters, alarms and the dashboard."""
+"""CloudWatch metric names (the namespace is `resources.METRIC_NAMESPACE`), shared by emitters, alarms and the dashboard."""
 
 from __future__ import annotations
 
-NAMESPACE = "StepGraph"
+# The namespace is `stepgraph.resources.METRIC_NAMESPACE` (infra and the emitters read it there).
 
 CREDITS_SPENT_USD = "CreditsSpentUSD"
 PROMPT_TOKENS = "PromptTokens"
@@ -37,8 +37,3 @@ ALL = (
     CREDITS_KNOWN,
     SPENT_TODAY_USD,
 )
-
-# Every metric is emitted twice: with the full dimension set and with the service alone,
-# so stack-wide alarms read one series.
-SERVICE_DIMENSION = "service"
-FULL_DIMENSIONS = ("service", "provider", "model", "graph")

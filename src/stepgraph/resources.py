@@ -12,7 +12,6 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 
 NAME = "stepgraph"
-STACK_NAME = "StepGraph"
 
 # One data bucket per stack; everything lives under these prefixes.
 PREFIX_CHECKPOINTS = "checkpoints/"
@@ -52,7 +51,6 @@ MANAGEMENT_SECRET_SUFFIX = "-management"
 # Environment of the graph-step and credits-poller functions (read by stepgraph.config).
 ENV_BUCKET = "STEPGRAPH_BUCKET"
 ENV_LIMITER_TABLE = "STEPGRAPH_LIMITER_TABLE"
-ENV_TIME_SCALE = "STEPGRAPH_TIME_SCALE"
 ENV_PROVIDERS = "STEPGRAPH_PROVIDERS"
 
 # State machine definition files and the `${...}` names they use.
@@ -77,6 +75,15 @@ def run_timeout_s(max_run_days: int) -> int:
 
 METRIC_NAMESPACE = "StepGraph"
 SERVICE_NAME = "stepgraph"
+
+
+def execution_name(execution_id: str) -> str:
+    """The execution's name: the last `:` segment of its ARN (a bare name stays as it is).
+
+    Results, failures, items and usage objects are filed under it; the ASL's ItemSelector splits the
+    same way (`States.StringSplit` on `:`).
+    """
+    return execution_id.rsplit(":", 1)[-1]
 
 
 def data(*parts: str) -> Traversable:

@@ -15,6 +15,7 @@ from aws_cdk.assertions import Match, Template
 from infra import nag
 from infra.context import ContextError, load
 from stepgraph import resources
+from stepgraph.usage import sql as usage_sql
 from tests.infra.conftest import synth
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,9 +59,7 @@ def test_usage_lake_matches_the_ddl(template: Template) -> None:
     tables = template.find_resources("AWS::Glue::Table")
     (table,) = tables.values()
     ti = table["Properties"]["TableInput"]
-    ddl = re.findall(
-        r"`(\w+)` (\w+)", (ROOT / "athena/create_table.sql").read_text().split("PARTITIONED BY")[0]
-    )
+    ddl = re.findall(r"`(\w+)` (\w+)", usage_sql.ddl("create_table").split("PARTITIONED BY")[0])
     assert [(c["Name"], c["Type"]) for c in ti["StorageDescriptor"]["Columns"]] == ddl
     assert ti["PartitionKeys"] == [{"Name": "dt", "Type": "string"}]
     assert ti["Parameters"]["projection.dt.type"] == "date"

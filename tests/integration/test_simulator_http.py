@@ -12,8 +12,8 @@ from langchain_openai import ChatOpenAI
 
 from stepgraph.config import load_settings
 from stepgraph.local.simulator import DEV_KEY, DEV_MANAGEMENT_KEY, SimulatorHandle
+from stepgraph.observability import MetricsEmitter
 from stepgraph.providers.credits import poll_all
-from stepgraph.providers.metrics import MetricsEmitter
 
 FREE = "openai/gpt-oss-120b:free"
 PAID = "openai/gpt-oss-120b"

@@ -22,13 +22,11 @@ from moto import mock_aws
 from stepgraph import resources
 from stepgraph.checkpoint import CheckpointStoreError, CorruptCheckpoint, S3Saver
 from stepgraph.cli import main
-from stepgraph.config import get_settings
 from stepgraph.errors import ConfigError, InvalidInput, StepGraphError, UnknownGraph
 from stepgraph.limiter.table import ensure_limiter_table
 from stepgraph.local.asl import definition_path
-from stepgraph.local.lambdas import invoke
+from stepgraph.local.lambdas import cold_start, invoke
 from stepgraph.local.simulator import DEV_KEY, running_simulator
-from stepgraph.runtime import clients, wiring
 from stepgraph.usage.record import UsageRecord
 
 BUCKET = "stepgraph-data"
@@ -184,23 +182,18 @@ def shared_stack() -> Iterator[dict[str, Any]]:
         }  # fmt: skip
         for k, v in env.items():
             mp.setenv(k, v)
-        clients.reset()
-        wiring._limiters.clear()
-        wiring._keyrings.clear()
+        cold_start()  # a new AWS account (moto) gets new function containers
         with mock_aws():
             s3 = boto3.client("s3", region_name="us-east-1")
             s3.create_bucket(Bucket=BUCKET)
             s3.put_object(Bucket=BUCKET, Key="items/not-json.json", Body=b"{'text': 'single quotes'}")
             ensure_limiter_table(boto3.client("dynamodb", region_name="us-east-1"), "stepgraph-limiter")
             yield {"s3": s3, "sim": sim}
-        clients.reset()
 
 
 @pytest.fixture
 def stack(shared_stack: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    get_settings.cache_clear()
-    yield shared_stack
-    get_settings.cache_clear()
+    yield shared_stack  # a row's environment change reaches the handlers' next call by itself
 
 
 def step_states(node: Any) -> Iterator[dict[str, Any]]:
@@ -222,7 +215,6 @@ class TestGraphStep:
         (tmp_path / "providers.yaml").write_text("providers:\n  sim: {base_url: x\nchain: [sim:m]\n")
         for var, value in env.items():
             monkeypatch.setenv(var, value.replace("{tmp}", str(tmp_path)))
-        get_settings.cache_clear()
         before = objects(stack["s3"])
         with pytest.raises(StepGraphError) as info:
             invoke(STEP, bad)
@@ -232,7 +224,6 @@ class TestGraphStep:
         assert objects(stack["s3"]) == before and stack["sim"].requests() == []
         # Fixing that one input is all it takes: the same warm container runs the next good event.
         monkeypatch.undo()
-        get_settings.cache_clear()
         assert invoke(STEP, GOOD)["status"] == "done"
 
     def test_a_step_on_a_corrupt_thread_fails_typed_every_time(self, stack: dict[str, Any]) -> None:

@@ -20,12 +20,12 @@ from unittest import mock
 import pytest
 from botocore.awsrequest import AWSResponse
 
-from stepgraph.config import get_settings
+from stepgraph import resources
 from stepgraph.graphs import fanout
+from stepgraph.local import lambdas
 from stepgraph.local.lambdas import FakeLambdaContext, load_handler
 from stepgraph.local.simulator import DEV_KEY, SimulatorHandle, running_simulator
 from stepgraph.local.stack import LocalStack, local_stack
-from stepgraph.runtime import clients, wiring
 from stepgraph.usage import layout
 from tests.fixtures.aws import RawBody, execute
 
@@ -58,7 +58,7 @@ def rig() -> Iterator[tuple[LocalStack, SimulatorHandle]]:
 def fresh(rig: tuple[LocalStack, SimulatorHandle]) -> Iterator[tuple[LocalStack, SimulatorHandle]]:
     st, sim = rig
     sim.reset()
-    wiring._keyrings.clear()  # each row starts on fresh containers: no key retired by an earlier row
+    st.cold_start()  # each row starts on fresh containers: no key retired by an earlier row
     st.hooks.clear()
     st.invocations.clear()
     yield st, sim
@@ -213,7 +213,7 @@ def test_s3_412_409_on_a_checkpoint_write_lose_nothing(
             return AWSResponse(request.url, code, {}, RawBody(body))
         return None
 
-    s3 = clients.client("s3", get_settings().endpoint_url)  # the client the handlers use
+    s3 = lambdas.dependencies(resources.GRAPH_STEP_FUNCTION).s3  # the client the handler uses
     s3.meta.events.register_first("before-send.s3.PutObject", conflict_once)
     try:
         check(st, sim, f"conflict-{code}", run(st, f"conflict-{code}"))
@@ -322,11 +322,9 @@ def _settings(**values: str) -> Any:
     class _Patch:
         def __enter__(self) -> None:
             self.patch = mock.patch.dict(os.environ, values)
-            self.patch.start()
-            get_settings.cache_clear()
+            self.patch.start()  # the handlers' next call sees it, as a redeployed function would
 
         def __exit__(self, *exc: object) -> None:
             self.patch.stop()
-            get_settings.cache_clear()
 
     return _Patch()

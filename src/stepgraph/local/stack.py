@@ -59,6 +59,12 @@ class LocalStack:
 
         return boto3.session.Session().client(service, region_name=REGION)  # type: ignore[call-overload]
 
+    def cold_start(self) -> None:
+        """The functions' next calls start new containers (fresh settings, clients, limiters, key rings)."""
+        from stepgraph.local import lambdas
+
+        lambdas.cold_start()
+
 
 class _TimedOut(Exception):
     error_type = "Sandbox.Timedout"  # what Step Functions sees when Lambda kills an overrunning function
@@ -144,10 +150,9 @@ def local_stack(
     from moto import mock_aws
     from moto.awslambda_simple.models import LambdaSimpleBackend
 
-    from stepgraph.config import get_settings
     from stepgraph.limiter.dynamodb_local import find_jar, java_available, start_dynamodb_local
     from stepgraph.limiter.table import ensure_limiter_table
-    from stepgraph.runtime import clients, wiring
+    from stepgraph.local import lambdas
 
     with ExitStack() as stack:
         ddb_endpoint = None
@@ -168,10 +173,7 @@ def local_stack(
             **(env or {}),
         }
         stack.enter_context(mock.patch.dict(os.environ, settings_env))
-        get_settings.cache_clear()
-        clients.reset()
-        wiring._limiters.clear()
-        wiring._keyrings.clear()
+        lambdas.cold_start()  # the functions' containers start with this stack's environment
         stack.enter_context(mock_aws(config=MOTO_CONFIG))  # type: ignore[call-overload]
         ref: list[LocalStack] = []
         stack.enter_context(
@@ -197,6 +199,4 @@ def local_stack(
         try:
             yield ref[0]
         finally:
-            get_settings.cache_clear()
-            clients.reset()
-            wiring._limiters.clear()
+            lambdas.cold_start()

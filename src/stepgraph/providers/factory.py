@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -20,7 +20,7 @@ def make_llm_factory(spec: ProviderSpec, model: str, *, timeout_s: float = 120.0
 
     @lru_cache(maxsize=8)
     def build(key: str) -> Any:
-        from stepgraph.usage.capture import UsageCapturingChatOpenAI
+        from stepgraph.providers.chat import UsageCapturingChatOpenAI
 
         return UsageCapturingChatOpenAI(
             model=model,
@@ -47,8 +47,11 @@ def build_chat_model(
     run_state: RunState | None = None,
     keyrings: dict[str, KeyRing] | None = None,
     secrets_client: Any = None,
+    env: Mapping[str, str] | None = None,
     metrics: Any = None,
 ) -> ModelRouter:
+    """The router over `run_config.models` (or the table's chain): one route per model, each with its
+    account's keys (from `env` or Secrets Manager, kept in `keyrings`) and limiter."""
     chain = list(getattr(run_config, "models", None) or table.chain)
     allow_paid = bool(getattr(run_config, "allow_paid", True))
     keyrings = keyrings if keyrings is not None else {}
@@ -57,7 +60,7 @@ def build_chat_model(
         provider, model = table.route(entry)
         spec = table.providers[provider]
         if provider not in keyrings:
-            keyrings[provider] = load_keys(provider, spec, secrets_client=secrets_client)
+            keyrings[provider] = load_keys(provider, spec, secrets_client=secrets_client, env=env or {})
         limiter = limiter_factory(provider, spec) if limiter_factory else None
         routes.append(
             Route(

@@ -1,28 +1,17 @@
 """`ModelRouter`: a chat-model Runnable that walks the model chain under an explicit error matrix.
 
 Every HTTP attempt first takes a limiter slot (and, for paid models, a budget reservation), then
-calls the provider once (client retries are 0, so each attempt is recorded). The matrix:
-
-| outcome                               | action                                                         |
-|---------------------------------------|----------------------------------------------------------------|
-| limiter slot further than the budget  | `Throttled` (the state machine waits)                          |
-| 429                                   | wait Retry-After / X-RateLimit-Reset if it fits, else Throttled|
-| 408, 5xx, timeout, stream error       | bounded retries with jitter, then the next model               |
-| step's time nearly spent              | `Throttled` before the call (each call's timeout <= the budget)|
-| 400 context_length_exceeded           | the next model with a larger context                           |
-| 402 in-flight budget (Retry-After)    | transient: wait and retry                                      |
-| 402                                   | paid models off for the run (free continue), next model        |
-| 401                                   | retire the key, use the account's next key; none left: fatal   |
-| 400 / 403                             | `ProviderFatal` at once (no retry, no fallback)                |
-| 404 no endpoint                       | the next model                                                 |
-| `BudgetExceeded`                      | propagates (typed stop)                                        |
+calls the provider once (client retries are 0, so each attempt is recorded). What an error means is
+`stepgraph.providers.matrix.classify` (a table, tested row by row); what the router then does is one
+small handler per `Action`.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,9 +23,14 @@ from stepgraph.clock import SYSTEM_CLOCK, Clock
 from stepgraph.limiter import LimiterUnavailable
 from stepgraph.providers.errors import AllModelsFailed, ProviderFatal, Throttled
 from stepgraph.providers.keys import KeyRing
+from stepgraph.providers.matrix import Action, Decision, StreamError, classify
 from stepgraph.providers.table import ModelSpec
+from stepgraph.usage.attempt import AttemptContext
+from stepgraph.usage.reply import reply_usage
 
 log = logging.getLogger(__name__)
+# A paid call's budget reservation assumes this many completion tokens until the reply says.
+COMPLETION_ESTIMATE_TOKENS = 4096
 
 
 @dataclass
@@ -62,20 +56,25 @@ class _Next(Exception):
     """Internal: give up on this model, try the next one."""
 
 
-def _status(exc: BaseException) -> int | None:
-    return getattr(exc, "status_code", None)
+@dataclass
+class _Admission:
+    """One attempt's admission: how long it waited for its slot, and (after the call) what it cost."""
+
+    waited_s: float = 0.0
+    cost_usd: float = 0.0
+
+
+@dataclass
+class _Attempt:
+    route: Route
+    number: int
+    key_label: str
+    failures: int = 0
 
 
 def _header(exc: BaseException, name: str) -> str | None:
     response = getattr(exc, "response", None)
     return response.headers.get(name) if response is not None else None
-
-
-def _body_error(exc: BaseException) -> dict[str, Any]:
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        return body.get("error", body) if isinstance(body.get("error", body), dict) else {}
-    return {}
 
 
 def retry_after_s(exc: BaseException, now: float) -> float:
@@ -98,6 +97,30 @@ def prompt_tokens(messages: Any) -> int:
 
 
 class ModelRouter(Runnable[Any, BaseMessage]):
+    """A chat model that tries each route of the chain in order, every HTTP attempt admitted by the
+    route's limiter (and, for paid models, the budget guard) and recorded by the callbacks.
+
+    Args:
+        routes: the chain, one `Route` per model (`build_chat_model` builds them from the provider table).
+        budget_guard: a `BudgetGuard` for paid models, or None.
+        callbacks: LangChain callbacks added to every attempt (the `UsageCallbackHandler`).
+        clock: injected time (sleeps for limiter slots, 429 waits and backoff).
+        remaining_s: seconds the caller may still spend; a wait beyond it raises `Throttled`.
+        run_state: what the router learns during the run (paid models off after a 402, fallbacks).
+        allow_paid: False skips models that are not free.
+        retries: transient failures retried per model before the next model.
+        base_delay_s: the first retry's backoff (full jitter, doubling).
+        metrics: the `MetricsEmitter` for RateLimited and Fallbacks, or None.
+        min_attempt_s: no attempt starts with less time than this left.
+
+    Returns (from `invoke`): the provider's AIMessage; raises `Throttled` (the state machine waits),
+    `ProviderFatal`, `AllModelsFailed` or `BudgetExceeded`.
+
+    Example:
+        >>> model = build_chat_model(table, limiter_factory=..., callbacks=[UsageCallbackHandler(ledger)])
+        >>> model.invoke([HumanMessage("Summarise this ticket")]).content
+    """
+
     def __init__(
         self,
         routes: list[Route],
@@ -156,111 +179,96 @@ class ModelRouter(Runnable[Any, BaseMessage]):
         self.clock.sleep(wait)
         return wait
 
+    # -- one model: attempts until a reply, the next model or a stop ------------------------------
     def _attempts(
         self, route: Route, input: Any, config: RunnableConfig | None, *, fallback: bool
     ) -> BaseMessage:
-        import openai
-
-        failures = 0
-        attempt = 0
+        attempt = _Attempt(route, 0, "")
         while True:
-            attempt += 1
-            key = route.keys.current()
-            if key is None:
-                raise ProviderFatal(
-                    route.provider,
-                    route.model,
-                    401,
-                    "no usable API key left",
-                    hint=f"add a key for {route.provider} (env or Secrets Manager)",
-                )
-            label, secret = key
+            attempt.number += 1
+            attempt.key_label, secret = self._key(route)
             if self.remaining_s() < self.min_attempt_s:
                 # A call that cannot finish before the Lambda's deadline would be killed mid-flight.
                 raise Throttled(0.0, "the step's time budget is spent")
-            waited = 0.0
-            grant = None
-            if route.limiter is not None:
-                grant = route.limiter.try_acquire(
-                    1, horizon=min(route.limiter.max_wait_s, self.remaining_s())
+            with self._admitted(route, input) as admission:
+                context = AttemptContext().for_attempt(
+                    attempt=attempt.number,
+                    provider=route.provider,
+                    key_label=attempt.key_label,
+                    model_requested=route.model,
+                    limiter_wait_ms=int(admission.waited_s * 1000),
+                    fallback=fallback,
                 )
-                if not grant.granted:
-                    if self.metrics:
-                        self.metrics.rate_limited(route.provider, route.model, local=True)
-                    raise Throttled(grant.wait_s, f"{route.provider} limit {grant.refused_by}")
+                call_config = merge_configs(
+                    config, {"metadata": context.attempt_metadata(), "callbacks": self.callbacks}
+                )
+                try:
+                    return self._call(route, secret, input, call_config, admission)
+                except Exception as exc:
+                    decision = classify(exc)
+                    if decision.action is Action.RAISE:
+                        raise
+                    self._handlers[decision.action](self, attempt, decision, exc)
+
+    @staticmethod
+    def _key(route: Route) -> tuple[str, str]:
+        key = route.keys.current()
+        if key is None:
+            raise ProviderFatal(
+                route.provider,
+                route.model,
+                401,
+                "no usable API key left",
+                hint=f"add a key for {route.provider} (env or Secrets Manager)",
+            )
+        return key
+
+    @contextmanager
+    def _admitted(self, route: Route, input: Any) -> Iterator[_Admission]:
+        """A limiter slot (slept to) and, for a paid model, a budget reservation; both handed back when
+        the attempt ends however it ends (the reservation reconciled with the reply's cost)."""
+        admission = _Admission()
+        grant = None
+        reservation = None
+        try:
+            if route.limiter is not None:
+                grant = self._slot(route)
                 # Sleep to the reserved slot, not wait_s after the write returned: sends that drift late by
                 # the write's latency bunch up in the provider's window.
                 until_slot = grant.send_at - self.clock.now() if grant.send_at else grant.wait_s
-                waited = self._wait_or_throttle(min(grant.wait_s, until_slot), "limiter slot")
-            reservation = None
+                admission.waited_s = self._wait_or_throttle(min(grant.wait_s, until_slot), "limiter slot")
             if self.budget_guard is not None and not route.spec.free:
                 estimate = (
                     prompt_tokens(input) * route.spec.usd_per_prompt_token
-                    + 4096 * route.spec.usd_per_completion_token
+                    + COMPLETION_ESTIMATE_TOKENS * route.spec.usd_per_completion_token
                 )
                 reservation = self.budget_guard.reserve(estimate)
-            meta = {
-                "attempt": attempt,
-                "provider": route.provider,
-                "key_label": label,
-                "model_requested": route.model,
-                "limiter_wait_ms": int(waited * 1000),
-                "fallback": fallback,
-            }
-            call_config = merge_configs(config, {"metadata": meta, "callbacks": self.callbacks})
-            cost = 0.0
-            try:
-                budget = self.remaining_s()
-                limit = {"timeout": budget} if budget != float("inf") else {}
-                message = route.make_llm(secret).invoke(input, call_config, **limit)
-                usage = (
-                    (message.response_metadata or {}).get("token_usage")
-                    or (message.response_metadata or {}).get("provider_usage")
-                    or {}
-                )
-                cost = float(usage.get("cost") or 0.0)
-                if (message.response_metadata or {}).get("finish_reason") == "error":
-                    raise _StreamError("the stream ended with finish_reason=error")
-                return message
-            except (_StreamError, openai.APITimeoutError, openai.APIConnectionError) as exc:
-                failures += 1
-                self._retry_or_next(route, failures, exc)
-            except openai.APIStatusError as exc:
-                status = _status(exc)
-                err = _body_error(exc)
-                message_text = str(err.get("message") or exc)
-                if status == 429:
-                    if self.metrics:
-                        self.metrics.rate_limited(route.provider, route.model, local=False)
-                    self._wait_or_throttle(retry_after_s(exc, self.clock.now()), f"{route.provider} 429")
-                elif (
-                    status == 402
-                    and (err.get("metadata") or {}).get("limit_source") == "openrouter_in_flight_budget"
-                ):
-                    self._wait_or_throttle(retry_after_s(exc, self.clock.now()), "in-flight budget")
-                elif status == 402:
-                    self.run_state.paid_disabled = True
-                    self.run_state.events.append(f"402 from {route.provider}: paid models off for this run")
-                    raise _Next() from exc
-                elif status == 401:
-                    route.keys.retire(label)  # the next key of the same account takes over
-                elif status == 400 and "context_length" in message_text:
-                    raise _Next() from exc
-                elif status in (400, 403):
-                    raise ProviderFatal(route.provider, route.model, status, message_text[:300]) from None
-                elif status == 404:
-                    raise _Next() from exc
-                else:  # 408, 5xx
-                    failures += 1
-                    self._retry_or_next(route, failures, exc)
-            except openai.APIError as exc:  # an error event inside an SSE stream (no HTTP status)
-                failures += 1
-                self._retry_or_next(route, failures, exc)
-            finally:
-                if grant is not None:
-                    self._release(route, grant)
-                if reservation is not None:
-                    self.budget_guard.reconcile(reservation, cost)
+            yield admission
+        finally:
+            if grant is not None:
+                self._release(route, grant)
+            if reservation is not None:
+                self.budget_guard.reconcile(reservation, admission.cost_usd)
+
+    def _slot(self, route: Route) -> Any:
+        grant = route.limiter.try_acquire(1, horizon=min(route.limiter.max_wait_s, self.remaining_s()))
+        if not grant.granted:
+            if self.metrics:
+                self.metrics.rate_limited(route.provider, route.model, local=True)
+            raise Throttled(grant.wait_s, f"{route.provider} limit {grant.refused_by}")
+        return grant
+
+    def _call(
+        self, route: Route, secret: str, input: Any, config: RunnableConfig, admission: _Admission
+    ) -> BaseMessage:
+        budget = self.remaining_s()
+        limit = {"timeout": budget} if budget != float("inf") else {}
+        message = route.make_llm(secret).invoke(input, config, **limit)
+        used = reply_usage(message)
+        admission.cost_usd = used.cost_usd or 0.0
+        if used.finish_reason == "error":
+            raise StreamError("the stream ended with finish_reason=error")
+        return message
 
     @staticmethod
     def _release(route: Route, grant: Any) -> None:
@@ -271,14 +279,48 @@ class ModelRouter(Runnable[Any, BaseMessage]):
         except LimiterUnavailable as exc:
             log.warning("limiter release failed; the lease expires by itself: %s", exc)
 
-    def _retry_or_next(self, route: Route, failures: int, exc: BaseException) -> None:
-        if failures > self.retries:
+    # -- what each Action does ----------------------------------------------------------------
+    def _on_wait(self, attempt: _Attempt, decision: Decision, exc: BaseException) -> None:
+        route = attempt.route
+        if decision.failure is not None and decision.failure.status == 429:
+            if self.metrics:
+                self.metrics.rate_limited(route.provider, route.model, local=False)
+            reason = f"{route.provider} 429"
+        else:
+            reason = decision.reason
+        self._wait_or_throttle(retry_after_s(exc, self.clock.now()), reason)
+
+    def _on_paid_off(self, attempt: _Attempt, decision: Decision, exc: BaseException) -> None:
+        self.run_state.paid_disabled = True
+        self.run_state.events.append(f"402 from {attempt.route.provider}: paid models off for this run")
+        raise _Next() from exc
+
+    def _on_rotate_key(self, attempt: _Attempt, decision: Decision, exc: BaseException) -> None:
+        attempt.route.keys.retire(attempt.key_label)  # the next key of the same account takes over
+
+    def _on_next_model(self, attempt: _Attempt, decision: Decision, exc: BaseException) -> None:
+        raise _Next() from exc
+
+    def _on_fatal(self, attempt: _Attempt, decision: Decision, exc: BaseException) -> None:
+        failure = decision.failure
+        status = failure.status if failure else None
+        detail = (failure.message if failure else str(exc))[:300]
+        raise ProviderFatal(attempt.route.provider, attempt.route.model, status, detail) from None
+
+    def _on_retry(self, attempt: _Attempt, decision: Decision, exc: BaseException) -> None:
+        attempt.failures += 1
+        if attempt.failures > self.retries:
             raise _Next() from exc
-        delay = random.uniform(0, self.base_delay_s * 2 ** (failures - 1))
+        delay = random.uniform(0, self.base_delay_s * 2 ** (attempt.failures - 1))
         if delay > self.remaining_s():
-            raise Throttled(delay, f"{route.provider} retry backoff") from exc
+            raise Throttled(delay, f"{attempt.route.provider} retry backoff") from exc
         self.clock.sleep(delay)
 
-
-class _StreamError(Exception):
-    pass
+    _handlers: dict[Action, Callable[[ModelRouter, _Attempt, Decision, BaseException], None]] = {
+        Action.WAIT: _on_wait,
+        Action.PAID_OFF: _on_paid_off,
+        Action.ROTATE_KEY: _on_rotate_key,
+        Action.NEXT_MODEL: _on_next_model,
+        Action.FATAL: _on_fatal,
+        Action.RETRY: _on_retry,
+    }

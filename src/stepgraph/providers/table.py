@@ -8,7 +8,7 @@ every key of one account shares one limiter.
 from __future__ import annotations
 
 import json
-import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +72,15 @@ class ProviderTable(BaseModel):
             )
         return owners[0], entry
 
+    def price(self, model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
+        """USD for a reply of `model` by the table's per-token prices; None for a model it does not list
+        (the usage record then says the cost is missing rather than a silent 0)."""
+        for spec in self.providers.values():
+            if model in spec.models:
+                m = spec.models[model]
+                return prompt_tokens * m.usd_per_prompt_token + completion_tokens * m.usd_per_completion_token
+        return None
+
 
 DEFAULT_TABLE: dict[str, Any] = {
     "providers": {
@@ -120,10 +129,9 @@ def _parse(raw: str) -> dict[str, Any]:
     return data
 
 
-def load_provider_table(providers: str | None = None, *, env: dict[str, str] | None = None) -> ProviderTable:
+def load_provider_table(providers: str | None = None, *, env: Mapping[str, str]) -> ProviderTable:
     """The table from `STEPGRAPH_PROVIDERS` (or the built-in one); base URLs can be moved by
-    `STEPGRAPH_<PROVIDER>_BASE_URL` (local runs point them at the simulator)."""
-    env = dict(os.environ if env is None else env)
+    `STEPGRAPH_<PROVIDER>_BASE_URL` in `env` (local runs point them at the simulator)."""
     source = ENV if providers else "built-in provider table"
     data = _parse(providers) if providers else json.loads(json.dumps(DEFAULT_TABLE))
     for name, spec in data.get("providers", {}).items():

@@ -6,11 +6,8 @@ import json
 from typing import Any
 
 from stepgraph import resources
+from stepgraph.s3 import put_once
 from stepgraph.schemas import S3Ref
-
-
-def _name(execution_id: str) -> str:
-    return execution_id.rsplit(":", 1)[-1]
 
 
 class ResultStore:
@@ -18,25 +15,13 @@ class ResultStore:
         self.bucket, self.client, self.prefix = bucket, client, prefix
 
     def key(self, execution_id: str, item_id: str) -> str:
-        return f"{self.prefix}{_name(execution_id)}/{item_id}.json"
+        return f"{self.prefix}{resources.execution_name(execution_id)}/{item_id}.json"
 
     def put(self, execution_id: str, item_id: str, result: dict[str, Any]) -> S3Ref:
         """Write once: a re-run that reaches the end again finds the object there and keeps it."""
-        from botocore.exceptions import ClientError
-
         key = self.key(execution_id, item_id)
         body = json.dumps(result, default=str, sort_keys=True).encode()
-        try:
-            self.client.put_object(
-                Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*", ContentType="application/json"
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") not in (
-                "PreconditionFailed",
-                "412",
-                "ConditionalRequestConflict",
-            ):
-                raise
+        put_once(self.client, self.bucket, key, body, content_type="application/json")
         return S3Ref(bucket=self.bucket, key=key)
 
     def get(self, ref: S3Ref) -> dict[str, Any]:
