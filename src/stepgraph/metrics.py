@@ -15,6 +15,7 @@ LIMITER_WAIT_MS = "LimiterWaitMs"
 CREDITS_REMAINING_USD = "CreditsRemainingUSD"
 USAGE_DAILY_USD = "UsageDailyUSD"
 FREE_REQUESTS_REMAINING = "FreeRequestsRemaining"
+INCOMPLETE_REPLIES = "IncompleteReplies"  # finish_reason length or empty content
 
 ALL = (
     CREDITS_SPENT_USD,
@@ -28,4 +29,5 @@ ALL = (
     CREDITS_REMAINING_USD,
     USAGE_DAILY_USD,
     FREE_REQUESTS_REMAINING,
+    INCOMPLETE_REPLIES,
 )
