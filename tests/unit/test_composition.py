@@ -73,7 +73,9 @@ def test_dependencies_come_from_the_settings_and_environment_given() -> None:
     make = deps.limiter_factory(None, "openrouter")
     spec = deps.table.providers["openrouter"]
     free = make("openrouter", spec, "openai/gpt-oss-120b:free")
-    assert free is make("openrouter", spec, "openai/gpt-oss-120b:free")  # kept across a warm container's calls
+    assert free is make(
+        "openrouter", spec, "openai/gpt-oss-120b:free"
+    )  # kept across a warm container's calls
     assert free is not None and free.key == "openrouter:main"  # the account's free day counter
     # The paid variant carries no platform request cap (only the budget guard): no limiter at all.
     assert make("openrouter", spec, "openai/gpt-oss-120b") is None

@@ -26,6 +26,8 @@ class SimOptions:
     time_scale: float = 1.0
     seed: int = 0
     accounts: dict[str, Any] | None = None  # parsed --accounts file
+    # OpenRouter's platform caps apply to free variants only; True limits paid models too.
+    limit_paid: bool = False
 
 
 @dataclass
@@ -36,10 +38,26 @@ class Fault:
     delay_ms: float = 0.0
     model: str | None = None
     limit_source: str | None = None
+    # As real OpenRouter sometimes does: the error arrives with HTTP 200 as a top-level error body.
+    error_body: bool = False
+    # A 429 whose rate-limit headers are only in the body (upstream 429s), not on the HTTP response.
+    body_headers_only: bool = False
+    # A 429 whose X-RateLimit-Reset is already in the past.
+    past_reset: bool = False
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> Fault:
-        allowed = {"status", "retry_after_s", "stream_error", "delay_ms", "model", "limit_source"}
+        allowed = {
+            "status",
+            "retry_after_s",
+            "stream_error",
+            "delay_ms",
+            "model",
+            "limit_source",
+            "error_body",
+            "body_headers_only",
+            "past_reset",
+        }
         unknown = set(raw) - allowed
         if unknown:
             raise ValueError(f"unknown fault fields {sorted(unknown)}; allowed: {sorted(allowed)}")
