@@ -53,7 +53,8 @@ class ProviderBodyError(Exception):
     error's own `code` as `status_code`, so it is classified like that status."""
 
     def __init__(self, body: dict[str, Any], http_status: int = 200) -> None:
-        err = body.get("error") if isinstance(body.get("error"), dict) else {}
+        inner = body.get("error")
+        err: dict[str, Any] = inner if isinstance(inner, dict) else {}
         code = err.get("code")
         self.status_code = code if isinstance(code, int) and not isinstance(code, bool) else None
         self.http_status = http_status
@@ -84,7 +85,8 @@ class Failure:
         if not isinstance(exc, openai.APIError | StreamError | ProviderBodyError):
             return None
         err = body_error(exc)
-        metadata = err.get("metadata") if isinstance(err.get("metadata"), dict) else {}
+        found = err.get("metadata")
+        metadata: dict[str, Any] = found if isinstance(found, dict) else {}
         status = getattr(exc, "status_code", None)
         code = err.get("code")
         if not isinstance(status, int) and isinstance(code, int) and not isinstance(code, bool):

@@ -152,7 +152,7 @@ async def chat_completions(request: Request) -> Response:
             body_only=fault.body_headers_only,
             in_body=fault.error_body,
         )
-        return finish(response)
+        return finish(response, error_body=fault.error_body)
     # OpenRouter's platform caps are on free variants; a paid variant has none (unless configured).
     limited = model.is_free or state.options.limit_paid
     decision = account.limits.admit() if limited else None
@@ -207,7 +207,8 @@ async def _admitted(
                 {"Retry-After": str(math.ceil(retry))},
                 in_body=fault.error_body,
                 limit_source=fault.limit_source,
-            )
+            ),
+            error_body=fault.error_body,
         )
     if status is not None:
         retry = (fault.retry_after_s if fault else None) or 1
@@ -221,7 +222,7 @@ async def _admitted(
             if status >= 500
             else {}
         )
-        return finish(_error(status, message, headers, in_body=in_body, **upstream))
+        return finish(_error(status, message, headers, in_body=in_body, **upstream), error_body=in_body)
 
     text, finish_reason = truncate(reply_text(messages, model_name), max_tokens)
     with state.lock:

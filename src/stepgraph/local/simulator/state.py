@@ -110,12 +110,15 @@ class SimState:
             self.log.append(entry)
             self.counts["requests"] += 1
             status = entry["status"]
-            if status == 200 and not entry.get("stream_error"):
+            failed_200 = entry.get("stream_error") or entry.get("error_body")  # an error sent with HTTP 200
+            if status == 200 and not failed_200:
                 self.counts["ok"] += 1
             elif status == 429:
                 self.counts["rate_limited"] += 1
-            if status != 200 or entry.get("stream_error"):
-                self.counts[f"status_{status if status != 200 else 'stream_error'}"] += 1
+            if status != 200:
+                self.counts[f"status_{status}"] += 1
+            elif failed_200:
+                self.counts["status_stream_error" if entry.get("stream_error") else "status_error_body"] += 1
 
     def new_generation_id(self) -> str:
         return "gen-" + uuid.uuid4().hex[:24]
