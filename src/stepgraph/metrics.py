@@ -16,6 +16,12 @@ CREDITS_REMAINING_USD = "CreditsRemainingUSD"
 USAGE_DAILY_USD = "UsageDailyUSD"
 FREE_REQUESTS_REMAINING = "FreeRequestsRemaining"
 INCOMPLETE_REPLIES = "IncompleteReplies"  # finish_reason length or empty content
+# 1 when the poller learned an account's balance, 0 when it could not (no management key, uncapped
+# key); emitted once per account per successful poll, so its absence means the poller is down.
+CREDITS_KNOWN = "CreditsKnown"
+# The budget guard's counter of the current UTC day (spent or reserved), published by the poller:
+# the very number the daily cap is checked against.
+SPENT_TODAY_USD = "SpentTodayUSD"
 
 ALL = (
     CREDITS_SPENT_USD,
@@ -30,4 +36,6 @@ ALL = (
     USAGE_DAILY_USD,
     FREE_REQUESTS_REMAINING,
     INCOMPLETE_REPLIES,
+    CREDITS_KNOWN,
+    SPENT_TODAY_USD,
 )

@@ -54,7 +54,9 @@ class S3Unusable(S3Failure):
 
 
 def error_code(exc: BaseException) -> str:
-    """S3's error code of a botocore `ClientError` (the class name for anything else)."""
+    """S3's error code of a botocore `ClientError` or an `S3Failure` (the class name for anything else)."""
+    if isinstance(exc, S3Failure):
+        return exc.code
     response = getattr(exc, "response", None)
     if isinstance(response, dict):
         return str(response.get("Error", {}).get("Code") or type(exc).__name__)

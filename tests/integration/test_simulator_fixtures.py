@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from stepgraph.local.simulator import DEV_KEY, SimulatorHandle
+from stepgraph.local.simulator import DEV_KEY, DEV_MANAGEMENT_KEY, SimulatorHandle
 from tests.fixtures.replay import Fixture, all_names, load
 
 FREE = "openai/gpt-oss-120b:free"
@@ -39,6 +39,11 @@ CASES: dict[str, Provoke] = {
     "openrouter/rate_limit_body_only": ({}, [{"status": 429, "body_headers_only": True}], {"model": FREE}),
     "openrouter/rate_limit_past_reset": ({}, [{"status": 429, "past_reset": True}], {"model": FREE}),
     "openrouter/credits_402": ({"credits_usd": 0.0}, [], {"model": PAID}),
+    "openrouter/key_limit_402": (
+        {"accounts": {"accounts": {"capped": {"keys": {DEV_KEY: "dev"}, "key_limit_usd": 0.0}}}},
+        [],
+        {"model": PAID},
+    ),
     "openrouter/in_flight_402": (
         {},
         [{"status": 402, "limit_source": "openrouter_in_flight_budget", "retry_after_s": 2}],
@@ -48,12 +53,11 @@ CASES: dict[str, Provoke] = {
     "openrouter/bad_key_401": ({}, [], {"model": FREE, "key": "sk-unknown"}),
     "openrouter/models": ({}, [], {"method": "GET", "path": "/models"}),
     "openrouter/key": ({}, [], {"method": "GET", "path": "/key"}),
+    "openrouter/credits": ({}, [], {"method": "GET", "path": "/credits", "key": DEV_MANAGEMENT_KEY}),
 }
 NOT_SIMULATED = {
-    "openrouter/key_limit_402": "the simulator's accounts have no per-key cap on this branch",
     "openrouter/negative_balance_free_402": "the simulator never lets a balance go negative",
     "openrouter/moderation_403": "the simulator has no moderation",
-    "openrouter/credits": "served by /api/v1/credits with a management key (covered by its own tests)",
     "groq/ok": "another provider's dialect (x-ratelimit-*-requests/-tokens); the pool adds --header-dialect",
     "groq/rate_limit": "another provider's dialect",
     "groq/rate_limit_no_retry_after": "another provider's dialect",
@@ -95,7 +99,8 @@ def provoke(make: Callable[..., SimulatorHandle], name: str) -> httpx.Response:
     if faults:
         sim.queue_faults(*faults)
     if request.get("method") == "GET":
-        return httpx.get(sim.base_url + request["path"], headers=AUTH, timeout=10)
+        auth = {"Authorization": f"Bearer {request.get('key', DEV_KEY)}"}
+        return httpx.get(sim.base_url + request["path"], headers=auth, timeout=10)
     headers = {"Authorization": f"Bearer {request.get('key', DEV_KEY)}"}
     body = {
         "model": request["model"],

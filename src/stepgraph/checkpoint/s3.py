@@ -22,7 +22,7 @@ class S3Objects:
         return self._client
 
     def _fail(self, exc: Exception, action: str) -> CheckpointStoreError:
-        code = exc.code if isinstance(exc, s3util.S3Failure) else s3util.error_code(exc)
+        code = s3util.error_code(exc)
         hint = {
             "NoSuchBucket": "create the bucket or set STEPGRAPH_BUCKET to an existing one",
             "AccessDenied": "grant the function s3:GetObject/PutObject/ListBucket/DeleteObject on it",

@@ -25,6 +25,7 @@ from stepgraph.config import Settings, settings_from
 from stepgraph.graphs.registry import registered
 from stepgraph.observability import MetricsEmitter, metrics_enabled
 from stepgraph.providers.table import ProviderSpec, ProviderTable, load_provider_table
+from stepgraph.resources import BUDGET_KEY
 
 if TYPE_CHECKING:
     from stepgraph.limiter import BudgetGuard, DynamoDBRateLimiter
@@ -142,7 +143,7 @@ class Dependencies:
 
         return BudgetGuard(
             settings.limiter_table,
-            "spend",
+            BUDGET_KEY,
             daily_cap_usd=settings.daily_budget_usd,
             total_cap_usd=settings.total_budget_usd,
             client=self.dynamodb,

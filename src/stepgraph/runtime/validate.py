@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from stepgraph import resources
+from stepgraph import s3 as s3util
 from stepgraph.errors import ConfigError, InvalidInput, UnknownGraph
 from stepgraph.limiter.profiles import load_profile
 from stepgraph.providers.table import ProviderTable
@@ -86,10 +87,12 @@ def _read_items(s3: Any, bucket: str, key: str) -> list[Any]:
     from botocore.exceptions import ClientError
 
     try:
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code")
-        raise InvalidInput(f"input.items_s3: cannot read s3://{bucket}/{key} ({code})") from None
+        with s3util.mapped(bucket, key):
+            body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except (ClientError, s3util.S3Failure) as exc:
+        raise InvalidInput(
+            f"input.items_s3: cannot read s3://{bucket}/{key} ({s3util.error_code(exc)})"
+        ) from None
     try:
         items = json.loads(body)
     except json.JSONDecodeError:

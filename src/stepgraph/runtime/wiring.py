@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from stepgraph import s3 as s3util
 from stepgraph.checkpoint import S3Saver
 from stepgraph.errors import InvalidInput, UnknownGraph
 from stepgraph.graphs import StepContext, load_graph
@@ -29,20 +30,17 @@ def check_event(event: StepEvent, table: ProviderTable, graphs: Mapping[str, str
 
 
 def _item(event: StepEvent, s3: Any) -> Any:
-    from botocore.exceptions import ClientError
-
     ref = event.item_ref
     if ref is None:
         return event.item
     where = f"event.item_ref: s3://{ref.bucket}/{ref.key}"
     try:
-        body = s3.get_object(Bucket=ref.bucket, Key=ref.key)["Body"].read()
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code")
-        if code not in ("NoSuchKey", "NoSuchBucket", "404", "AccessDenied", "403"):
-            raise  # transient: the state machine retries the step
+        # Any other S3 error is transient and propagates: the state machine retries the step.
+        with s3util.mapped(ref.bucket, ref.key):
+            body = s3.get_object(Bucket=ref.bucket, Key=ref.key)["Body"].read()
+    except (s3util.NoSuchObject, s3util.S3Unusable) as exc:
         raise InvalidInput(
-            f"{where} cannot be read ({code})", hint="point item_ref at an existing object"
+            f"{where} cannot be read ({exc.code})", hint="point item_ref at an existing object"
         ) from None
     try:
         return json.loads(body)

@@ -13,7 +13,9 @@ import httpx
 import pytest
 
 from stepgraph.clock import FakeClock
+from stepgraph.config import load_settings
 from stepgraph.limiter import DynamoDBRateLimiter, Limit, MemoryStore
+from stepgraph.observability import MetricsEmitter
 from stepgraph.providers import ProviderFatal, Throttled
 from stepgraph.providers.credits import poll_all
 from stepgraph.providers.errors import ModelUnavailable
@@ -302,20 +304,26 @@ def test_the_default_chain_serves_from_the_paid_variant_once_the_free_day_is_spe
     assert len(free_replay.requests) == 1 and len(paid_replay.requests) == 1
 
 
-def test_the_credits_poller_reads_the_real_key_shape() -> None:
-    key = load("openrouter/key")
+def test_the_credits_poller_reads_the_real_key_and_credits_shapes() -> None:
+    key, credits = load("openrouter/key"), load("openrouter/credits")
+    by_path = {"/api/v1/key": key, "/api/v1/credits": credits}
+    seen: list[str] = []
 
     def answer(request: httpx.Request) -> httpx.Response:
-        assert request.url.path.endswith("/key")
-        return key.response(request)
+        seen.append(request.url.path)
+        return by_path[request.url.path].response(request)
 
-    table = load_provider_table(env={})
-    emitted = __import__("stepgraph.observability", fromlist=["MetricsEmitter"]).MetricsEmitter(enabled=False)
-    report = poll_all(
-        table,
-        env={"OPENROUTER_API_KEY": "sk-or-test"},
-        http=httpx.Client(transport=httpx.MockTransport(answer)),
-        emitter=emitted,
-    )
-    assert report["openrouter:main"]["free_remaining"] == key.expect["free_remaining"]
-    assert report["openrouter:main"]["credits_remaining"] is None  # uncapped key: limit_remaining null
+    emitter = MetricsEmitter(enabled=False)
+    with httpx.Client(transport=httpx.MockTransport(answer)) as http:
+        report = poll_all(
+            load_settings(),
+            http=http,
+            emitter=emitter,
+            env={"OPENROUTER_API_KEY": "sk-or-test", "OPENROUTER_MANAGEMENT_KEY": "sk-or-mgmt-test"},
+        )
+    account = report["openrouter:main"]
+    assert sorted(set(seen)) == ["/api/v1/credits", "/api/v1/key"]
+    assert account["free_remaining"] == key.expect["free_remaining"]
+    # The balance comes from /credits (total_credits - total_usage); the uncapped key's null limit is no balance.
+    assert account["credits_remaining"] == pytest.approx(credits.expect["balance"])
+    assert account["credits_source"] == "credits"
