@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from stepgraph import metrics as names
 from stepgraph.clock import FakeClock
 from stepgraph.config import load_settings
 from stepgraph.limiter import DynamoDBRateLimiter, Limit, MemoryStore
@@ -327,3 +328,18 @@ def test_the_credits_poller_reads_the_real_key_and_credits_shapes() -> None:
     # The balance comes from /credits (total_credits - total_usage); the uncapped key's null limit is no balance.
     assert account["credits_remaining"] == pytest.approx(credits.expect["balance"])
     assert account["credits_source"] == "credits"
+
+
+def test_incomplete_replies_are_a_metric_and_still_count_their_tokens() -> None:
+    fixture = load("openrouter/length")
+    sink = Sink()
+    router(
+        replay_route(Replay.of(fixture), fixture),
+        clock=FakeClock(NOW),
+        callbacks=[UsageCallbackHandler(sink)],
+    ).invoke("hi")
+    emitter = MetricsEmitter(enabled=False)
+    emitter(sink.records[0])
+    sent = {m: v for m, v, dims in emitter.emitted if set(dims) == {"service"}}
+    assert sent[names.INCOMPLETE_REPLIES] == 1
+    assert sent[names.PROMPT_TOKENS] == 42 and names.PROVIDER_ERRORS not in sent
