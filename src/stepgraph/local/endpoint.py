@@ -43,8 +43,11 @@ def local_endpoint(
     from moto.server import ThreadedMotoServer
 
     from stepgraph.limiter.table import ensure_limiter_table
-    from stepgraph.local import lambdas
+    from stepgraph.local import lambdas, map_runs
+    from stepgraph.local.ports import ensure_free
 
+    ensure_free(port)
+    map_runs.install()  # per-item child executions of a Distributed Map, as on AWS
     with ExitStack() as stack:
         sim = stack.enter_context(running_simulator(rpm=rpm, rpd=rpd, time_scale=time_scale))
         default_user_config.update(MOTO_CONFIG)  # type: ignore[typeddict-item]
