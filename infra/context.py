@@ -55,7 +55,7 @@ class StackSettings(BaseModel):
         from stepgraph.providers.table import load_provider_table
 
         try:
-            load_provider_table(text, env={})  # base-URL overrides are a deployment's env, not context
+            load_provider_table(text, env={})  # base-URL overrides do not matter to the check
         except ConfigError as exc:
             raise ValueError(str(exc).removeprefix("STEPGRAPH_PROVIDERS").lstrip(": ")) from None
         return text

@@ -61,12 +61,12 @@ def load_items(path: Path, n: int | None) -> list[Any]:
 
 def check_options(opts: DemoOptions) -> list[Any]:
     """Every flag checked before anything starts; returns the items."""
-    from stepgraph.errors import ConfigError
     import os
 
+    from stepgraph.errors import ConfigError
     from stepgraph.graphs.registry import registered
 
-    graphs = registered(os.environ)  # the CLI's process environment, as the local functions get it
+    graphs = registered(os.environ)  # the demo's functions see this process's STEPGRAPH_GRAPHS
     if opts.graph not in graphs:
         raise ConfigError(
             f"--graph {opts.graph!r} is not a registered graph",
