@@ -15,6 +15,7 @@ LIMITER_WAIT_MS = "LimiterWaitMs"
 CREDITS_REMAINING_USD = "CreditsRemainingUSD"
 USAGE_DAILY_USD = "UsageDailyUSD"
 FREE_REQUESTS_REMAINING = "FreeRequestsRemaining"
+INCOMPLETE_REPLIES = "IncompleteReplies"  # finish_reason length or empty content
 # 1 when the poller learned an account's balance, 0 when it could not (no management key, uncapped
 # key); emitted once per account per successful poll, so its absence means the poller is down.
 CREDITS_KNOWN = "CreditsKnown"
@@ -34,6 +35,7 @@ ALL = (
     CREDITS_REMAINING_USD,
     USAGE_DAILY_USD,
     FREE_REQUESTS_REMAINING,
+    INCOMPLETE_REPLIES,
     CREDITS_KNOWN,
     SPENT_TODAY_USD,
 )

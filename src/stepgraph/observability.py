@@ -50,7 +50,9 @@ class MetricsEmitter:
             "graph": record.graph,
         }
         self.emit(names.REQUESTS, 1, **dims)
-        if record.status == "ok":
+        if record.status == "incomplete":
+            self.emit(names.INCOMPLETE_REPLIES, 1, **dims)
+        if record.status in ("ok", "incomplete"):  # an incomplete reply is still billed
             self.emit(names.PROMPT_TOKENS, record.prompt_tokens, **dims)
             self.emit(names.COMPLETION_TOKENS, record.completion_tokens, **dims)
             if record.cost_usd:

@@ -72,7 +72,13 @@ def test_dependencies_come_from_the_settings_and_environment_given() -> None:
     assert deps.s3 is deps.s3 and clients.made == [("s3", "http://127.0.0.1:9")]
     make = deps.limiter_factory(None, "openrouter")
     spec = deps.table.providers["openrouter"]
-    assert make("openrouter", spec) is make("openrouter", spec)  # kept across a warm container's calls
+    free = make("openrouter", spec, "openai/gpt-oss-120b:free")
+    assert free is make(
+        "openrouter", spec, "openai/gpt-oss-120b:free"
+    )  # kept across a warm container's calls
+    assert free is not None and free.key == "openrouter:main"  # the account's free day counter
+    # The paid variant carries no platform request cap (only the budget guard): no limiter at all.
+    assert make("openrouter", spec, "openai/gpt-oss-120b") is None
     assert ("dynamodb", "http://127.0.0.1:9") in clients.made
 
 

@@ -23,5 +23,18 @@ class ProviderFatal(StepGraphError):
         super().__init__(f"{provider} rejected {model} (HTTP {status}): {detail}", hint=hint)
 
 
+class ModelUnavailable(ProviderFatal):
+    """The provider does not know the model (retired or misspelt ID) and no later model served."""
+
+    def __init__(self, provider: str, model: str, status: int | None, detail: str) -> None:
+        super().__init__(
+            provider,
+            model,
+            status,
+            detail,
+            hint="check the model ID against the provider's /models list, or add another model to the chain",
+        )
+
+
 class AllModelsFailed(StepGraphError):
     """Every model of the chain failed or was skipped."""

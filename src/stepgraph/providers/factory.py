@@ -12,11 +12,15 @@ from stepgraph.providers.router import ModelRouter, Route, RunState
 from stepgraph.providers.table import ProviderSpec, ProviderTable
 
 ATTRIBUTION = {"HTTP-Referer": "https://github.com/stepgraph/stepgraph", "X-OpenRouter-Title": "stepgraph"}
-LimiterFactory = Callable[[str, ProviderSpec], Any]
+# (provider, spec, model) -> the deployment's limiter, or None when it has no limits.
+LimiterFactory = Callable[[str, ProviderSpec, str], Any]
 
 
-def make_llm_factory(spec: ProviderSpec, model: str, *, timeout_s: float = 120.0) -> Callable[[str], Any]:
-    """key -> a ChatOpenAI (that keeps `cost` and the generation id on streams), cached per key."""
+def make_llm_factory(
+    spec: ProviderSpec, model: str, *, timeout_s: float = 120.0, http_client: Any = None
+) -> Callable[[str], Any]:
+    """key -> a ChatOpenAI (that keeps `cost` and the generation id on streams), cached per key.
+    `http_client` (an `httpx.Client`) replaces the default transport, e.g. a replay of recorded replies."""
 
     @lru_cache(maxsize=8)
     def build(key: str) -> Any:
@@ -30,6 +34,7 @@ def make_llm_factory(spec: ProviderSpec, model: str, *, timeout_s: float = 120.0
             streaming=spec.models[model].stream if model in spec.models else False,
             timeout=timeout_s,
             default_headers=ATTRIBUTION if spec.attribution else None,
+            http_client=http_client,
         )
 
     return build
@@ -49,6 +54,7 @@ def build_chat_model(
     secrets_client: Any = None,
     env: Mapping[str, str] | None = None,
     metrics: Any = None,
+    http_client: Any = None,
 ) -> ModelRouter:
     """The router over `run_config.models` (or the table's chain): one route per model, each with its
     account's keys (from `env` or Secrets Manager, kept in `keyrings`) and limiter."""
@@ -61,14 +67,14 @@ def build_chat_model(
         spec = table.providers[provider]
         if provider not in keyrings:
             keyrings[provider] = load_keys(provider, spec, secrets_client=secrets_client, env=env or {})
-        limiter = limiter_factory(provider, spec) if limiter_factory else None
+        limiter = limiter_factory(provider, spec, model) if limiter_factory else None
         routes.append(
             Route(
                 provider,
                 model,
                 spec.models[model],
                 keyrings[provider],
-                make_llm_factory(spec, model),
+                make_llm_factory(spec, model, http_client=http_client),
                 limiter,
             )
         )

@@ -21,10 +21,11 @@ from langchain_core.runnables.config import ensure_config, merge_configs
 
 from stepgraph.clock import SYSTEM_CLOCK, Clock
 from stepgraph.limiter import LimiterUnavailable
-from stepgraph.providers.errors import AllModelsFailed, ProviderFatal, Throttled
+from stepgraph.providers.errors import AllModelsFailed, ModelUnavailable, ProviderFatal, Throttled
 from stepgraph.providers.keys import KeyRing
 from stepgraph.providers.matrix import Action, Decision, StreamError, classify
 from stepgraph.providers.table import ModelSpec
+from stepgraph.providers.waits import wait_hint_s
 from stepgraph.usage.attempt import AttemptContext
 from stepgraph.usage.reply import reply_usage
 
@@ -56,6 +57,19 @@ class _Next(Exception):
     """Internal: give up on this model, try the next one."""
 
 
+class _Refused(_Next):
+    """Internal: this model cannot be served for a long while (its limiter or the provider said so);
+    try the next one, and if none serves, end the step as `Throttled` for the shortest wait."""
+
+    def __init__(self, wait_s: float, reason: str) -> None:
+        super().__init__(reason)
+        self.wait_s, self.reason = wait_s, reason
+
+
+class _Incomplete(Exception):
+    """Internal: a `length` or empty reply on a model configured to retry with more `max_tokens`."""
+
+
 @dataclass
 class _Admission:
     """One attempt's admission: how long it waited for its slot, and (after the call) what it cost."""
@@ -70,23 +84,29 @@ class _Attempt:
     number: int
     key_label: str
     failures: int = 0
+    waits: int = 0  # provider-asked waits (429, in-flight 402) on this model
+    max_tokens: int | None = None  # set when a `length`/empty reply is retried with a larger budget
 
 
-def _header(exc: BaseException, name: str) -> str | None:
-    response = getattr(exc, "response", None)
-    return response.headers.get(name) if response is not None else None
+# A provider that names no wait gets this; a reset already in the past gets the floor, so a skewed
+# clock cannot spin a 0-s loop.
+DEFAULT_WAIT_S = 1.0
+MIN_WAIT_S = 1.0
 
 
-def retry_after_s(exc: BaseException, now: float) -> float:
-    """Seconds to wait from X-RateLimit-Reset (ms epoch), else Retry-After, else 1."""
-    reset = _header(exc, "X-RateLimit-Reset")
-    if reset and reset.isdigit():
-        return max(0.0, int(reset) / 1000 - now)
-    after = _header(exc, "Retry-After")
-    try:
-        return max(0.0, float(after)) if after else 1.0
-    except ValueError:
-        return 1.0
+def retry_after_s(exc: BaseException, now: float, *, floor_s: float = MIN_WAIT_S) -> float:
+    """Seconds to wait: the provider's hint (headers or body metadata, `stepgraph.providers.waits`),
+    never less than `floor_s`; `DEFAULT_WAIT_S` when it names none."""
+    hint = wait_hint_s(exc, now)
+    return max(floor_s, DEFAULT_WAIT_S if hint is None else hint)
+
+
+def is_incomplete(message: Any, finish_reason: str | None) -> bool:
+    """A reply cut at `max_tokens` or with nothing in it (no text, no tool call)."""
+    if finish_reason == "length":
+        return True
+    content = getattr(message, "content", "")
+    return not content and not getattr(message, "tool_calls", None)
 
 
 def prompt_tokens(messages: Any) -> int:
@@ -112,6 +132,10 @@ class ModelRouter(Runnable[Any, BaseMessage]):
         base_delay_s: the first retry's backoff (full jitter, doubling).
         metrics: the `MetricsEmitter` for RateLimited and Fallbacks, or None.
         min_attempt_s: no attempt starts with less time than this left.
+        max_rate_waits: provider-asked waits (429, in-flight 402) per model before moving on.
+        fallback_after_s: a model whose next slot (limiter or provider reset) is further away than
+            this is passed over for the next model of the chain (e.g. the paid variant once the free
+            day is spent); when no model serves, the step ends `Throttled` for the shortest wait.
 
     Returns (from `invoke`): the provider's AIMessage; raises `Throttled` (the state machine waits),
     `ProviderFatal`, `AllModelsFailed` or `BudgetExceeded`.
@@ -135,8 +159,12 @@ class ModelRouter(Runnable[Any, BaseMessage]):
         base_delay_s: float = 0.5,
         metrics: Any = None,
         min_attempt_s: float = 1.0,
+        max_rate_waits: int = 3,
+        fallback_after_s: float = 300.0,
     ) -> None:
         self.routes = routes
+        self.max_rate_waits = max_rate_waits
+        self.fallback_after_s = fallback_after_s
         self.min_attempt_s = min_attempt_s
         self.budget_guard = budget_guard
         self.callbacks = list(callbacks or [])
@@ -154,6 +182,7 @@ class ModelRouter(Runnable[Any, BaseMessage]):
         config = ensure_config(config)
         tokens = prompt_tokens(input)
         last: BaseException | None = None
+        refused: _Refused | None = None
         for position, route in enumerate(self.routes):
             if not route.spec.free and (self.run_state.paid_disabled or not self.allow_paid):
                 continue
@@ -162,10 +191,16 @@ class ModelRouter(Runnable[Any, BaseMessage]):
             try:
                 return self._attempts(route, input, config, fallback=position > 0)
             except _Next as exc:
+                if isinstance(exc, _Refused) and (refused is None or exc.wait_s < refused.wait_s):
+                    refused = exc
                 last = exc.__cause__ or exc
                 self.run_state.fallbacks += 1
                 if self.metrics:
                     self.metrics.fallback(route.provider, route.model)
+        if refused is not None:
+            raise Throttled(refused.wait_s, refused.reason)
+        if isinstance(last, ModelUnavailable):
+            raise last
         raise AllModelsFailed(
             f"every model of the chain failed or was skipped; last error: {last}",
             hint="check the providers' status and keys, or add a model to the chain",
@@ -175,6 +210,8 @@ class ModelRouter(Runnable[Any, BaseMessage]):
         if wait <= 0:
             return 0.0
         if wait > self.remaining_s():
+            if wait > self.fallback_after_s:
+                raise _Refused(wait, reason)  # a long wait: let the next model serve meanwhile
             raise Throttled(wait, reason)
         self.clock.sleep(wait)
         return wait
@@ -203,7 +240,16 @@ class ModelRouter(Runnable[Any, BaseMessage]):
                     config, {"metadata": context.attempt_metadata(), "callbacks": self.callbacks}
                 )
                 try:
-                    return self._call(route, secret, input, call_config, admission)
+                    return self._call(route, secret, input, call_config, admission, attempt)
+                except _Incomplete:
+                    attempt.max_tokens = route.spec.length_retry_max_tokens
+                    log.warning(
+                        "incomplete reply from %s %s: retrying with max_tokens=%s",
+                        route.provider,
+                        route.model,
+                        attempt.max_tokens,
+                    )
+                    continue
                 except Exception as exc:
                     decision = classify(exc)
                     if decision.action is Action.RAISE:
@@ -255,19 +301,33 @@ class ModelRouter(Runnable[Any, BaseMessage]):
         if not grant.granted:
             if self.metrics:
                 self.metrics.rate_limited(route.provider, route.model, local=True)
-            raise Throttled(grant.wait_s, f"{route.provider} limit {grant.refused_by}")
+            reason = f"{route.provider} limit {grant.refused_by}"
+            if grant.wait_s > self.fallback_after_s:
+                raise _Refused(grant.wait_s, reason)  # e.g. the free day is spent: the next model serves
+            raise Throttled(grant.wait_s, reason)
         return grant
 
     def _call(
-        self, route: Route, secret: str, input: Any, config: RunnableConfig, admission: _Admission
+        self,
+        route: Route,
+        secret: str,
+        input: Any,
+        config: RunnableConfig,
+        admission: _Admission,
+        attempt: _Attempt,
     ) -> BaseMessage:
         budget = self.remaining_s()
-        limit = {"timeout": budget} if budget != float("inf") else {}
-        message = route.make_llm(secret).invoke(input, config, **limit)
+        kwargs: dict[str, Any] = {"timeout": budget} if budget != float("inf") else {}
+        if attempt.max_tokens:
+            kwargs["max_tokens"] = attempt.max_tokens
+        message = route.make_llm(secret).invoke(input, config, **kwargs)
         used = reply_usage(message)
         admission.cost_usd = used.cost_usd or 0.0
         if used.finish_reason == "error":
             raise StreamError("the stream ended with finish_reason=error")
+        retry_with = route.spec.length_retry_max_tokens
+        if retry_with and attempt.max_tokens is None and is_incomplete(message, used.finish_reason):
+            raise _Incomplete()
         return message
 
     @staticmethod
@@ -287,8 +347,16 @@ class ModelRouter(Runnable[Any, BaseMessage]):
                 self.metrics.rate_limited(route.provider, route.model, local=False)
             reason = f"{route.provider} 429"
         else:
-            reason = decision.reason
-        self._wait_or_throttle(retry_after_s(exc, self.clock.now()), reason)
+            reason = f"{route.provider} {decision.reason}"
+        wait = retry_after_s(exc, self.clock.now())
+        attempt.waits += 1
+        if attempt.waits > self.max_rate_waits:
+            # Asked to wait again and again: stop spending the step on this model.
+            log.warning(
+                "%s %s: %d waits on %s; moving on", route.provider, route.model, attempt.waits - 1, reason
+            )
+            raise _Refused(wait, reason) from exc
+        self._wait_or_throttle(wait, reason)
 
     def _on_paid_off(self, attempt: _Attempt, decision: Decision, exc: BaseException) -> None:
         self.run_state.paid_disabled = True
@@ -300,6 +368,16 @@ class ModelRouter(Runnable[Any, BaseMessage]):
 
     def _on_next_model(self, attempt: _Attempt, decision: Decision, exc: BaseException) -> None:
         raise _Next() from exc
+
+    def _on_skip_model(self, attempt: _Attempt, decision: Decision, exc: BaseException) -> None:
+        route = attempt.route
+        detail = (decision.failure.message if decision.failure else str(exc))[:300]
+        log.warning(
+            "%s does not serve %s (%s); skipping to the next model", route.provider, route.model, detail
+        )
+        self.run_state.events.append(f"{route.provider}:{route.model} skipped: {detail}")
+        status = decision.failure.status if decision.failure else None
+        raise _Next() from ModelUnavailable(route.provider, route.model, status, detail)
 
     def _on_fatal(self, attempt: _Attempt, decision: Decision, exc: BaseException) -> None:
         failure = decision.failure
@@ -321,6 +399,7 @@ class ModelRouter(Runnable[Any, BaseMessage]):
         Action.PAID_OFF: _on_paid_off,
         Action.ROTATE_KEY: _on_rotate_key,
         Action.NEXT_MODEL: _on_next_model,
+        Action.SKIP_MODEL: _on_skip_model,
         Action.FATAL: _on_fatal,
         Action.RETRY: _on_retry,
     }

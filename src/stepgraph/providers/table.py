@@ -1,8 +1,12 @@
 """The provider table: which providers, their accounts, keys, limit profiles and models.
 
 Built-in: OpenRouter and Ollama Cloud; any OpenAI-compatible endpoint can be added through
-`STEPGRAPH_PROVIDERS` (JSON, or a path to a YAML/JSON file). Limits belong to the ACCOUNT, not the key:
-every key of one account shares one limiter.
+`STEPGRAPH_PROVIDERS` (JSON, or a path to a YAML/JSON file). Limits belong to the DEPLOYMENT (provider
+account + model variant), never to a key: every key of one account shares its limiters. A free model
+(`:free` on OpenRouter) carries the provider's `limits_profile` (the platform caps, shared by all free
+models of the account); a paid model carries `paid_limits_profile` (only what the provider publishes
+for it; OpenRouter has no platform request cap on paid variants, the budget guard still applies). A
+model's own `limits_profile` overrides either.
 """
 
 from __future__ import annotations
@@ -29,6 +33,12 @@ class ModelSpec(BaseModel):
     usd_per_prompt_token: float = Field(0.0, ge=0)
     usd_per_completion_token: float = Field(0.0, ge=0)
     stream: bool = Field(False, description="Request SSE streaming (usage and cost come in the last chunk)")
+    limits_profile: str | None = Field(
+        None, description="This model's own limits (default: the provider's free or paid profile)"
+    )
+    length_retry_max_tokens: int | None = Field(
+        None, gt=0, description="Retry a `length` or empty reply once with this max_tokens"
+    )
 
 
 class ProviderSpec(BaseModel):
@@ -36,7 +46,8 @@ class ProviderSpec(BaseModel):
 
     base_url: str
     account: str = "main"
-    limits_profile: str = "unlimited"
+    limits_profile: str = Field("unlimited", description="Limits of the account's free models")
+    paid_limits_profile: str = Field("unlimited", description="Limits of the account's paid models")
     keys_env: str | None = Field(None, description="Env var with a key or 'label=key,label=key'")
     secret_id: str | None = Field(None, description="Secrets Manager secret: {'keys': [{'label', 'key'}]}")
     # The account balance (GET /credits) needs a management key, which cannot make model calls: it is
@@ -45,6 +56,17 @@ class ProviderSpec(BaseModel):
     management_secret_id: str | None = Field(None, description="Secrets Manager secret: {'key': '...'}")
     attribution: bool = Field(False, description="Send OpenRouter's HTTP-Referer / X-OpenRouter-Title")
     models: dict[str, ModelSpec] = Field(default_factory=dict)
+
+    def deployment(self, provider: str, model: str) -> tuple[str, str]:
+        """`(limiter key, limits profile)` of one model: free models of an account share the key
+        `provider:account` (the platform counts them together, and the credits poller reads that day
+        counter); a paid model or one with its own profile counts apart, `provider:account:model`."""
+        spec = self.models[model]
+        if spec.limits_profile is not None:
+            return f"{provider}:{self.account}:{model}", spec.limits_profile
+        if spec.free:
+            return f"{provider}:{self.account}", self.limits_profile
+        return f"{provider}:{self.account}:{model}", self.paid_limits_profile
 
 
 class ProviderTable(BaseModel):

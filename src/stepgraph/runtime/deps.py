@@ -92,18 +92,23 @@ class Dependencies:
     # -- per invocation -------------------------------------------------------------------------
     def limiter_factory(
         self, profile_override: str | None, primary: str
-    ) -> Callable[[str, ProviderSpec], DynamoDBRateLimiter | None]:
-        """`(provider, spec) -> limiter` for one run; limiters are kept across the container's calls."""
+    ) -> Callable[[str, ProviderSpec, str], DynamoDBRateLimiter | None]:
+        """`(provider, spec, model) -> limiter` of that deployment for one run (free models of an account
+        share one, a paid model has its own: `ProviderSpec.deployment`); kept across the container's calls.
+        The run's profile override and STEPGRAPH_LIMITS_OVERRIDES apply to the primary provider's
+        free models (the platform caps they describe)."""
         from stepgraph.limiter import DynamoDBRateLimiter, load_profile
 
         settings = self.settings
 
-        def make(provider: str, spec: ProviderSpec) -> DynamoDBRateLimiter | None:
-            profile = profile_override if (profile_override and provider == primary) else spec.limits_profile
+        def make(provider: str, spec: ProviderSpec, model: str) -> DynamoDBRateLimiter | None:
+            limiter_key, profile = spec.deployment(provider, model)
+            shared_free = limiter_key == f"{provider}:{spec.account}"
+            primary_free = provider == primary and shared_free
+            if profile_override and primary_free:
+                profile = profile_override
             overrides = (
-                json.loads(settings.limits_overrides)
-                if settings.limits_overrides and provider == primary
-                else None
+                json.loads(settings.limits_overrides) if settings.limits_overrides and primary_free else None
             )
             if overrides:
                 known = {lim.name for lim in load_profile(profile)}
@@ -116,7 +121,7 @@ class Dependencies:
             )
             if not limits:
                 return None
-            key = (settings.limiter_table, f"{provider}:{spec.account}", profile, settings.time_scale)
+            key = (settings.limiter_table, limiter_key, profile, settings.time_scale)
             with self._lock:
                 if key not in self._limiters:
                     self._limiters[key] = DynamoDBRateLimiter(

@@ -124,14 +124,20 @@ class UsageCallbackHandler(BaseCallbackHandler):
             used.cost_usd, model_used, used.prompt_tokens, used.completion_tokens, is_free
         )
         failed = used.finish_reason == "error"
+        message = getattr(gen, "message", None)
+        empty = not getattr(message, "content", "") and not getattr(message, "tool_calls", None)
+        status: Status = (
+            "error" if failed else "incomplete" if used.finish_reason == "length" or empty else "ok"
+        )
         self.sink.add(
             UsageRecord(
                 **fields,
                 model_used=model_used,
                 generation_id=used.generation_id,
-                status="error" if failed else "ok",
+                status=status,
                 http_status=200,
                 error_type="stream_error" if failed else "",
+                finish_reason=used.finish_reason or "",
                 prompt_tokens=used.prompt_tokens,
                 completion_tokens=used.completion_tokens,
                 reasoning_tokens=used.reasoning_tokens,
@@ -158,12 +164,14 @@ class UsageCallbackHandler(BaseCallbackHandler):
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         fields = self._base(run_id)
-        status_code = getattr(error, "status_code", None)
+        # A 200 with an error body keeps its HTTP status; its own code decides the status below.
+        code = getattr(error, "status_code", None)
+        status_code = getattr(error, "http_status", code)
         name = type(error).__name__
         status: Status
-        if status_code == 429:
+        if code == 429:
             status = "rate_limited"
-        elif "Timeout" in name or status_code == 408:
+        elif "Timeout" in name or code == 408:
             status = "timeout"
         else:
             status = "error"

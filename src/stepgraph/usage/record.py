@@ -26,7 +26,8 @@ class GlueType:
 # Token counts and milliseconds outgrow Athena's 32-bit `int` in sums and long runs.
 Count = Annotated[int, GlueType("bigint")]
 
-Status = Literal["ok", "error", "rate_limited", "timeout"]
+# "incomplete": a reply cut at max_tokens (`finish_reason: length`) or with no content at all.
+Status = Literal["ok", "incomplete", "error", "rate_limited", "timeout"]
 CostSource = Literal["provider", "generation_api", "estimated", "free", "missing"]
 
 
@@ -50,6 +51,7 @@ class UsageRecord(BaseModel):
     status: Status = "ok"
     http_status: int | None = None
     error_type: str = ""
+    finish_reason: str = Field("", description="the provider's normalised finish_reason (stop, length, ...)")
     prompt_tokens: Count = 0
     completion_tokens: Count = 0
     reasoning_tokens: Count = 0
