@@ -69,6 +69,7 @@ class StepGraphStack(cdk.Stack):
         )
         cdk.CfnOutput(self, "StateMachineArn", value=machine.state_machine.state_machine_arn)
         cdk.CfnOutput(self, "DataBucketName", value=data.bucket.bucket_name)
+        cdk.CfnOutput(self, "LimiterTableName", value=table.table.table_name)  # `status --table`
         cdk.CfnOutput(self, "AthenaWorkGroup", value=lake.workgroup.ref)
         cdk.CfnOutput(self, "GlueDatabase", value=lake.database_name)
         cdk.CfnOutput(self, "AlarmTopicArn", value=monitoring.topic.topic_arn)

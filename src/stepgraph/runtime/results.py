@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from stepgraph import resources
@@ -14,8 +15,16 @@ def _name(execution_id: str) -> str:
 
 
 class ResultStore:
-    def __init__(self, bucket: str, client: Any, prefix: str = resources.PREFIX_RESULTS) -> None:
+    def __init__(
+        self,
+        bucket: str,
+        client: Any,
+        prefix: str = resources.PREFIX_RESULTS,
+        *,
+        on_created: Callable[[], None] | None = None,
+    ) -> None:
         self.bucket, self.client, self.prefix = bucket, client, prefix
+        self.on_created = on_created  # called once per item, when its result is first written
 
     def key(self, execution_id: str, item_id: str) -> str:
         return f"{self.prefix}{_name(execution_id)}/{item_id}.json"
@@ -37,6 +46,9 @@ class ResultStore:
                 "ConditionalRequestConflict",
             ):
                 raise
+        else:
+            if self.on_created is not None:
+                self.on_created()
         return S3Ref(bucket=self.bucket, key=key)
 
     def get(self, ref: S3Ref) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from stepgraph.errors import InvalidInput, UnknownGraph
 from stepgraph.graphs import StepContext, load_graph
 from stepgraph.graphs.registry import registered
 from stepgraph.limiter import BudgetGuard, DynamoDBRateLimiter, load_profile
+from stepgraph.progress import RunCounters
 from stepgraph.providers import RunState, build_chat_model, load_provider_table
 from stepgraph.providers.keys import KeyRing
 from stepgraph.providers.metrics import MetricsEmitter
@@ -146,13 +147,15 @@ def run_graph_step(
             total_cap_usd=settings.total_budget_usd,
             client=clients.client("dynamodb", settings.dynamodb_endpoint_url or settings.endpoint_url),
         )
+    ddb = clients.client("dynamodb", settings.dynamodb_endpoint_url or settings.endpoint_url)
+    counters = RunCounters(settings.limiter_table, event.execution_id, client=ddb)
     with UsageLedger(
         settings.bucket,
         execution_id=event.execution_id,
         invocation_id=request_id,
         client=s3,
         gzip=settings.usage_gzip,
-        listeners=[metrics],
+        listeners=[metrics, counters],
         flush_every=settings.usage_flush_every,
     ) as ledger:
         model = build_chat_model(
@@ -176,7 +179,7 @@ def run_graph_step(
             graph=graph,
             context=context,
             item=item,
-            results=ResultStore(settings.bucket, s3),
+            results=ResultStore(settings.bucket, s3, on_created=counters.item_done),
             remaining_s=remaining_s,
             margin_s=settings.step_margin_s,
         )
