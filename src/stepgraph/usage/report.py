@@ -11,6 +11,7 @@ import io
 import json
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from stepgraph import resources
 from stepgraph.errors import ConfigError
 from stepgraph.usage import sql as usage_sql
 from stepgraph.usage.check import UsageDataError, find_bad_line
+from stepgraph.usage.duck import Limits, attach_s3, connect
 from stepgraph.usage.record import glue_columns
 
 DUCK_TYPES = {
@@ -44,51 +46,103 @@ def _s3_usage_prefix(uri: str) -> tuple[str, str]:
     return bucket, prefix
 
 
-def download_s3(uri: str, dest: Path, client: Any) -> Path:
-    """Copy every usage object of `s3://bucket[/prefix]` to `dest`, keeping the keys."""
-    bucket, prefix = _s3_usage_prefix(uri)
-    paginator = client.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
-        for obj in page.get("Contents", []):
-            target = dest / obj["Key"][len(prefix) :]
-            target.parent.mkdir(parents=True, exist_ok=True)
-            client.download_file(bucket, obj["Key"], str(target))
-    return dest
+@dataclass(frozen=True)
+class Layout:
+    """Where one source keeps raw JSONL and compacted Parquet: local paths or s3:// globs."""
+
+    raw: list[str]
+    compacted: list[str]
+    local: bool
+
+    @classmethod
+    def of_dir(cls, root: Path) -> Layout:
+        usage = _usage_root(root)
+        raw = sorted(str(p) for p in usage.rglob("*.jsonl*") if p.suffix in (".jsonl", ".gz"))
+        sibling = usage.parent / resources.PREFIX_USAGE_COMPACTED
+        compacted = sorted(str(p) for p in sibling.glob("dt=*/*.parquet")) if sibling.is_dir() else []
+        return cls(raw, compacted, local=True)
+
+    @classmethod
+    def of_s3(cls, uri: str) -> Layout:
+        bucket, prefix = _s3_usage_prefix(uri)
+        base = f"s3://{bucket}/{prefix}dt=*/*/*"
+        root = prefix[: -len(resources.PREFIX_USAGE)]
+        return cls(
+            [base + ".jsonl", base + ".jsonl.gz"],
+            [f"s3://{bucket}/{root}{resources.PREFIX_USAGE_COMPACTED}dt=*/*.parquet"],
+            local=False,
+        )
 
 
-def load(con: Any, usage_root: Path, *, database: str, table: str, label: Callable[[Path], str] = str) -> int:
-    """Create `database.table` from the JSONL files under `usage_root`; returns the row count.
+def _present(con: Any, paths: list[str], local: bool) -> list[str]:
+    if local:
+        return paths
+    # Each glob is one paginated listing; a glob that matches nothing would make read_json fail.
+    return [g for g in paths if con.execute("SELECT count(*) FROM glob(?)", [g]).fetchone()[0]]
 
-    A bad line raises `UsageDataError` naming the object (`label(path)`: its S3 URI or file) and line."""
+
+def _columns_sql() -> str:
+    return "{" + ", ".join(f"'{n}': '{DUCK_TYPES[t]}'" for n, t in glue_columns()) + "}"
+
+
+def load(
+    con: Any,
+    layout: Layout,
+    *,
+    database: str,
+    table: str = resources.USAGE_TABLE,
+    label: Callable[[Path], str] = str,
+) -> int:
+    """Create the raw table, the compacted table and the view the queries read; returns the view's row count.
+
+    A bad line raises `UsageDataError` naming the object (`label(path)` for local files) and line."""
     import duckdb
 
     cols = glue_columns()
-    columns = "{" + ", ".join(f"'{n}': '{DUCK_TYPES[t]}'" for n, t in cols) + "}"
     con.execute(f'CREATE SCHEMA IF NOT EXISTS "{database}"')
-    files = sorted(str(p) for p in usage_root.rglob("*.jsonl*") if p.suffix in (".jsonl", ".gz"))
-    if files:
+    raw = _present(con, layout.raw, layout.local)
+    empty = ", ".join(f'"{n}" {DUCK_TYPES[t]}' for n, t in cols) + ", dt VARCHAR"
+    if raw:
         try:
             con.execute(
-                f'CREATE OR REPLACE TABLE "{database}"."{table}" AS SELECT * FROM read_json(?, format=\'newline_delimited\', '
-                f"columns={columns}, hive_partitioning=true, hive_types={{'dt': 'VARCHAR'}}, union_by_name=true)",
-                [files],
+                f'CREATE OR REPLACE TABLE "{database}"."{table}" AS SELECT * FROM read_json(?, '
+                f"format='newline_delimited', columns={_columns_sql()}, hive_partitioning=true, "
+                "hive_types={'dt': 'VARCHAR'}, union_by_name=true)",
+                [raw],
             )
         except duckdb.Error as exc:
-            raise _bad_data(files, label, str(exc)) from None
+            raise _bad_data(raw, label, str(exc), layout.local) from None
         # Athena loads such records too (as NULLs); the report would silently mis-date them.
         no_ts = con.execute(
             f'SELECT count(*) FROM "{database}"."{table}" WHERE ts IS NULL OR ts = \'\''
         ).fetchone()
         if no_ts and no_ts[0]:
-            raise _bad_data(files, label, f"{no_ts[0]} records without ts")
+            raise _bad_data(raw, label, f"{no_ts[0]} records without ts", layout.local)
     else:
-        body = ", ".join(f'"{n}" {DUCK_TYPES[t]}' for n, t in cols)
-        con.execute(f'CREATE OR REPLACE TABLE "{database}"."{table}" ({body}, dt VARCHAR)')
-    return int(con.execute(f'SELECT count(*) FROM "{database}"."{table}"').fetchone()[0])
+        con.execute(f'CREATE OR REPLACE TABLE "{database}"."{table}" ({empty})')
+    compacted_table = resources.USAGE_COMPACTED_TABLE
+    compacted = _present(con, layout.compacted, layout.local)
+    if compacted:
+        con.execute(
+            f'CREATE OR REPLACE TABLE "{database}"."{compacted_table}" AS SELECT * FROM read_parquet(?, '
+            "hive_partitioning=true, hive_types={'dt': 'VARCHAR'})",
+            [compacted],
+        )
+    else:
+        con.execute(f'CREATE OR REPLACE TABLE "{database}"."{compacted_table}" ({empty})')
+    view = usage_sql.fill(
+        usage_sql.ddl("create_usage_all_view"),
+        database=database,
+        table=table,
+        compacted=compacted_table,
+        all=resources.USAGE_ALL_VIEW,
+    )
+    con.execute(to_duckdb(view))
+    return int(con.execute(f'SELECT count(*) FROM "{database}"."{resources.USAGE_ALL_VIEW}"').fetchone()[0])
 
 
-def _bad_data(files: list[str], label: Callable[[Path], str], detail: str) -> UsageDataError:
-    found = find_bad_line([Path(f) for f in files], label)
+def _bad_data(files: list[str], label: Callable[[Path], str], detail: str, local: bool) -> UsageDataError:
+    found = find_bad_line([Path(f) for f in files], label) if local else None
     if found is not None:
         return found
     for f in files:  # DuckDB names the local copy; name the object instead
@@ -109,43 +163,46 @@ def run_report(
     since: date | None = None,
     s3_client: Any = None,
     extra: dict[str, str] | None = None,
+    limits: Limits | None = None,
 ) -> dict[str, Rows]:
-    """Run the named queries (all by default), plus `extra` ad-hoc SQL, over `source` (a directory or s3://bucket)."""
-    import duckdb
-
+    """Run the named queries (all by default), plus `extra` ad-hoc SQL, over `source` (a directory or
+    s3://bucket). S3 is read in place through DuckDB's httpfs (globs, nothing downloaded first), with the
+    memory bounds of `stepgraph.usage.duck`; tables and spills live in a temporary directory."""
     available = usage_sql.named_queries()
     unknown = sorted(set(queries or []) - set(available))
     if unknown:
         raise ConfigError(f"unknown query {', '.join(unknown)}", hint=f"known: {', '.join(available)}")
-    database, table = resources.GLUE_DATABASE, resources.USAGE_TABLE
+    database = resources.GLUE_DATABASE
     with tempfile.TemporaryDirectory() as tmp:
-        if source.startswith("s3://"):
-            if s3_client is None:
-                import boto3
+        con = connect(Path(tmp), limits=limits)
+        try:
+            if source.startswith("s3://"):
+                if s3_client is None:
+                    import boto3
 
-                s3_client = boto3.client("s3")
-            root = download_s3(source, Path(tmp), s3_client)
-            bucket, prefix = _s3_usage_prefix(source)
-            # Name the object, not its temporary local copy.
-            label: Callable[[Path], str] = lambda p: f"s3://{bucket}/{prefix}{p.relative_to(root).as_posix()}"  # noqa: E731
-        else:
-            path = Path(source)
-            if not path.is_dir():
-                raise ConfigError(
-                    f"usage source {source} is not a directory", hint="pass a directory or s3://bucket"
+                    s3_client = boto3.client("s3")
+                attach_s3(con, s3_client)
+                layout = Layout.of_s3(source)
+            else:
+                path = Path(source)
+                if not path.is_dir():
+                    raise ConfigError(
+                        f"usage source {source} is not a directory", hint="pass a directory or s3://bucket"
+                    )
+                layout = Layout.of_dir(path)
+            load(con, layout, database=database)
+            results: dict[str, Rows] = {}
+            todo = {name: available[name] for name in queries or list(available)} | (extra or {})
+            for name, query in todo.items():
+                text = usage_sql.fill(
+                    query, database=database, table=resources.USAGE_ALL_VIEW, since=str(since or "1970-01-01")
                 )
-            root = _usage_root(path)
-            label = str
-        con = duckdb.connect()
-        load(con, root, database=database, table=table, label=label)
-        results: dict[str, Rows] = {}
-        todo = {name: available[name] for name in queries or list(available)} | (extra or {})
-        for name, query in todo.items():
-            text = usage_sql.fill(query, database=database, table=table, since=str(since or "1970-01-01"))
-            cur = con.execute(to_duckdb(text))
-            names = [d[0] for d in cur.description]
-            results[name] = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
-        return results
+                cur = con.execute(to_duckdb(text))
+                names = [d[0] for d in cur.description]
+                results[name] = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+            return results
+        finally:
+            con.close()
 
 
 def _plain(v: Any) -> Any:
