@@ -81,7 +81,7 @@ def _present(con: Any, paths: list[str], local: bool) -> list[str]:
     return [g for g in paths if con.execute("SELECT count(*) FROM glob(?)", [g]).fetchone()[0]]
 
 
-def _columns_sql() -> str:
+def columns_sql() -> str:
     return "{" + ", ".join(f"'{n}': '{DUCK_TYPES[t]}'" for n, t in glue_columns()) + "}"
 
 
@@ -106,7 +106,7 @@ def load(
         try:
             con.execute(
                 f'CREATE OR REPLACE TABLE "{database}"."{table}" AS SELECT * FROM read_json(?, '
-                f"format='newline_delimited', columns={_columns_sql()}, hive_partitioning=true, "
+                f"format='newline_delimited', columns={columns_sql()}, hive_partitioning=true, "
                 "hive_types={'dt': 'VARCHAR'}, union_by_name=true)",
                 [raw],
             )
