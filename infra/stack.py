@@ -16,6 +16,7 @@ from infra.monitoring import Monitoring
 from infra.nag import acknowledge
 from infra.secrets import ProviderSecrets
 from infra.state_machine import GraphStateMachine
+from infra.usage_compaction import UsageCompaction
 from infra.usage_lake import UsageLake
 
 
@@ -45,6 +46,15 @@ class StepGraphStack(cdk.Stack):
             graph_package=settings.graph_package,
             providers=settings.providers,
             runtime_env=settings.runtime_env(),
+            retention=retention,
+            removal=removal,
+        )
+        UsageCompaction(
+            self,
+            "UsageCompaction",
+            bucket=data.bucket,
+            dependency_layer=functions.layer,
+            duckdb_layer_dir=settings.duckdb_layer_dir,
             retention=retention,
             removal=removal,
         )

@@ -2,6 +2,7 @@
 minus what the runtime already has, stripped, and byte-compiled for Python 3.12.
 
     python layers/build.py            # -> layers/build/python (the asset the CDK app uses)
+                                      #    and layers/build-duckdb/python (usage compaction's DuckDB)
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "layers" / "build"
 SITE = OUT / "python"
+DUCKDB_SITE = ROOT / "layers" / "build-duckdb" / "python"
 # The Lambda runtime ships boto3/botocore; aws-xray-sdk pulls them in again (32 MB).
 DROP = ("boto3", "botocore", "s3transfer", "jmespath", "stepgraph/local")
 
@@ -84,6 +86,15 @@ def main() -> None:
         pyc.unlink()  # keep sources (and compile them to __pycache__ for the runtime below)
     subprocess.run([*py312, "-m", "compileall", "-q", "-j", "0", str(SITE / "stepgraph")], check=True)
     print(f"layer: {SITE} — {size_mb(SITE):.1f} MB unzipped (naive install {naive:.1f} MB)")
+    shutil.rmtree(DUCKDB_SITE, ignore_errors=True)
+    DUCKDB_SITE.mkdir(parents=True)
+    duck_pip = [*pip[: pip.index("--target") + 1], str(DUCKDB_SITE), *pip[pip.index("--target") + 2 :]]
+    subprocess.run([*duck_pip, "-r", str(ROOT / "layers" / "requirements-duckdb.txt")], check=True)
+    if shutil.which("strip"):
+        for so in DUCKDB_SITE.rglob("*.so"):
+            subprocess.run(["strip", "--strip-unneeded", str(so)], capture_output=True)
+    subprocess.run([*py312, "-m", "compileall", "-q", "-j", "0", str(DUCKDB_SITE)], check=True)
+    print(f"layer: {DUCKDB_SITE} — {size_mb(DUCKDB_SITE):.1f} MB unzipped")
 
 
 if __name__ == "__main__":

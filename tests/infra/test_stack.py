@@ -56,8 +56,11 @@ def test_data_bucket_is_private_encrypted_versioned_and_tls_only(template: Templ
 
 def test_usage_lake_matches_the_ddl(template: Template) -> None:
     tables = template.find_resources("AWS::Glue::Table")
-    (table,) = tables.values()
-    ti = table["Properties"]["TableInput"]
+    (ti,) = [
+        t["Properties"]["TableInput"]
+        for t in tables.values()
+        if t["Properties"]["TableInput"]["Name"] == resources.USAGE_TABLE
+    ]
     ddl = re.findall(
         r"`(\w+)` (\w+)", (ROOT / "athena/create_table.sql").read_text().split("PARTITIONED BY")[0]
     )
@@ -83,16 +86,19 @@ def test_usage_lake_matches_the_ddl(template: Template) -> None:
 
 def test_functions_and_layer(template: Template) -> None:
     functions = template.find_resources("AWS::Lambda::Function", {"Properties": {"Runtime": "python3.12"}})
-    assert len(functions) == 3
+    assert len(functions) == 4  # graph-step, validate-input, credits-poller, usage-compaction
     for fn in functions.values():
         p = fn["Properties"]
         assert p["Architectures"] == ["x86_64"] and p["TracingConfig"] == {"Mode": "Active"}
         assert p["Handler"] == "handler.handler" and p["Layers"]
         env = p["Environment"]["Variables"]
+        if resources.COMPACTION_FUNCTION in p["Description"]:
+            assert set(env) == {resources.ENV_BUCKET, "POWERTOOLS_SERVICE_NAME"}  # S3 only, no table
+            continue
         assert {resources.ENV_BUCKET, resources.ENV_LIMITER_TABLE} <= set(env)
         # What cdk.json says is what the functions run with: the budget guard and the default fan-out.
         assert env["STEPGRAPH_DAILY_BUDGET_USD"] == "5" and env["STEPGRAPH_MAP_CONCURRENCY"] == "10"
-    template.resource_count_is("AWS::Lambda::LayerVersion", 1)
+    template.resource_count_is("AWS::Lambda::LayerVersion", 2)  # dependencies, DuckDB (compaction)
     template.has_resource_properties("AWS::Events::Rule", {"ScheduleExpression": "rate(15 minutes)"})
 
 
