@@ -22,6 +22,7 @@ from rich.table import Table
 from stepgraph import resources
 from stepgraph.local.simulator import DEV_KEY, running_simulator
 from stepgraph.local.stack import LocalStack, local_stack
+from stepgraph.progress import RunCounters
 
 OLLAMA_DEMO_KEY = "sk-sim-ollama"
 FAULTS = {"none": {}, "mixed": {"fail_rate": 0.05, "stream_error_rate": 0.0, "jitter_ms": 5.0}}
@@ -51,11 +52,11 @@ def load_items(path: Path, n: int) -> list[Any]:
     ]
 
 
-def _progress(stack: LocalStack, sim: Any, total: int, run: str, started: float, rpm: int) -> Table:
-    s3 = stack.client("s3")
-    done = s3.list_objects_v2(Bucket=stack.bucket, Prefix=f"{resources.PREFIX_RESULTS}{run}/").get(
-        "KeyCount", 0
-    )
+def _progress(
+    stack: LocalStack, counters: RunCounters, sim: Any, total: int, run: str, started: float, rpm: int
+) -> Table:
+    # One counter read per refresh, whatever the batch size (a listing page stops at 1,000 keys).
+    done = _read_done(counters)
     steps = [i for i in stack.invocations if i["function"] == resources.GRAPH_STEP_FUNCTION]
     stats = sim.stats()
     account = stats["accounts"]["default"]
@@ -77,6 +78,13 @@ def _progress(stack: LocalStack, sim: Any, total: int, run: str, started: float,
     table.add_row("spend", f"${account['usage_usd']:.6f}")
     table.add_row("elapsed", f"{elapsed:.1f} s")
     return table
+
+
+def _read_done(counters: RunCounters) -> int:
+    try:
+        return counters.read().items_done
+    except Exception:  # the table is being torn down at the very end: show nothing rather than fail
+        return 0
 
 
 def _export(stack: LocalStack, run: str, out: Path) -> Path:
@@ -158,15 +166,16 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoResult:
                 stateMachineArn=stack.state_machine_arn, name=run, input=json.dumps(payload)
             )["executionArn"]
             started = time.monotonic()
-            with Live(
-                _progress(stack, sim, len(items), run, started, opts.rpm),
-                console=console,
-                refresh_per_second=4,
-            ) as live:
+            counters = RunCounters(stack.limiter_table, arn, client=stack.dynamodb_client())
+
+            def progress() -> Table:
+                return _progress(stack, counters, sim, len(items), run, started, opts.rpm)
+
+            with Live(progress(), console=console, refresh_per_second=4) as live:
                 while (status := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
                     time.sleep(0.5)
-                    live.update(_progress(stack, sim, len(items), run, started, opts.rpm))
-                live.update(_progress(stack, sim, len(items), run, started, opts.rpm))
+                    live.update(progress())
+                live.update(progress())
             elapsed = time.monotonic() - started
             if status["status"] != "SUCCEEDED":
                 console.print(

@@ -19,6 +19,7 @@ from typing import Any
 
 from stepgraph import resources
 from stepgraph.local.asl import load_definition
+from stepgraph.local.s3_index import prefix_index
 
 log = logging.getLogger(__name__)
 ACCOUNT = "123456789012"
@@ -55,6 +56,14 @@ class LocalStack:
         import boto3
 
         return boto3.session.Session().client(service, region_name=REGION)  # type: ignore[call-overload]
+
+    def dynamodb_client(self) -> Any:
+        """A client of the limiter table (DynamoDB Local when it runs, else moto)."""
+        import boto3
+
+        return boto3.session.Session().client(  # type: ignore[call-overload]
+            "dynamodb", region_name=REGION, endpoint_url=self.dynamodb_endpoint
+        )
 
 
 class _TimedOut(Exception):
@@ -170,6 +179,7 @@ def local_stack(
         wiring._limiters.clear()
         wiring._keyrings.clear()
         stack.enter_context(mock_aws(config=MOTO_CONFIG))  # type: ignore[call-overload]
+        stack.enter_context(prefix_index())  # moto scans the whole bucket per prefix listing otherwise
         ref: list[LocalStack] = []
         stack.enter_context(
             mock.patch.object(LambdaSimpleBackend, "invoke", _route_invocations(ref, threading.Lock()))
