@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -81,6 +82,20 @@ def _present(con: Any, paths: list[str], local: bool) -> list[str]:
     return [g for g in paths if con.execute("SELECT count(*) FROM glob(?)", [g]).fetchone()[0]]
 
 
+def _day_of_path(path: str) -> str:
+    m = re.search(r"dt=(\d{4}-\d{2}-\d{2})/", path)
+    return m.group(1) if m else ""
+
+
+def _days(con: Any, compacted: list[str]) -> set[str]:
+    """The days that compacted Parquet holds (from the object paths: one listing, nothing read)."""
+    days: set[str] = set()
+    for pattern in compacted:
+        for (name,) in con.execute("SELECT file FROM glob(?)", [pattern]).fetchall():
+            days.add(_day_of_path(name))
+    return days - {""}
+
+
 def columns_sql() -> str:
     return "{" + ", ".join(f"'{n}': '{DUCK_TYPES[t]}'" for n, t in glue_columns()) + "}"
 
@@ -100,14 +115,21 @@ def load(
 
     cols = glue_columns()
     con.execute(f'CREATE SCHEMA IF NOT EXISTS "{database}"')
+    compacted = _present(con, layout.compacted, layout.local)
+    # Raw objects of a compacted day wait for lifecycle to expire them: skip them unread (DuckDB prunes
+    # files by the dt in their path), the view would drop their rows anyway.
+    done_days = {_day_of_path(f) for f in compacted} - {""} if layout.local else _days(con, compacted)
     raw = _present(con, layout.raw, layout.local)
+    if layout.local:
+        raw = [f for f in raw if _day_of_path(f) not in done_days]
     empty = ", ".join(f'"{n}" {DUCK_TYPES[t]}' for n, t in cols) + ", dt VARCHAR"
     if raw:
+        skip = ", ".join(f"'{d}'" for d in sorted(done_days)) or "''"
         try:
             con.execute(
                 f'CREATE OR REPLACE TABLE "{database}"."{table}" AS SELECT * FROM read_json(?, '
                 f"format='newline_delimited', columns={columns_sql()}, hive_partitioning=true, "
-                "hive_types={'dt': 'VARCHAR'}, union_by_name=true)",
+                f"hive_types={{'dt': 'VARCHAR'}}, union_by_name=true) WHERE dt NOT IN ({skip})",
                 [raw],
             )
         except duckdb.Error as exc:
@@ -121,7 +143,6 @@ def load(
     else:
         con.execute(f'CREATE OR REPLACE TABLE "{database}"."{table}" ({empty})')
     compacted_table = resources.USAGE_COMPACTED_TABLE
-    compacted = _present(con, layout.compacted, layout.local)
     if compacted:
         con.execute(
             f'CREATE OR REPLACE TABLE "{database}"."{compacted_table}" AS SELECT * FROM read_parquet(?, '
