@@ -85,6 +85,18 @@ def start(
     return str(sfn.start_execution(stateMachineArn=arn, name=name, input=json.dumps(payload))["executionArn"])
 
 
+def status_clients(
+    *, endpoint_url: str | None = None, region: str | None = None, dynamodb_endpoint_url: str | None = None
+) -> dict[str, Any]:
+    """The three clients `status` uses, made once (`--wait` reuses them on every poll)."""
+    ddb_endpoint = dynamodb_endpoint_url or os.environ.get(ENV_DYNAMODB_ENDPOINT) or endpoint_url
+    return {
+        "stepfunctions": _client("stepfunctions", endpoint_url, region),
+        "s3": _client("s3", endpoint_url, region),
+        "dynamodb": _client("dynamodb", ddb_endpoint, region),
+    }
+
+
 def status(
     execution_arn: str,
     *,

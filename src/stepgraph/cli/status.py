@@ -12,8 +12,9 @@ import typer
 def watch(arn: str, *, failures: int = 50, **where: Any) -> int:
     from rich.progress import BarColumn, Progress, TextColumn
 
-    from stepgraph.executions import status
+    from stepgraph.executions import status, status_clients
 
+    where["clients"] = status_clients(endpoint_url=where.get("endpoint_url"), region=where.get("region"))
     with Progress(
         TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed} items done")
     ) as bar:

@@ -11,6 +11,7 @@ import json
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,8 +116,13 @@ class DemoResult:
     rate_limited: int = 0  # requests the provider answered 429
 
 
-def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoResult:
-    """Run the batch; `failed` counts the items that did not finish (the exit code is non-zero then)."""
+def run_demo(
+    opts: DemoOptions,
+    console: Console | None = None,
+    after: Callable[[LocalStack, str, Path], None] | None = None,
+) -> DemoResult:
+    """Run the batch; `failed` counts the items that did not finish (the exit code is non-zero then).
+    `after(stack, execution_arn, export_dir)` runs once the batch ended, while the stack is still up."""
     from stepgraph.usage.report import render, run_report
 
     console = console or Console()
@@ -183,6 +189,8 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoResult:
                 )
                 return DemoResult(len(items), len(items), elapsed, 0, 0.0, 0, 0)
             out = _export(stack, run, opts.out_dir)
+            if after is not None:
+                after(stack, arn, out)
             done = len(list((out / resources.PREFIX_RESULTS / run).glob("*.json")))
             stats = sim.stats()
             # What the provider admitted (a 429 from its window used nothing of the limit).
