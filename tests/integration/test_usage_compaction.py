@@ -12,6 +12,7 @@ import duckdb
 import pytest
 
 from stepgraph import resources
+from stepgraph.errors import ConfigError
 from stepgraph.usage.compact import CompactionError, compact, finished_days
 from stepgraph.usage.lake import DirLake, S3Lake
 from stepgraph.usage.ledger import UsageLedger
@@ -155,3 +156,18 @@ def test_the_report_over_s3_gives_the_same_totals_before_and_after_compaction(mo
     compact(S3Lake(bucket, s3), now=NOW)
     assert any(k.endswith(".parquet") for k in S3Lake(bucket, s3).keys(resources.PREFIX_USAGE_COMPACTED))
     same_report(run_report(f"s3://{bucket}", s3_client=s3), before)
+
+
+def test_usage_compact_cli(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from stepgraph.cli import app
+
+    write_raw(tmp_path, make_records(40))
+    runner = CliRunner()
+    res = runner.invoke(app, ["usage", "compact", "--source", str(tmp_path / "usage"), "--day", "2026-03-01"])
+    assert res.exit_code == 0, res.output
+    (line,) = [json.loads(x) for x in res.stdout.splitlines() if x.startswith("{")]
+    assert line["day"] == "2026-03-01" and line["records"] > 0 and line["parts"]
+    bad = runner.invoke(app, ["usage", "compact", "--source", str(tmp_path), "--day", "March"])
+    assert isinstance(bad.exception, ConfigError) and "--day 'March' is not a date" in str(bad.exception)
