@@ -75,6 +75,10 @@ def run(sizes: tuple[int, ...] = (100, 1000, 5000), concurrency: int = 40) -> Be
             result.add(f"peak RSS of the stack process, {n:,} items", rss, "MB")
             result.add(f"status time, {n:,} items", batch["status_s"] * 1000, "ms")
             report, report_rss = _child(["stepgraph.bench.lake", "child", "dir-now", batch["export"]])
+            # Each size as it ends (a long run cut short keeps what it measured).
+            print(
+                json.dumps({"items": n, **batch, "rss_mb": rss, "report_rss_mb": report_rss}), file=sys.stderr
+            )
             result.add(f"report peak RSS, {n:,} items ({report['records']:,} records)", report_rss, "MB")
             result.add(f"items failed, {n:,} items", batch["failed"], "", goal="0")
             if batch.get("status_done") != n - batch["failed"]:
