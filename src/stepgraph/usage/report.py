@@ -32,6 +32,7 @@ DUCK_TYPES = {
     "string": "VARCHAR",
 }
 Rows = list[dict[str, Any]]
+FILES_PER_BATCH = 2000
 
 
 def _usage_root(source: Path) -> Path:
@@ -73,6 +74,11 @@ class Layout:
             [f"s3://{bucket}/{root}{resources.PREFIX_USAGE_COMPACTED}dt=*/*.parquet"],
             local=False,
         )
+
+
+def _expand(con: Any, globs: list[str]) -> list[str]:
+    """Every object an s3:// glob matches (one paginated listing each; nothing read)."""
+    return sorted(f for g in globs for (f,) in con.execute("SELECT file FROM glob(?)", [g]).fetchall())
 
 
 def _present(con: Any, paths: list[str], local: bool) -> list[str]:
@@ -119,29 +125,30 @@ def load(
     # Raw objects of a compacted day wait for lifecycle to expire them: skip them unread (DuckDB prunes
     # files by the dt in their path), the view would drop their rows anyway.
     done_days = {_day_of_path(f) for f in compacted} - {""} if layout.local else _days(con, compacted)
-    raw = _present(con, layout.raw, layout.local)
-    if layout.local:
-        raw = [f for f in raw if _day_of_path(f) not in done_days]
+    raw = layout.raw if layout.local else _expand(con, layout.raw)
+    raw = [f for f in raw if _day_of_path(f) not in done_days]
     empty = ", ".join(f'"{n}" {DUCK_TYPES[t]}' for n, t in cols) + ", dt VARCHAR"
-    if raw:
-        skip = ", ".join(f"'{d}'" for d in sorted(done_days)) or "''"
+    con.execute(f'CREATE OR REPLACE TABLE "{database}"."{table}" ({empty})')
+    # In batches: one read_json over 100,000 files peaks at twice the memory of 2,000-file batches, and
+    # that peak grows with the file count; batched it stays flat.
+    for i in range(0, len(raw), FILES_PER_BATCH):
+        batch = raw[i : i + FILES_PER_BATCH]
         try:
             con.execute(
-                f'CREATE OR REPLACE TABLE "{database}"."{table}" AS SELECT * FROM read_json(?, '
+                f'INSERT INTO "{database}"."{table}" SELECT * FROM read_json(?, '
                 f"format='newline_delimited', columns={columns_sql()}, hive_partitioning=true, "
-                f"hive_types={{'dt': 'VARCHAR'}}, union_by_name=true) WHERE dt NOT IN ({skip})",
-                [raw],
+                "hive_types={'dt': 'VARCHAR'}, union_by_name=true)",
+                [batch],
             )
         except duckdb.Error as exc:
-            raise _bad_data(raw, label, str(exc), layout.local) from None
+            raise _bad_data(batch, label, str(exc), layout.local) from None
+    if raw:
         # Athena loads such records too (as NULLs); the report would silently mis-date them.
         no_ts = con.execute(
             f'SELECT count(*) FROM "{database}"."{table}" WHERE ts IS NULL OR ts = \'\''
         ).fetchone()
         if no_ts and no_ts[0]:
             raise _bad_data(raw, label, f"{no_ts[0]} records without ts", layout.local)
-    else:
-        con.execute(f'CREATE OR REPLACE TABLE "{database}"."{table}" ({empty})')
     compacted_table = resources.USAGE_COMPACTED_TABLE
     if compacted:
         con.execute(
