@@ -113,6 +113,7 @@ def load(
     database: str,
     table: str = resources.USAGE_TABLE,
     label: Callable[[Path], str] = str,
+    fetch: Callable[[list[str]], list[Path]] | None = None,
 ) -> int:
     """Create the raw table, the compacted table and the view the queries read; returns the view's row count.
 
@@ -141,14 +142,14 @@ def load(
                 [batch],
             )
         except duckdb.Error as exc:
-            raise _bad_data(batch, label, str(exc), layout.local) from None
+            raise _bad_data(batch, label, str(exc), layout.local, fetch) from None
     if raw:
         # Athena loads such records too (as NULLs); the report would silently mis-date them.
         no_ts = con.execute(
             f'SELECT count(*) FROM "{database}"."{table}" WHERE ts IS NULL OR ts = \'\''
         ).fetchone()
         if no_ts and no_ts[0]:
-            raise _bad_data(raw, label, f"{no_ts[0]} records without ts", layout.local)
+            raise _bad_data(raw, label, f"{no_ts[0]} records without ts", layout.local, fetch)
     compacted_table = resources.USAGE_COMPACTED_TABLE
     if compacted:
         con.execute(
@@ -169,13 +170,40 @@ def load(
     return int(con.execute(f'SELECT count(*) FROM "{database}"."{resources.USAGE_ALL_VIEW}"').fetchone()[0])
 
 
-def _bad_data(files: list[str], label: Callable[[Path], str], detail: str, local: bool) -> UsageDataError:
-    found = find_bad_line([Path(f) for f in files], label) if local else None
+def _bad_data(
+    files: list[str],
+    label: Callable[[Path], str],
+    detail: str,
+    local: bool,
+    fetch: Callable[[list[str]], list[Path]] | None = None,
+) -> UsageDataError:
+    """Name the first bad object and line. S3 objects are only fetched here, once DuckDB refused them."""
+    if local:
+        found = find_bad_line([Path(f) for f in files], label)
+    elif fetch is not None:
+        copies = fetch(files)
+        uri = dict(zip(copies, files, strict=True))
+        found = find_bad_line(copies, lambda p: uri[p])
+    else:
+        found = None
     if found is not None:
         return found
     for f in files:  # DuckDB names the local copy; name the object instead
         detail = detail.replace(f, label(Path(f)))
     return UsageDataError(f"usage objects cannot be read: {detail.splitlines()[0]}")
+
+
+def _fetcher(s3_client: Any, dest: Path) -> Callable[[list[str]], list[Path]]:
+    def fetch(uris: list[str]) -> list[Path]:
+        out = []
+        for n, uri in enumerate(uris):
+            bucket, _, key = uri.removeprefix("s3://").partition("/")
+            target = dest / f"{n}-{key.rsplit('/', 1)[-1]}"  # keeps .gz, so gzip is checked as such
+            s3_client.download_file(bucket, key, str(target))
+            out.append(target)
+        return out
+
+    return fetch
 
 
 def to_duckdb(athena_sql: str) -> str:
@@ -211,6 +239,8 @@ def run_report(
                     s3_client = boto3.client("s3")
                 attach_s3(con, s3_client)
                 layout = Layout.of_s3(source)
+                (Path(tmp) / "bad").mkdir()
+                fetch: Callable[[list[str]], list[Path]] | None = _fetcher(s3_client, Path(tmp) / "bad")
             else:
                 path = Path(source)
                 if not path.is_dir():
@@ -218,7 +248,8 @@ def run_report(
                         f"usage source {source} is not a directory", hint="pass a directory or s3://bucket"
                     )
                 layout = Layout.of_dir(path)
-            load(con, layout, database=database)
+                fetch = None
+            load(con, layout, database=database, fetch=fetch)
             results: dict[str, Rows] = {}
             todo = {name: available[name] for name in queries or list(available)} | (extra or {})
             for name, query in todo.items():
