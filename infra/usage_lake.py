@@ -74,7 +74,7 @@ class UsageLake(Construct):
                 ),
             ),
         )
-        table.add_dependency(db)
+        table.add_resource_dependency(db)
         compacted_location = f"s3://{bucket.bucket_name}/{resources.PREFIX_USAGE_COMPACTED}"
         compacted = glue.CfnTable(
             self,
@@ -101,7 +101,7 @@ class UsageLake(Construct):
                 ),
             ),
         )
-        compacted.add_dependency(db)
+        compacted.add_resource_dependency(db)
         view = glue.CfnTable(
             self,
             "UsageAllView",
@@ -109,8 +109,8 @@ class UsageLake(Construct):
             database_name=self.database_name,
             table_input=_presto_view(self.database_name),
         )
-        view.add_dependency(table)
-        view.add_dependency(compacted)
+        view.add_resource_dependency(table)
+        view.add_resource_dependency(compacted)
         self.workgroup = athena.CfnWorkGroup(
             self,
             "WorkGroup",
@@ -144,7 +144,7 @@ class UsageLake(Construct):
                 work_group=self.workgroup.ref,
                 description=sql.splitlines()[0].lstrip("- ")[:1024],
             )
-            query.add_dependency(self.workgroup)
+            query.add_resource_dependency(self.workgroup)
 
 
 def _projection(location: str) -> dict[str, str]:

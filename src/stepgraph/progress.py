@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from stepgraph.clock import SYSTEM_CLOCK, Clock
 
 log = logging.getLogger(__name__)
-MICROS = 1_000_000
+NANOS = 1_000_000_000  # billionths of a dollar: a free-tier fraction of a cent stays visible
 TTL_S = 400 * 86_400  # as long as the budget guard's total counter
 
 
@@ -81,8 +81,8 @@ class RunCounters:
         self.attempt(record)
 
     def attempt(self, record: _Costed) -> None:
-        micros = round(max(0.0, record.cost_usd or 0.0) * MICROS)
-        self._add(attempts=1, cost_micros=micros)
+        nanos = round(max(0.0, record.cost_usd or 0.0) * NANOS)
+        self._add(attempts=1, cost_nanos=nanos)
 
     def item_done(self) -> None:
         self._add(items_done=1)
@@ -99,7 +99,7 @@ class RunCounters:
 
         return RunCounts(
             attempts=num("attempts"),
-            spend_usd=round(num("cost_micros") / MICROS, 6),
+            spend_usd=round(num("cost_nanos") / NANOS, 9),
             items_done=num("items_done"),
             found=True,
         )

@@ -95,7 +95,7 @@ def big_run() -> Any:
             Item={
                 "pk": {"S": "run#big-run"},
                 "attempts": {"N": str(done * ATTEMPTS_PER_ITEM)},
-                "cost_micros": {"N": str(round(done * ATTEMPTS_PER_ITEM * COST * 1e6))},
+                "cost_nanos": {"N": str(round(done * ATTEMPTS_PER_ITEM * COST * 1e9))},
                 "items_done": {"N": str(done)},
             },
         )

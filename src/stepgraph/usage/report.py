@@ -6,9 +6,6 @@ sqlglot. The table is built with the record model's columns, and `dt` comes from
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import re
 import tempfile
 from collections.abc import Callable
@@ -20,9 +17,10 @@ from typing import Any
 from stepgraph import resources
 from stepgraph.errors import ConfigError
 from stepgraph.usage import sql as usage_sql
-from stepgraph.usage.check import UsageDataError, find_bad_line
+from stepgraph.usage.check import UsageDataError, drop_bad_lines, find_bad_line
 from stepgraph.usage.duck import Limits, attach_s3, connect
 from stepgraph.usage.record import glue_columns
+from stepgraph.usage.render import render as render  # the report's callers import it from here
 
 DUCK_TYPES = {
     "int": "INTEGER",
@@ -55,14 +53,18 @@ class Layout:
     raw: list[str]
     compacted: list[str]
     local: bool
+    label: Callable[[Path], str] = str  # how an error names a local file
 
     @classmethod
-    def of_dir(cls, root: Path) -> Layout:
+    def of_dir(
+        cls, root: Path, *, raw_root: Path | None = None, label: Callable[[Path], str] = str
+    ) -> Layout:
         usage = _usage_root(root)
-        raw = sorted(str(p) for p in usage.rglob("*.jsonl*") if p.suffix in (".jsonl", ".gz"))
+        src = raw_root or usage
+        raw = sorted(str(p) for p in src.rglob("*.jsonl*") if p.suffix in (".jsonl", ".gz"))
         sibling = usage.parent / resources.PREFIX_USAGE_COMPACTED
         compacted = sorted(str(p) for p in sibling.glob("dt=*/*.parquet")) if sibling.is_dir() else []
-        return cls(raw, compacted, local=True)
+        return cls(raw, compacted, local=True, label=label)
 
     @classmethod
     def of_s3(cls, uri: str) -> Layout:
@@ -206,6 +208,54 @@ def _fetcher(s3_client: Any, dest: Path) -> Callable[[list[str]], list[Path]]:
     return fetch
 
 
+def _layout(
+    con: Any, source: str, tmp: Path, s3_client: Any, skipped: list[str] | None
+) -> tuple[Layout, Callable[[list[str]], list[Path]] | None]:
+    if source.startswith("s3://"):
+        if s3_client is None:
+            import boto3
+
+            s3_client = boto3.client("s3")
+        if skipped is None:
+            attach_s3(con, s3_client)
+            (tmp / "bad").mkdir()
+            return Layout.of_s3(source), _fetcher(s3_client, tmp / "bad")
+        root = download_s3(source, tmp / "s3", s3_client)
+        bucket, _ = _s3_usage_prefix(source)
+        # Name the object, not its temporary local copy (the copy keeps the key under tmp/s3).
+        label: Callable[[Path], str] = lambda p: f"s3://{bucket}/{p.relative_to(tmp / 's3').as_posix()}"  # noqa: E731
+    else:
+        root = Path(source)
+        if not root.is_dir():
+            raise ConfigError(
+                f"usage source {source} is not a directory", hint="pass a directory or s3://bucket"
+            )
+        label = str
+    raw_root = _usage_root(root)
+    if skipped is not None:
+        cleaned, problems = drop_bad_lines(raw_root, tmp / "clean", label)
+        skipped.extend(problems)
+        if cleaned != raw_root:  # errors still name the object, not the cleaned copy
+            named, original = label, raw_root
+            label = lambda p: named(original / p.relative_to(cleaned))  # noqa: E731
+            return Layout.of_dir(root, raw_root=cleaned, label=label), None
+    return Layout.of_dir(root, label=label), None
+
+
+def download_s3(uri: str, dest: Path, client: Any) -> Path:
+    """Copy the usage objects of `s3://bucket[/prefix]`, raw and compacted, to `dest`, keeping the keys."""
+    bucket, prefix = _s3_usage_prefix(uri)
+    root = prefix[: -len(resources.PREFIX_USAGE)]
+    paginator = client.get_paginator("list_objects_v2")
+    for sub in (prefix, root + resources.PREFIX_USAGE_COMPACTED):
+        for page in paginator.paginate(Bucket=bucket, Prefix=sub):
+            for obj in page.get("Contents", []):
+                target = dest / obj["Key"]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                client.download_file(bucket, obj["Key"], str(target))
+    return dest / root if root else dest
+
+
 def to_duckdb(athena_sql: str) -> str:
     import sqlglot
 
@@ -220,10 +270,14 @@ def run_report(
     s3_client: Any = None,
     extra: dict[str, str] | None = None,
     limits: Limits | None = None,
+    skipped: list[str] | None = None,
 ) -> dict[str, Rows]:
     """Run the named queries (all by default), plus `extra` ad-hoc SQL, over `source` (a directory or
     s3://bucket). S3 is read in place through DuckDB's httpfs (globs, nothing downloaded first), with the
-    memory bounds of `stepgraph.usage.duck`; tables and spills live in a temporary directory."""
+    memory bounds of `stepgraph.usage.duck`; tables and spills live in a temporary directory.
+
+    With `skipped` (a list), corrupt lines are left out and each is appended to it (object and line)
+    instead of stopping the report (on S3 that reads every line here, so the objects are downloaded)."""
     available = usage_sql.named_queries()
     unknown = sorted(set(queries or []) - set(available))
     if unknown:
@@ -232,24 +286,8 @@ def run_report(
     with tempfile.TemporaryDirectory() as tmp:
         con = connect(Path(tmp), limits=limits)
         try:
-            if source.startswith("s3://"):
-                if s3_client is None:
-                    import boto3
-
-                    s3_client = boto3.client("s3")
-                attach_s3(con, s3_client)
-                layout = Layout.of_s3(source)
-                (Path(tmp) / "bad").mkdir()
-                fetch: Callable[[list[str]], list[Path]] | None = _fetcher(s3_client, Path(tmp) / "bad")
-            else:
-                path = Path(source)
-                if not path.is_dir():
-                    raise ConfigError(
-                        f"usage source {source} is not a directory", hint="pass a directory or s3://bucket"
-                    )
-                layout = Layout.of_dir(path)
-                fetch = None
-            load(con, layout, database=database, fetch=fetch)
+            layout, fetch = _layout(con, source, Path(tmp), s3_client, skipped)
+            load(con, layout, database=database, label=layout.label, fetch=fetch)
             results: dict[str, Rows] = {}
             todo = {name: available[name] for name in queries or list(available)} | (extra or {})
             for name, query in todo.items():
@@ -262,43 +300,3 @@ def run_report(
             return results
         finally:
             con.close()
-
-
-def _plain(v: Any) -> Any:
-    if isinstance(v, float):
-        return round(v, 6)
-    return v
-
-
-def render(results: dict[str, Rows], fmt: str = "table") -> str:
-    """`json`: one object per query `{"query", "rows"}` per line; `csv`: a header per query; `table`: rich."""
-    if fmt == "json":
-        return "\n".join(
-            json.dumps(
-                {"query": q, "rows": [{k: _plain(v) for k, v in r.items()} for r in rows]}, default=str
-            )
-            for q, rows in results.items()
-        )
-    if fmt == "csv":
-        out = io.StringIO()
-        for q, rows in results.items():
-            out.write(f"# {q}\n")
-            if rows:
-                w = csv.DictWriter(out, fieldnames=list(rows[0]))
-                w.writeheader()
-                w.writerows(rows)
-        return out.getvalue()
-    if fmt != "table":
-        raise ConfigError(f"unknown format {fmt!r}", hint="use table, json or csv")
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(record=True, width=140, file=io.StringIO())
-    for q, rows in results.items():
-        t = Table(title=q)
-        for col in rows[0] if rows else ["(no rows)"]:
-            t.add_column(str(col))
-        for r in rows:
-            t.add_row(*(str(_plain(v)) for v in r.values()))
-        console.print(t)
-    return console.export_text()
