@@ -90,10 +90,20 @@ def main() -> None:
         pyc.unlink()  # keep sources (and compile them to __pycache__ for the runtime below)
     subprocess.run([*py312, "-m", "compileall", "-q", "-j", "0", str(SITE / "stepgraph")], check=True)
     print(f"layer: {SITE} — {size_mb(SITE):.1f} MB unzipped (naive install {naive:.1f} MB)")
+
+
+def build_duckdb() -> None:
+    """The usage-compaction function's own layer: DuckDB alone (graph-step's layer stays small)."""
+    py312 = python312()
     shutil.rmtree(DUCKDB_SITE, ignore_errors=True)
     DUCKDB_SITE.mkdir(parents=True)
-    duck_pip = [*pip[: pip.index("--target") + 1], str(DUCKDB_SITE), *pip[pip.index("--target") + 2 :]]
-    subprocess.run([*duck_pip, "-r", str(ROOT / "layers" / "requirements-duckdb.txt")], check=True)
+    pip = [
+        sys.executable, "-m", "pip", "install", "--quiet", "--no-compile", "--target", str(DUCKDB_SITE),
+        "--platform", "manylinux2014_x86_64", "--implementation", "cp", "--python-version", "3.12",
+        "--only-binary=:all:",
+    ]  # fmt: skip
+    subprocess.run([*pip, "-r", str(ROOT / "layers" / "requirements-duckdb.txt")], check=True)
+    shutil.rmtree(DUCKDB_SITE / "bin", ignore_errors=True)
     if shutil.which("strip"):
         for so in DUCKDB_SITE.rglob("*.so"):
             subprocess.run(["strip", "--strip-unneeded", str(so)], capture_output=True)
@@ -103,3 +113,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    build_duckdb()
