@@ -348,7 +348,8 @@ def test_cdk_keys_and_good_values_pass() -> None:
 def app_run(layer_dir: Path, tmp_path: Path, context: dict[str, Any]) -> subprocess.CompletedProcess[str]:
     """app.py as `npx cdk synth` runs it (context in CDK_CONTEXT_JSON), without the Makefile's environment."""
     env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("JSII_")}
-    env |= {"CDK_CONTEXT_JSON": json.dumps({"layer_dir": str(layer_dir), **context}), "CDK_OUTDIR": str(tmp_path),
+    ctx = {"layer_dir": str(layer_dir), "duckdb_layer_dir": str(layer_dir / "duckdb"), **context}
+    env |= {"CDK_CONTEXT_JSON": json.dumps(ctx), "CDK_OUTDIR": str(tmp_path),
             "JSII_DEPRECATED": "fail"}  # fmt: skip
     return subprocess.run(
         [sys.executable, "app.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
