@@ -95,4 +95,4 @@ layer: venv  ## Build the Lambda dependency layer into layers/build/
 	$(PY) layers/build.py
 
 clean:  ## Remove the virtualenv, node tools and build output
-	rm -rf $(VENV) $(CHECKOV_VENV) node_modules cdk.out layers/build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) node_modules cdk.out layers/build layers/build-duckdb .pytest_cache .mypy_cache .ruff_cache

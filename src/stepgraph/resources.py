@@ -16,6 +16,10 @@ NAME = "stepgraph"
 # One data bucket per stack; everything lives under these prefixes.
 PREFIX_CHECKPOINTS = "checkpoints/"
 PREFIX_USAGE = "usage/"
+# Finished days merged into Parquet: `usage-compacted/dt=YYYY-MM-DD/part-gNNN-NNNNN.parquet` + `_manifest-gNNN.json`.
+PREFIX_USAGE_COMPACTED = "usage-compacted/"
+# Raw usage objects get this tag once their records are verified in Parquet; lifecycle expires them.
+COMPACTED_TAG = ("stepgraph-compacted", "true")
 PREFIX_RESULTS = "results/"
 # Distributed Map items that failed: `failures/{execution name}/{item_id}.json`, written by the ASL.
 PREFIX_FAILURES = "failures/"
@@ -40,6 +44,10 @@ DATA_BUCKET_NAME = "stepgraph-data"
 GLUE_DATABASE = "stepgraph"
 USAGE_TABLE = "usage"
 USAGE_VIEW = "usage_v"
+USAGE_COMPACTED_TABLE = "usage_compacted"
+# What the named queries read: compacted days from Parquet, the other days from the raw JSONL.
+USAGE_ALL_VIEW = "usage_all"
+COMPACTION_FUNCTION = "stepgraph-usage-compaction"
 ATHENA_WORKGROUP = "stepgraph"
 
 # Provider keys live in Secrets Manager in AWS, as JSON {"keys": [{"label": ..., "key": ...}]}.

@@ -57,8 +57,11 @@ def test_data_bucket_is_private_encrypted_versioned_and_tls_only(template: Templ
 
 def test_usage_lake_matches_the_ddl(template: Template) -> None:
     tables = template.find_resources("AWS::Glue::Table")
-    (table,) = tables.values()
-    ti = table["Properties"]["TableInput"]
+    (ti,) = [
+        t["Properties"]["TableInput"]
+        for t in tables.values()
+        if t["Properties"]["TableInput"]["Name"] == resources.USAGE_TABLE
+    ]
     ddl = re.findall(r"`(\w+)` (\w+)", usage_sql.ddl("create_table").split("PARTITIONED BY")[0])
     assert [(c["Name"], c["Type"]) for c in ti["StorageDescriptor"]["Columns"]] == ddl
     assert ti["PartitionKeys"] == [{"Name": "dt", "Type": "string"}]
@@ -82,18 +85,21 @@ def test_usage_lake_matches_the_ddl(template: Template) -> None:
 
 def test_functions_and_layer(template: Template) -> None:
     functions = template.find_resources("AWS::Lambda::Function", {"Properties": {"Runtime": "python3.12"}})
-    assert len(functions) == 3
+    assert len(functions) == 4  # graph-step, validate-input, credits-poller, usage-compaction
     for fn in functions.values():
         p = fn["Properties"]
         assert p["Architectures"] == ["x86_64"] and p["TracingConfig"] == {"Mode": "Active"}
         assert p["Handler"] == "handler.handler" and p["Layers"]
         env = p["Environment"]["Variables"]
+        if resources.COMPACTION_FUNCTION in p["Description"]:
+            assert set(env) == {resources.ENV_BUCKET, "POWERTOOLS_SERVICE_NAME"}  # S3 only, no table
+            continue
         assert {resources.ENV_BUCKET, resources.ENV_LIMITER_TABLE} <= set(env)
         # What cdk.json says is what the functions run with: the budget guard and the default fan-out.
         assert env["STEPGRAPH_DAILY_BUDGET_USD"] == "5" and env["STEPGRAPH_MAP_CONCURRENCY"] == str(
             resources.DEFAULT_MAX_CONCURRENCY
         )
-    template.resource_count_is("AWS::Lambda::LayerVersion", 1)
+    template.resource_count_is("AWS::Lambda::LayerVersion", 2)  # dependencies, DuckDB (compaction)
     template.has_resource_properties("AWS::Events::Rule", {"ScheduleExpression": "rate(15 minutes)"})
 
 
@@ -373,7 +379,8 @@ def test_cdk_keys_and_good_values_pass() -> None:
 def app_run(layer_dir: Path, tmp_path: Path, context: dict[str, Any]) -> subprocess.CompletedProcess[str]:
     """app.py as `npx cdk synth` runs it (context in CDK_CONTEXT_JSON), without the Makefile's environment."""
     env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("JSII_")}
-    env |= {"CDK_CONTEXT_JSON": json.dumps({"layer_dir": str(layer_dir), **context}), "CDK_OUTDIR": str(tmp_path),
+    ctx = {"layer_dir": str(layer_dir), "duckdb_layer_dir": str(layer_dir / "duckdb"), **context}
+    env |= {"CDK_CONTEXT_JSON": json.dumps(ctx), "CDK_OUTDIR": str(tmp_path),
             "JSII_DEPRECATED": "fail"}  # fmt: skip
     return subprocess.run(
         [sys.executable, "app.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import gzip
 import json
 import operator
@@ -28,6 +29,7 @@ from stepgraph.local.asl import definition_path
 from stepgraph.local.lambdas import cold_start, invoke
 from stepgraph.local.simulator import DEV_KEY, running_simulator
 from stepgraph.usage.record import UsageRecord
+from tests.fixtures.aws import http_s3_client
 
 BUCKET = "stepgraph-data"
 EXEC = "arn:aws:states:us-east-1:123456789012:execution:stepgraph-graph-fanout:run-1"
@@ -364,28 +366,35 @@ USAGE_ROWS = [
 @pytest.mark.parametrize("where", ["s3", "dir"])
 @pytest.mark.parametrize(("name", "body", "match"), [pytest.param(*r[1:], id=r[0]) for r in USAGE_ROWS])
 def test_corrupt_usage_object(
-    s3_client: Any, s3_bucket: str, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str], where: str, name: str, body: bytes, match: str,
+    s3_client: Any, s3_bucket: str, moto_server: str, tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], where: str, name: str, body: bytes,
+    match: str,
 ) -> None:  # fmt: skip
+    # The report reads S3 through DuckDB's own HTTP client: S3 here is a moto server, not the in-process mock.
+    store = http_s3_client(moto_server) if where == "s3" else s3_client
+    if where == "s3":
+        with contextlib.suppress(ClientError):
+            store.create_bucket(Bucket=s3_bucket)
     root = tmp_path_factory.mktemp("runs [q1]")  # brackets: the name is text, not terminal markup
     good_key, bad_key = "usage/dt=2026-03-01/run-1/a.jsonl", f"usage/dt=2026-03-01/run-1/{name}"
     objs = {good_key: lines(record(), record()), bad_key: body}
     for key, data in objs.items():
-        s3_client.put_object(Bucket=s3_bucket, Key=key, Body=data)
+        store.put_object(Bucket=s3_bucket, Key=key, Body=data)
         (root / key).parent.mkdir(parents=True, exist_ok=True)
         (root / key).write_bytes(data)
     source = f"s3://{s3_bucket}" if where == "s3" else str(root)
-    before = objects(s3_client, s3_bucket)
+    before = objects(store, s3_bucket)
     monkeypatch.setenv("COLUMNS", "400")  # one line on stderr, unwrapped
     cmd = "usage report -q spend_by_day_model --format json --source"
-    monkeypatch.setattr(sys, "argv", ["stepgraph", *cmd.split(), source])
+    endpoint = ["--endpoint-url", moto_server] if where == "s3" else []
+    monkeypatch.setattr(sys, "argv", ["stepgraph", *cmd.split(), source, *endpoint])
     with pytest.raises(SystemExit) as code:
         main()
     err = capsys.readouterr().err.strip()
     assert code.value.code == 2 and "Traceback" not in err and "\n" not in err, err
     assert err.startswith(f"error: usage object {source}/{bad_key} "), err
     assert re.search(match, err) and "(move that object out of usage/" in err, err
-    assert objects(s3_client, s3_bucket) == before and (root / bad_key).read_bytes() == body  # only read
+    assert objects(store, s3_bucket) == before and (root / bad_key).read_bytes() == body  # only read
     # --skip-bad-lines reports the bad line and counts every sound record, the bad object's too.
     monkeypatch.setattr(sys, "argv", ["stepgraph", *cmd.split(), source, "--skip-bad-lines"])
     with pytest.raises(SystemExit) as code:
@@ -398,9 +407,9 @@ def test_corrupt_usage_object(
     assert (
         f"skipped: {source}/{bad_key}" in captured.err and "skipped 1 corrupt usage line(s)" in captured.err
     )
-    monkeypatch.setattr(sys, "argv", ["stepgraph", *cmd.split(), source])
+    monkeypatch.setattr(sys, "argv", ["stepgraph", *cmd.split(), source, *endpoint])
     # The rest is sound: without the bad object, the report counts the other records.
-    s3_client.delete_object(Bucket=s3_bucket, Key=bad_key)
+    store.delete_object(Bucket=s3_bucket, Key=bad_key)
     (root / bad_key).unlink()
     with pytest.raises(SystemExit) as code:
         main()

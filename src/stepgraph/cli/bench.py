@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import typer
 
-BENCHES = ("limiter", "checkpoint", "usage", "step", "layer", "e2e")
+BENCHES = ("limiter", "checkpoint", "usage", "lake", "step", "layer", "e2e", "scale")
 
 
 def register(app: typer.Typer) -> None:

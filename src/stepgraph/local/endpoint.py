@@ -14,6 +14,7 @@ from typing import Any
 from unittest import mock
 
 from stepgraph import resources
+from stepgraph.local.s3_index import prefix_index
 from stepgraph.local.simulator import DEV_KEY, running_simulator
 from stepgraph.local.stack import (
     MOTO_CONFIG,
@@ -55,6 +56,7 @@ def local_endpoint(
         # werkzeug prints one access-log line per AWS call unless its logger is configured: keep the
         # terminal for what `local up` says.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        stack.enter_context(prefix_index())  # moto scans the whole bucket per prefix listing otherwise
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         server.start()
         stack.callback(server.stop)

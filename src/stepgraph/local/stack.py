@@ -19,6 +19,7 @@ from typing import Any
 
 from stepgraph import resources
 from stepgraph.local.asl import load_definition
+from stepgraph.local.s3_index import prefix_index
 
 log = logging.getLogger(__name__)
 # moto's interpreter warns at every parse that ToleratedFailurePercentagePath has no effect there; AWS
@@ -64,6 +65,14 @@ class LocalStack:
         from stepgraph.local import lambdas
 
         lambdas.cold_start()
+
+    def dynamodb_client(self) -> Any:
+        """A client of the limiter table (DynamoDB Local when it runs, else moto)."""
+        import boto3
+
+        return boto3.session.Session().client(  # type: ignore[call-overload]
+            "dynamodb", region_name=REGION, endpoint_url=self.dynamodb_endpoint
+        )
 
 
 class _TimedOut(Exception):
@@ -175,6 +184,7 @@ def local_stack(
         stack.enter_context(mock.patch.dict(os.environ, settings_env))
         lambdas.cold_start()  # the functions' containers start with this stack's environment
         stack.enter_context(mock_aws(config=MOTO_CONFIG))  # type: ignore[call-overload]
+        stack.enter_context(prefix_index())  # moto scans the whole bucket per prefix listing otherwise
         ref: list[LocalStack] = []
         stack.enter_context(
             mock.patch.object(LambdaSimpleBackend, "invoke", _route_invocations(ref, threading.Lock()))

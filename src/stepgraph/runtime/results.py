@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from stepgraph import resources
@@ -11,8 +12,16 @@ from stepgraph.schemas import S3Ref
 
 
 class ResultStore:
-    def __init__(self, bucket: str, client: Any, prefix: str = resources.PREFIX_RESULTS) -> None:
+    def __init__(
+        self,
+        bucket: str,
+        client: Any,
+        prefix: str = resources.PREFIX_RESULTS,
+        *,
+        on_created: Callable[[], None] | None = None,
+    ) -> None:
         self.bucket, self.client, self.prefix = bucket, client, prefix
+        self.on_created = on_created  # called once per item, when its result is first written
 
     def key(self, execution_id: str, item_id: str) -> str:
         return f"{self.prefix}{resources.execution_name(execution_id)}/{item_id}.json"
@@ -21,7 +30,9 @@ class ResultStore:
         """Write once: a re-run that reaches the end again finds the object there and keeps it."""
         key = self.key(execution_id, item_id)
         body = json.dumps(result, default=str, sort_keys=True).encode()
-        put_once(self.client, self.bucket, key, body, content_type="application/json")
+        created = put_once(self.client, self.bucket, key, body, content_type="application/json")
+        if created and self.on_created is not None:
+            self.on_created()
         return S3Ref(bucket=self.bucket, key=key)
 
     def get(self, ref: S3Ref) -> dict[str, Any]:

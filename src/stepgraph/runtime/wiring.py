@@ -10,6 +10,7 @@ from stepgraph import s3 as s3util
 from stepgraph.checkpoint import S3Saver
 from stepgraph.errors import InvalidInput, UnknownGraph
 from stepgraph.graphs import StepContext, load_graph
+from stepgraph.progress import RunCounters
 from stepgraph.providers import RunState, build_chat_model
 from stepgraph.providers.table import ProviderTable
 from stepgraph.runtime.deps import Dependencies
@@ -88,7 +89,8 @@ def run_graph_step(
     def remaining_s() -> float:
         return remaining_ms() / 1000.0
 
-    with deps.ledger(event.execution_id, request_id, listeners=[metrics]) as ledger:
+    counters = RunCounters(settings.limiter_table, event.execution_id, client=deps.dynamodb)
+    with deps.ledger(event.execution_id, request_id, listeners=[metrics, counters]) as ledger:
         model = build_chat_model(
             table,
             event.config,
@@ -111,7 +113,7 @@ def run_graph_step(
             graph=graph,
             context=context,
             item=item,
-            results=ResultStore(settings.bucket, s3),
+            results=ResultStore(settings.bucket, s3, on_created=counters.item_done),
             remaining_s=remaining_s,
             margin_s=settings.step_margin_s,
             time_scale=settings.time_scale,
