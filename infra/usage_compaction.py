@@ -16,8 +16,10 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from infra.functions import stand_in_layer
 from stepgraph import resources
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,6 +39,10 @@ class UsageCompaction(Construct):
     ) -> None:
         super().__init__(scope, cid)
         path = Path(duckdb_layer_dir) if Path(duckdb_layer_dir).is_absolute() else ROOT / duckdb_layer_dir
+        if (
+            not path.is_dir()
+        ):  # a fresh clone's `make synth`: the functions' note already says to build layers
+            path = stand_in_layer()
         duckdb_layer = lambda_.LayerVersion(
             self,
             "DuckDB",
@@ -46,6 +52,15 @@ class UsageCompaction(Construct):
             description="DuckDB for usage compaction (built by `make layer`)",
         )
         log_group = logs.LogGroup(self, "Logs", retention=retention, removal_policy=removal)
+        # A run that fails (or whose event is dropped) is kept here; the next day's run compacts every
+        # finished day again, so nothing is lost meanwhile.
+        self.dead_letters = sqs.Queue(
+            self,
+            "DeadLetters",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
         self.function = lambda_.Function(
             self,
             "Function",
@@ -65,6 +80,9 @@ class UsageCompaction(Construct):
             tracing=lambda_.Tracing.ACTIVE,
             log_group=log_group,
             reserved_concurrent_executions=1,  # two overlapping runs would only refuse each other's manifests
+            dead_letter_queue=self.dead_letters,
+            retry_attempts=2,
+            max_event_age=Duration.hours(1),
         )
         bucket.grant_read(self.function, f"{resources.PREFIX_USAGE}*")
         bucket.grant_read_write(self.function, f"{resources.PREFIX_USAGE_COMPACTED}*")
@@ -79,5 +97,13 @@ class UsageCompaction(Construct):
             "Daily",
             description="stepgraph: compact the usage records of each finished UTC day",
             schedule=events.Schedule.cron(minute="30", hour="1"),  # settled: the day ended 1.5 h ago
-            targets=[targets.LambdaFunction(self.function, event=events.RuleTargetInput.from_object({}))],
+            targets=[
+                targets.LambdaFunction(
+                    self.function,
+                    event=events.RuleTargetInput.from_object({}),
+                    retry_attempts=2,
+                    max_event_age=Duration.hours(1),
+                    dead_letter_queue=self.dead_letters,
+                )
+            ],
         )

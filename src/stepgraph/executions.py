@@ -233,7 +233,9 @@ def status(
     report: dict[str, Any] = {"status": desc["status"], "name": name, "graph": inp.get("graph")}
     inline = isinstance(out.get("items"), list)
     if inline:
-        report["failed_items"] = [i for i in out["items"] if i.get("status") == "failed"]
+        report["failed_items"] = [
+            i for i in out["items"] if isinstance(i, dict) and i.get("status") == "failed"
+        ]
     if desc["status"] == "FAILED":
         report["error"], report["cause"] = desc.get("error"), desc.get("cause")
         rejected = _rejected_at_validation(sfn, execution_arn, desc)
