@@ -54,16 +54,31 @@ CASES: dict[str, Provoke] = {
     "openrouter/models": ({}, [], {"method": "GET", "path": "/models"}),
     "openrouter/key": ({}, [], {"method": "GET", "path": "/key"}),
     "openrouter/credits": ({}, [], {"method": "GET", "path": "/credits", "key": DEV_MANAGEMENT_KEY}),
+    "groq/ok": ({"header_dialect": "groq", "tpm": 8000}, [], {"model": PAID}),
+    # Two 5,000-token prompts in one minute against 8,000 tokens/min.
+    "groq/rate_limit": (
+        {"header_dialect": "groq", "tpm": 8000},
+        [],
+        {"model": PAID, "content": "y" * 20_000, "repeat": 2},
+    ),
+    "groq/context_overflow": (
+        {"header_dialect": "groq"},
+        [],
+        {"model": "sim/small-4k", "content": "y" * 20_000},
+    ),
+    "cerebras/ok": (
+        {"header_dialect": "cerebras", "tpm": 60_000},
+        [],
+        {"model": "gpt-oss-120b", "max_tokens": 100},
+    ),
+    # No max_completion_tokens: Cerebras reserves the rest of the 65k context, over its 60,000 tokens/min.
+    "cerebras/rate_limit": ({"header_dialect": "cerebras", "tpm": 60_000}, [], {"model": "gpt-oss-120b"}),
 }
 NOT_SIMULATED = {
     "openrouter/negative_balance_free_402": "the simulator never lets a balance go negative",
     "openrouter/moderation_403": "the simulator has no moderation",
-    "groq/ok": "another provider's dialect (x-ratelimit-*-requests/-tokens); the pool adds --header-dialect",
-    "groq/rate_limit": "another provider's dialect",
-    "groq/rate_limit_no_retry_after": "another provider's dialect",
-    "groq/context_overflow": "another provider's dialect",
-    "cerebras/ok": "another provider's dialect",
-    "cerebras/rate_limit": "another provider's dialect",
+    "groq/rate_limit_no_retry_after": "the simulator's Groq-style 429s always carry retry-after, as Groq "
+    "documents; the reset-only case is kept for the router's wait reading",
 }
 # Values that are free-form maps: their keys are compared apart (header placement) or not at all.
 OPAQUE = {"error.metadata.headers", "error.metadata.raw", "error.metadata.flagged_input"}

@@ -14,6 +14,17 @@ def register(app: typer.Typer) -> None:
         port: int = typer.Option(8787, min=1, max=65535, help="Port"),
         rpm: int = typer.Option(20, min=1, help="Requests per sliding minute, per account"),
         rpd: int = typer.Option(1000, min=1, help="Requests per UTC day, per account"),
+        tpm: int | None = typer.Option(None, min=1, help="Tokens per sliding minute, per account"),
+        tpd: int | None = typer.Option(None, min=1, help="Tokens per UTC day, per account"),
+        header_dialect: str = typer.Option(
+            "openrouter", help="How it speaks: openrouter, groq (alias openai), cerebras or none"
+        ),
+        reported_limit: list[str] = typer.Option(
+            [], help="Enforce and report a lower limit than configured, e.g. rpm=16 (repeatable)"
+        ),
+        providers: Path | None = typer.Option(
+            None, help="Serve several providers from one file (YAML/JSON), each under /NAME/v1"
+        ),
         max_concurrency: int | None = typer.Option(None, min=1, help="Concurrent requests per account"),
         credits: float = typer.Option(10.0, min=0, help="Credits (USD) of each account for paid models"),
         accounts: Path | None = typer.Option(None, help="Accounts file (YAML/JSON): keys, credits, limits"),
@@ -36,14 +47,36 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run a local OpenRouter-compatible provider (limits, 429s, usage, cost, faults)."""
         from stepgraph.config import load_settings
+        from stepgraph.errors import ConfigError
         from stepgraph.local.ports import ensure_free
         from stepgraph.local.simulator import DEV_KEY, serve_forever
-        from stepgraph.local.simulator.accounts import load_accounts_file
+        from stepgraph.local.simulator.accounts import load_accounts_file, load_mapping_file
+        from stepgraph.local.simulator.dialects import canonical
+        from stepgraph.local.simulator.providers import PoolState
+        from stepgraph.local.simulator.state import SimOptions
 
         ensure_free(port, host=host)
-
+        try:
+            dialect = canonical(header_dialect)
+        except ValueError as exc:
+            raise ConfigError(f"--header-dialect: {exc}") from None
+        lowered = _parse_limits(reported_limit)
         scale = load_settings(time_scale=time_scale).time_scale
         spec = load_accounts_file(accounts) if accounts else None
+        if providers is not None:
+            pool_spec = load_mapping_file(providers, "providers", "--providers")["providers"]
+            pool = PoolState(
+                SimOptions(providers=pool_spec, time_scale=scale, seed=seed)
+            )  # checks every entry
+            for name, sub in pool.providers.items():
+                o = sub.options
+                typer.echo(
+                    f"{name:<12} http://{host}:{port}/{name}/v1  ({o.header_dialect}; rpm {o.rpm}, rpd {o.rpd}, "
+                    f"tpm {o.tpm}, tpd {o.tpd}, concurrency {o.max_concurrency})"
+                )
+            typer.echo(f"API key: {DEV_KEY} unless a provider names its accounts; stats at /_sim/stats")
+            serve_forever(host=host, port=port, providers=pool_spec, time_scale=scale, seed=seed)
+            return
         typer.echo(f"OpenRouter-compatible base URL: http://{host}:{port}/api/v1  (Ollama-style: /v1)")
         if spec is None:
             typer.echo(f"API key: {DEV_KEY} (a local placeholder)")
@@ -66,4 +99,23 @@ def register(app: typer.Typer) -> None:
             time_scale=scale,
             seed=seed,
             limit_paid=limit_paid,
+            tpm=tpm,
+            tpd=tpd,
+            header_dialect=dialect,
+            reported_limits=lowered or None,
         )
+
+
+def _parse_limits(values: list[str]) -> dict[str, int]:
+    from stepgraph.errors import ConfigError
+
+    out: dict[str, int] = {}
+    for value in values:
+        name, _, number = value.partition("=")
+        if name not in ("rpm", "rpd", "tpm", "tpd") or not number.isdigit() or int(number) < 1:
+            raise ConfigError(
+                f"--reported-limit {value!r}: expected NAME=N with NAME rpm, rpd, tpm or tpd",
+                hint="e.g. --reported-limit rpm=16",
+            )
+        out[name] = int(number)
+    return out

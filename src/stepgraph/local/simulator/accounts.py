@@ -10,7 +10,12 @@
         management_keys: {sk-sim-mgmt: management}   # read /api/v1/credits, cannot make model calls
         rpm: 20
         rpd: 1000
+        tpm: null                 # tokens per sliding minute
+        tpd: null                 # tokens per UTC day
         max_concurrency: null
+
+`reported_limits` (e.g. `{rpm: 16}`) makes an account enforce, and report, a lower limit than the one
+configured (the documented figure), as OpenRouter did when users saw `X-RateLimit-Limit: 16` for 20.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ class Account:
     management_keys: dict[str, str] = field(default_factory=dict)  # key -> label
     key_limit_usd: float | None = None  # each key's cap (counted on the account's usage); None: uncapped
     revoked: set[str] = field(default_factory=set)
+    documented: dict[str, int | None] = field(default_factory=dict)  # the configured limits, before lowering
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def charge(self, usd: float) -> None:
@@ -90,6 +96,9 @@ def build_accounts(
     max_concurrency: int | None,
     credits_usd: float | None,
     time_scale: float,
+    tpm: int | None = None,
+    tpd: int | None = None,
+    reported_limits: dict[str, int] | None = None,
     clock: Clock = SYSTEM_CLOCK,
 ) -> Accounts:
     """Accounts from a parsed file, or one account holding the dev key; flags give the defaults."""
@@ -103,10 +112,29 @@ def build_accounts(
         keys = raw["keys"]
         if isinstance(keys, list):
             keys = {k: f"key{i + 1}" for i, k in enumerate(keys)}
+        documented = {
+            "rpm": raw.get("rpm", rpm),
+            "rpd": raw.get("rpd", rpd),
+            "tpm": raw.get("tpm", tpm),
+            "tpd": raw.get("tpd", tpd),
+        }
+        lowered = {**(reported_limits or {}), **(raw.get("reported_limits") or {})}
+        unknown = set(lowered) - set(documented)
+        if unknown:
+            raise ConfigError(
+                f"simulator accounts: account {name!r}: reported_limits names {sorted(unknown)}",
+                hint="use rpm, rpd, tpm or tpd",
+            )
+        enforced = {
+            k: (min(v, lowered[k]) if v is not None else lowered[k]) if k in lowered else v
+            for k, v in documented.items()
+        }
         limits = AccountLimits(
-            raw.get("rpm", rpm),
-            raw.get("rpd", rpd),
+            enforced["rpm"],
+            enforced["rpd"],
             raw.get("max_concurrency", max_concurrency),
+            tpm=enforced["tpm"],
+            tpd=enforced["tpd"],
             time_scale=time_scale,
             clock=clock,
         )
@@ -121,16 +149,22 @@ def build_accounts(
                 raw.get("credits_usd", credits_usd),
                 management_keys={str(k): str(v) for k, v in management.items()},
                 key_limit_usd=raw.get("key_limit_usd"),
+                documented=documented,
             )
         )
     return Accounts(accounts)
 
 
 def load_accounts_file(path: str | Path) -> dict[str, Any]:
+    return load_mapping_file(path, "accounts", "--accounts")
+
+
+def load_mapping_file(path: str | Path, what: str, flag: str) -> dict[str, Any]:
+    """A YAML/JSON file holding a mapping with `what` at its top; one-line errors name the file and line."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(
-            f"simulator accounts file {p} not found", hint="pass --accounts with an existing YAML/JSON file"
+            f"simulator {what} file {p} not found", hint=f"pass {flag} with an existing YAML/JSON file"
         )
     text = p.read_text()
     try:
@@ -140,7 +174,7 @@ def load_accounts_file(path: str | Path) -> dict[str, Any]:
         where = f"line {mark.line + 1}" if mark else f"line {getattr(exc, 'lineno', '?')}"
         reason = getattr(exc, "problem", None) or getattr(exc, "msg", None) or type(exc).__name__
         kind = "JSON" if p.suffix == ".json" else "YAML"
-        raise ConfigError(f"simulator accounts file {p}: not valid {kind} ({reason}, {where})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"simulator accounts file {p}: expected a mapping with 'accounts'")
+        raise ConfigError(f"simulator {what} file {p}: not valid {kind} ({reason}, {where})") from None
+    if not isinstance(data, dict) or (what == "providers" and not isinstance(data.get("providers"), dict)):
+        raise ConfigError(f"simulator {what} file {p}: expected a mapping with '{what}'")
     return data

@@ -47,6 +47,7 @@ MODELS: dict[str, ModelInfo] = {
         # Paid variant priced like OpenRouter's list price order of magnitude ($0.10 / $0.50 per M tokens).
         ModelInfo("openai/gpt-oss-120b", 131_072, 0.10e-6, 0.50e-6),
         ModelInfo("gpt-oss:120b", 131_072),  # Ollama Cloud's name: billed by plan, not per token.
+        ModelInfo("gpt-oss-120b", 65_536),  # Cerebras' name (its free tier's context is 65k).
         ModelInfo("openai/gpt-oss-20b:free", 131_072),
         ModelInfo("sim/small-4k", 4_096, 0.05e-6, 0.10e-6),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import time
@@ -15,6 +16,7 @@ import uvicorn
 
 from stepgraph.clock import SYSTEM_CLOCK, Clock
 from stepgraph.local.simulator.app import create_app
+from stepgraph.local.simulator.providers import PoolState, make_state
 from stepgraph.local.simulator.state import SimOptions, SimState
 
 
@@ -23,7 +25,7 @@ class SimulatorHandle:
     """A running simulator: URLs plus the admin calls tests and the demo use."""
 
     root_url: str
-    state: SimState | None  # None when the simulator runs in its own process: use the admin calls
+    state: SimState | PoolState | None  # None when the simulator runs in its own process: use the admin calls
 
     @property
     def base_url(self) -> str:
@@ -34,6 +36,20 @@ class SimulatorHandle:
     def ollama_base_url(self) -> str:
         """Ollama Cloud-style base URL (`.../v1`)."""
         return self.root_url + "/v1"
+
+    @property
+    def openai_base_url(self) -> str:
+        """OpenAI-style base URL (`.../v1`), as Groq, Cerebras and NVIDIA name theirs."""
+        return self.root_url + "/v1"
+
+    def provider(self, name: str) -> SimulatorHandle:
+        """One provider of a simulator serving several (`providers=`): its URLs and admin calls."""
+        state = self.state.providers.get(name) if isinstance(self.state, PoolState) else None
+        if isinstance(self.state, PoolState) and state is None:
+            raise KeyError(
+                f"the simulator serves no provider {name!r}; it serves {sorted(self.state.providers)}"
+            )
+        return SimulatorHandle(f"{self.root_url}/{name}", state)
 
     def _admin(self, method: str, path: str, **kw: Any) -> Any:
         resp = httpx.request(method, self.root_url + path, timeout=10, **kw)
@@ -52,6 +68,14 @@ class SimulatorHandle:
     def reset(self) -> None:
         self._admin("POST", "/_sim/reset")
 
+    def go_down(self, for_s: float, *, after_s: float = 0.0, status: int | str = 503) -> None:
+        """The provider answers `status` (a 5xx, or "connection": dropped connections) for `for_s` seconds."""
+        self._admin("POST", "/_sim/down", json={"for_s": for_s, "after_s": after_s, "status": status})
+
+    def delist(self, model: str) -> None:
+        """The provider serves `model` no more: 404 model not found."""
+        self._admin("POST", f"/_sim/models/{model}/delist")
+
     def revoke(self, key: str) -> None:
         self._admin("POST", f"/_sim/keys/{key}/revoke")
 
@@ -63,7 +87,14 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _server(state: SimState, log_level: str) -> uvicorn.Server:
+def _not_a_simulated_drop(record: logging.LogRecord) -> bool:
+    """uvicorn logs an app error when a simulated outage drops a connection: that one is on purpose."""
+    exc = record.exc_info[1] if record.exc_info else None
+    return not (isinstance(exc, ConnectionResetError) and "simulated" in str(exc))
+
+
+def _server(state: SimState | PoolState, log_level: str) -> uvicorn.Server:
+    logging.getLogger("uvicorn.error").addFilter(_not_a_simulated_drop)
     config = uvicorn.Config(create_app(state), log_level=log_level, access_log=False, lifespan="off")
     return uvicorn.Server(config)
 
@@ -87,7 +118,7 @@ def running_simulator(
         with _child_simulator(host, port, options) as handle:
             yield handle
         return
-    state = SimState(SimOptions(**options), clock=clock)
+    state = make_state(SimOptions(**options), clock=clock)
     sock = _bind(host, port)
     server = _server(state, "warning")
     thread = threading.Thread(
@@ -108,7 +139,7 @@ def running_simulator(
 
 
 def serve_forever(*, host: str, port: int, log_level: str = "info", **options: Any) -> None:
-    state = SimState(SimOptions(**options))
+    state = make_state(SimOptions(**options))
     server = _server(state, log_level)
     server.run(sockets=[_bind(host, port)])
 
@@ -122,7 +153,7 @@ def _child_simulator(host: str, port: int, options: dict[str, Any]) -> Iterator[
     import subprocess
     import sys
 
-    SimOptions(**options)  # bad options fail here, with the caller's traceback
+    make_state(SimOptions(**options))  # bad options fail here, with the caller's traceback
     sock = _bind(host, port)
     port = sock.getsockname()[1]
     sock.close()  # the child binds it again (SO_REUSEADDR); a race for a fresh ephemeral port is unlikely
