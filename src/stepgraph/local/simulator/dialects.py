@@ -14,6 +14,8 @@ The shapes follow tests/fixtures/providers/ (a test keeps them in step).
 from __future__ import annotations
 
 import math
+from dataclasses import replace
+from collections.abc import Callable
 from typing import Any
 
 from starlette.responses import JSONResponse
@@ -46,12 +48,13 @@ def duration(seconds: float) -> str:
     return text
 
 
-def _seconds(s: float) -> str:
-    return f"{max(0.0, s):.6f}"
+def _seconds(seconds: float) -> str:
+    return f"{max(0.0, seconds):.6f}"
 
 
 def rate_headers(dialect: str, snap: Snapshot) -> dict[str, str]:
     """The headers a Groq- or Cerebras-style provider sends on every response (none for the others)."""
+    fmt: Callable[[float], str]
     if dialect == "groq":
         names, fmt = ("requests", "tokens"), duration
     elif dialect == "cerebras":
@@ -173,6 +176,12 @@ def rate_limited(
     what, kind = _SCOPE_WORDS.get(decision.scope, ("requests", "requests"))
     used = decision.limit - decision.remaining
     wait = max(0.0, decision.retry_after_s)
+    # As the real ones do, the refused dimension reads 0 remaining (the request does not fit in what is
+    # left), with its reset: a reader that takes "the exhausted limit's reset" finds the right wait.
+    if decision.scope in ("tokens_minute", "too_large"):
+        snap = replace(snap, tpm_remaining=0, tpm_reset_s=wait or snap.tpm_reset_s)
+    elif decision.scope == "day":
+        snap = replace(snap, rpd_remaining=0)
     headers = rate_headers(dialect, snap)
     if dialect == "cerebras":  # Cerebras sends no retry-after: its reset headers say when
         tokens = kind == "tokens"
