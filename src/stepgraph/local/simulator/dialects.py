@@ -14,8 +14,8 @@ The shapes follow tests/fixtures/providers/ (a test keeps them in step).
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from starlette.responses import JSONResponse
