@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from stepgraph.clock import Clock
+from stepgraph.limiter.limits import LimiterUnavailable
 from stepgraph.limiter.shared import SharedRecord
 from stepgraph.limiter.store import Store
 
@@ -54,7 +55,10 @@ class CircuitBreaker:
     def status(self, run_id: str = "") -> str:
         """`closed`, `open`, `half_open` (a probe may go), `probing` (another's probe in flight) or
         `retired` (for `run_id`), from the record as last read."""
-        state = self.record.state()
+        try:
+            state = self.record.state()
+        except LimiterUnavailable:
+            state = self.record.cached()  # the table is down: the last state read stands
         now = self.clock.now()
         if run_id and run_id in (state.get("retired") or {}):
             return "retired"

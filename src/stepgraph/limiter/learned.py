@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from stepgraph.clock import Clock
+from stepgraph.limiter.limits import LimiterUnavailable
 from stepgraph.limiter.shared import SharedRecord
 from stepgraph.limiter.store import Store
 
@@ -45,8 +46,12 @@ class LearnedLimits:
         self.record = SharedRecord(store, key + SUFFIX, clock, refresh_s=refresh_s)
 
     def current(self) -> dict[str, LearnedLimit]:
-        """The lowerings in force now (re-read at most every `refresh_s`)."""
-        return self._live(self.record.state())
+        """The lowerings in force now (re-read at most every `refresh_s`; when the table cannot be read,
+        the last ones read stand: the limiter's own writes fail closed anyway)."""
+        try:
+            return self._live(self.record.state())
+        except LimiterUnavailable:
+            return self.cached()
 
     def cached(self) -> dict[str, LearnedLimit]:
         return self._live(self.record.cached())

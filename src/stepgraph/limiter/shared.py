@@ -30,9 +30,11 @@ class SharedRecord:
         with self._lock:
             stale = fresh or now - self._read_at >= self.refresh_s
         if stale:
+            with self._lock:
+                self._read_at = now  # one failed read is not retried by every call that follows
             item = self._store().get(self.pk)
             with self._lock:
-                self._seen, self._read_at = item, now
+                self._seen = item
         with self._lock:
             return dict(self._seen or {})
 
