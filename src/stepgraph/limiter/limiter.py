@@ -6,6 +6,7 @@ import asyncio
 import threading
 import uuid
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from langchain_core.rate_limiters import BaseRateLimiter
@@ -13,6 +14,7 @@ from langchain_core.rate_limiters import BaseRateLimiter
 from stepgraph.clock import SYSTEM_CLOCK, Clock
 from stepgraph.errors import ConfigError
 from stepgraph.limiter import algorithm
+from stepgraph.limiter.learned import LearnedLimits
 from stepgraph.limiter.limits import Grant, Limit, LimiterUnavailable, RateLimited
 from stepgraph.limiter.store import DynamoDBStore, Store
 
@@ -36,6 +38,8 @@ class DynamoDBRateLimiter(BaseRateLimiter):
         max_attempts: conditional-write attempts under contention before refusing (fail closed).
         max_skew_s: the largest clock difference between any two callers of the key; sliding windows
             are paced over `per_seconds + max_skew_s` so the limit holds in real time.
+        learned_quiet_s / learned_refresh_s: how long a limit lowered from the provider's answers
+            (`learned.lower`) lasts, and how often each caller re-reads the lowerings (a read, no write).
 
     Returns (from `try_acquire`): a `Grant`; granted, send after `wait_s` (at `send_at`); refused,
     `refused_by` names the limit and `wait_s` says when to come back. Hand a finished call's grant to
@@ -61,6 +65,8 @@ class DynamoDBRateLimiter(BaseRateLimiter):
         store: Store | None = None,
         max_attempts: int = 50,
         max_skew_s: float = 0.0,
+        learned_quiet_s: float = 600.0,
+        learned_refresh_s: float = 5.0,
     ) -> None:
         if not limits:
             raise ConfigError(f"rate limiter {key!r} needs at least one Limit")
@@ -78,6 +84,10 @@ class DynamoDBRateLimiter(BaseRateLimiter):
         self.max_skew_s = max_skew_s
         # What the admission rules see: the limits with the skew allowance in their spacing.
         self._paced = {lim.name: algorithm.with_skew_allowance(lim, max_skew_s) for lim in self.limits}
+        self._paced_for: tuple[tuple[str, int], ...] = ()
+        self.learned = LearnedLimits(
+            lambda: self.store, key, self.clock, quiet_s=learned_quiet_s, refresh_s=learned_refresh_s
+        )
         self._client = client
         self._store = store
         self._cache: dict[str, dict[str, Any] | None] = {}
@@ -123,6 +133,47 @@ class DynamoDBRateLimiter(BaseRateLimiter):
         with self._lock:
             self._cache[pk] = item
 
+    def _apply_learned(self) -> None:
+        """Pace by the learned (lower) capacities in force: a larger spacing from now on keeps every
+        window within the profile's limit, and within the learned one a window after the change."""
+        caps = tuple(sorted((n, ll.capacity) for n, ll in self.learned.current().items()))
+        if caps == self._paced_for:
+            return
+        lowered = dict(caps)
+        self._paced = {
+            lim.name: algorithm.with_skew_allowance(
+                replace(lim, capacity=min(lim.capacity, lowered.get(lim.name, lim.capacity))), self.max_skew_s
+            )
+            for lim in self.limits
+        }
+        self._paced_for = caps
+
+    def capacity(self, name: str) -> int:
+        """The capacity in force for limit `name` (the profile's, or a learned lower one)."""
+        return self._paced[name].capacity
+
+    def peek(self, costs: Costs = 1) -> tuple[float, int | None]:
+        """From what this caller last read, no store call: (seconds until a slot could be free, a lower
+        bound; requests left today by the tightest day counter, None without one)."""
+        want = self._costs(costs)
+        now = self.clock.now()
+        wait, room = 0.0, None
+        for lim in self._paced.values():
+            known = self._cached(self.pk(lim, now)) or {}
+            if lim.kind == "sliding" and "tat" in known:
+                wait = max(wait, float(known["tat"]) - now)
+            elif lim.kind == "utc_day":
+                left = lim.capacity - int(known.get("count", 0))
+                if left < want[lim.name]:
+                    wait = max(wait, algorithm.seconds_to_next_utc_day(now, algorithm.day_length(lim)))
+                if lim.unit == "requests":
+                    room = left if room is None else min(room, left)
+            elif lim.kind == "concurrency":
+                leases = algorithm.live_leases(known, now)
+                if len(leases) >= lim.capacity:
+                    wait = max(wait, min(leases.values()) - now)
+        return max(0.0, wait), room
+
     def _order(self) -> list[Limit]:
         """Request windows first (they refuse most and must never be retracted blindly), then token
         windows, day counters and leases, whose refunds are exact."""
@@ -134,6 +185,7 @@ class DynamoDBRateLimiter(BaseRateLimiter):
     def try_acquire(self, costs: Costs = 1, *, horizon: float | None = None) -> Grant:
         """Reserve a slot in every limit, or none. Granted: send after `wait_s`. Refused: retry after `wait_s`."""
         horizon = self.max_wait_s if horizon is None else horizon
+        self._apply_learned()
         want = self._costs(costs)
         lease_id = uuid.uuid4().hex
         now = self.clock.now()

@@ -28,6 +28,8 @@ class AttemptContext:
     model_requested: str = ""
     limiter_wait_ms: int = 0
     fallback: bool = False
+    account: str = ""  # the provider account of the deployment (provider + account + model)
+    learned_limit: str = ""  # limits lowered from the provider's answers in force, e.g. "rpm=16"
 
     @classmethod
     def from_metadata(cls, metadata: dict[str, Any] | None) -> AttemptContext:
@@ -50,6 +52,8 @@ class AttemptContext:
             model_requested=text("model_requested"),
             limiter_wait_ms=int(meta.get("limiter_wait_ms") or 0),
             fallback=bool(meta.get("fallback", False)),
+            account=text("account"),
+            learned_limit=text("learned_limit"),
         )
 
     def for_attempt(
@@ -61,6 +65,8 @@ class AttemptContext:
         model_requested: str,
         limiter_wait_ms: int,
         fallback: bool,
+        account: str = "",
+        learned_limit: str = "",
     ) -> AttemptContext:
         return replace(
             self,
@@ -70,6 +76,8 @@ class AttemptContext:
             model_requested=model_requested,
             limiter_wait_ms=limiter_wait_ms,
             fallback=fallback,
+            account=account,
+            learned_limit=learned_limit,
         )
 
     def run_metadata(self) -> dict[str, Any]:

@@ -234,14 +234,14 @@ def test_a_length_reply_is_retried_with_a_larger_max_tokens_when_the_model_says_
     replay = Replay.of(short, ok)
     sink = Sink()
     r = router(
-        replay_route(replay, short, length_retry_max_tokens=4096),
+        replay_route(replay, short, length_retry_max_tokens=8192),
         clock=FakeClock(NOW),
         callbacks=[UsageCallbackHandler(sink)],
     )
     assert r.invoke("hi").content == "A short summary."
     bodies = list(replay.bodies())
-    # langchain-openai sends max_tokens as max_completion_tokens (the OpenAI name, which Cerebras needs).
-    assert "max_completion_tokens" not in bodies[0] and bodies[1]["max_completion_tokens"] == 4096
+    # langchain-openai sends max_tokens as max_completion_tokens; every call carries the model's max_tokens (4096 by default).
+    assert bodies[0]["max_completion_tokens"] == 4096 and bodies[1]["max_completion_tokens"] == 8192
     assert [x.status for x in sink.records] == ["incomplete", "ok"]
 
 
