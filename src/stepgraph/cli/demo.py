@@ -26,6 +26,12 @@ def register(app: typer.Typer) -> None:
         ),
         items_file: Path = typer.Option(None, help="JSONL items (default: examples/items/tickets.jsonl)"),
         out: Path = typer.Option(Path(".stepgraph/demo"), help="Where results and usage records are copied"),
+        pool: bool = typer.Option(
+            False,
+            "--pool",
+            help="Run over a pool of four simulated free providers (openrouter, groq, cerebras, nvidia) with "
+            "different limits, with a live view per provider (--rpm/--rpd do not apply)",
+        ),
     ) -> None:
         """Run a real batch through the real state machine definition, locally (no AWS account, no key)."""
         from stepgraph.local.demo import DemoOptions, run_demo
@@ -34,5 +40,6 @@ def register(app: typer.Typer) -> None:
         opts = DemoOptions(count, graph, concurrency, rpm, rpd, faults, time_scale, out_dir=out)
         if items_file:
             opts.items_file = items_file
+        opts.pool = pool
         result = run_demo(opts)
         raise typer.Exit(1 if result.failed else 0)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
@@ -43,6 +43,7 @@ class DemoOptions:
     seed: int = 1
     # The provider runs apart from the stack, as a real one does (see running_simulator).
     simulator_process: bool = True
+    pool: bool = False  # several simulated free providers in one pool (stepgraph.local.demo_pool)
 
 
 def load_items(path: Path, n: int | None) -> list[Any]:
@@ -161,6 +162,23 @@ def _progress(
     return table
 
 
+def _pool_progress(
+    stack: LocalStack, counters: RunCounters, sim: Any, total: int, run: str, started: float
+) -> Group:
+    from stepgraph.local.demo_pool import provider_rows
+
+    steps = [i for i in stack.invocations if i["function"] == resources.GRAPH_STEP_FUNCTION]
+    head = Table(title=f"stepgraph demo --pool — execution {run}", show_header=False)
+    head.add_row("items done", f"{_read_done(counters)} / {total}")
+    head.add_row(
+        "graph-step calls",
+        f"{len(steps)} (throttled {sum(1 for s in steps if s.get('status') == 'throttled')}, "
+        f"errors {sum(1 for s in steps if not s['ok'])})",
+    )
+    head.add_row("elapsed", f"{time.monotonic() - started:.1f} s")
+    return Group(head, provider_rows(sim.stats()))
+
+
 def _read_done(counters: RunCounters) -> int:
     try:
         return counters.read().items_done
@@ -184,6 +202,45 @@ def _export(stack: LocalStack, run: str, out: Path) -> Path:
     return target
 
 
+def _pool_result(
+    console: Console,
+    opts: DemoOptions,
+    stats: dict[str, Any],
+    by_provider: dict[str, list[dict[str, Any]]],
+    out: Path,
+    items: list[Any],
+    done: int,
+    failures: list[dict[str, Any]],
+    elapsed: float,
+    request_ts: list[float],
+) -> DemoResult:
+    from stepgraph.local.demo_pool import provider_rows, summary_line, totals
+
+    console.print(provider_rows(stats))
+    console.print(summary_line(stats))
+    console.print(f"results and usage records: {out}  (try: stepgraph usage report --source {out})")
+    failed = len(items) - done
+    console.print(f"[{'green' if failed == 0 else 'red'}]{done} of {len(items)} items done[/]")
+    if failures:
+        console.print(f"failed items ({len(failures)}):")
+        print_failures(console, failures)
+    t = totals(stats)
+    window_s = 60 * opts.time_scale
+    return DemoResult(
+        len(items),
+        failed,
+        elapsed,
+        t["requests"],
+        window_s,
+        t["max_in_window"],
+        t["window_violations"],
+        request_ts,
+        t["rate_limited"],
+        providers=stats["providers"],
+        provider_requests=by_provider,
+    )
+
+
 @dataclass
 class DemoResult:
     items: int
@@ -195,6 +252,8 @@ class DemoResult:
     window_violations: int
     request_ts: list[float] = field(default_factory=list)  # when each admitted provider request arrived
     rate_limited: int = 0  # requests the provider answered 429
+    providers: dict[str, Any] = field(default_factory=dict)  # --pool: each provider's simulator stats
+    provider_requests: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # --pool: request logs
 
 
 def run_demo(
@@ -225,6 +284,10 @@ def run_demo(
         },
         **FAULTS[opts.faults],
     }
+    if opts.pool:
+        from stepgraph.local.demo_pool import pool_simulator_options
+
+        sim_opts = pool_simulator_options(opts)
     with running_simulator(own_process=opts.simulator_process, **sim_opts) as sim:
         env = {
             "STEPGRAPH_TIME_SCALE": str(opts.time_scale),
@@ -237,10 +300,22 @@ def run_demo(
                 {"rpm": {"capacity": opts.rpm}, "rpd": {"capacity": opts.rpd}}
             ),
         }
-        console.print(
-            f"[bold]stepgraph demo[/bold]: {len(items)} items, graph {opts.graph}, "
-            f"limit {opts.rpm}/min and {opts.rpd}/day (a minute lasts {60 * opts.time_scale:g} s), faults {opts.faults}"
-        )
+        config: dict[str, Any] = {"max_concurrency": opts.concurrency}
+        if opts.pool:
+            from stepgraph.local.demo_pool import pool_config, pool_env
+
+            env = {k: v for k, v in env.items() if not k.endswith("_BASE_URL")} | pool_env(sim)
+            env.pop("STEPGRAPH_LIMITS_OVERRIDES")  # each provider's limits are in the pool's table
+            config.update(pool_config())
+            console.print(
+                f"[bold]stepgraph demo --pool[/bold]: {len(items)} items, graph {opts.graph}, over "
+                f"{', '.join(sim.stats()['providers'])} (a minute lasts {60 * opts.time_scale:g} s), faults {opts.faults}"
+            )
+        else:
+            console.print(
+                f"[bold]stepgraph demo[/bold]: {len(items)} items, graph {opts.graph}, "
+                f"limit {opts.rpm}/min and {opts.rpd}/day (a minute lasts {60 * opts.time_scale:g} s), faults {opts.faults}"
+            )
         with local_stack(env=env) as stack:
             s3 = stack.client("s3")
             key = f"{resources.PREFIX_ITEMS}{run}/items.json"
@@ -249,7 +324,7 @@ def run_demo(
             payload = {
                 "graph": opts.graph,
                 "items_s3": {"bucket": stack.bucket, "key": key},
-                "config": {"max_concurrency": opts.concurrency},
+                "config": config,
             }
             arn = sfn.start_execution(
                 stateMachineArn=stack.state_machine_arn, name=run, input=json.dumps(payload)
@@ -257,7 +332,9 @@ def run_demo(
             started = time.monotonic()
             counters = RunCounters(stack.limiter_table, arn, client=stack.dynamodb_client())
 
-            def progress() -> Table:
+            def progress() -> Table | Group:
+                if opts.pool:
+                    return _pool_progress(stack, counters, sim, len(items), run, started)
                 return _progress(stack, counters, sim, len(items), run, started, opts.rpm)
 
             with Live(progress(), console=console, refresh_per_second=4) as live:
@@ -277,12 +354,23 @@ def run_demo(
             done = len(list((out / resources.PREFIX_RESULTS / run).glob("*.json")))
             failures = failed_items(stack, run)
             stats = sim.stats()
-            # What the provider admitted (a 429 from its window used nothing of the limit).
-            request_ts = sorted(q["ts"] for q in sim.requests() if q["status"] != 429)
+            if opts.pool:
+                by_provider = {name: sim.provider(name).requests() for name in stats["providers"]}
+                request_ts = sorted(
+                    q["ts"] for log in by_provider.values() for q in log if q["status"] != 429
+                )
+            else:
+                by_provider = {}
+                # What the provider admitted (a 429 from its window used nothing of the limit).
+                request_ts = sorted(q["ts"] for q in sim.requests() if q["status"] != 429)
         report = run_report(
             str(out), queries=["spend_by_day_model", "latency_by_model", "failures_by_status"]
         )
         console.print(render(report, "table"))
+        if opts.pool:
+            return _pool_result(
+                console, opts, stats, by_provider, out, items, done, failures, elapsed, request_ts
+            )
         account = stats["accounts"]["default"]
         console.print(
             f"simulator: {stats['requests']} requests, {stats['rate_limited']} answered 429, errors {stats['errors_by_status']}; "
