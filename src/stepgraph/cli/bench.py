@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import typer
 
-BENCHES = ("limiter", "checkpoint", "usage", "lake", "step", "layer", "e2e", "scale")
+BENCHES = ("limiter", "checkpoint", "usage", "lake", "step", "layer", "e2e", "scale", "pool")
 
 
 def register(app: typer.Typer) -> None:

@@ -44,6 +44,8 @@ class DemoOptions:
     # The provider runs apart from the stack, as a real one does (see running_simulator).
     simulator_process: bool = True
     pool: bool = False  # several simulated free providers in one pool (stepgraph.local.demo_pool)
+    pool_providers: tuple[Any, ...] | None = None  # --pool: SimProviders (default: demo_pool's DEMO_POOL)
+    models: list[str] | None = None  # --pool: the execution's config.models (default: the pool)
 
 
 def load_items(path: Path, n: int | None) -> list[Any]:
@@ -287,7 +289,7 @@ def run_demo(
     if opts.pool:
         from stepgraph.local.demo_pool import pool_simulator_options
 
-        sim_opts = pool_simulator_options(opts)
+        sim_opts = pool_simulator_options(opts, opts.pool_providers)
     with running_simulator(own_process=opts.simulator_process, **sim_opts) as sim:
         env = {
             "STEPGRAPH_TIME_SCALE": str(opts.time_scale),
@@ -304,9 +306,11 @@ def run_demo(
         if opts.pool:
             from stepgraph.local.demo_pool import pool_config, pool_env
 
-            env = {k: v for k, v in env.items() if not k.endswith("_BASE_URL")} | pool_env(sim)
+            env = {k: v for k, v in env.items() if not k.endswith("_BASE_URL")} | pool_env(
+                sim, opts.pool_providers
+            )
             env.pop("STEPGRAPH_LIMITS_OVERRIDES")  # each provider's limits are in the pool's table
-            config.update(pool_config())
+            config.update(pool_config(opts.models))
             console.print(
                 f"[bold]stepgraph demo --pool[/bold]: {len(items)} items, graph {opts.graph}, over "
                 f"{', '.join(sim.stats()['providers'])} (a minute lasts {60 * opts.time_scale:g} s), faults {opts.faults}"

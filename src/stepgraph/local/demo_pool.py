@@ -10,7 +10,8 @@ from rich.table import Table
 from stepgraph.local.pool import DEMO_POOL, POOL, SimProvider, simulator_spec, stack_env
 
 
-def pool_simulator_options(opts: Any, providers: tuple[SimProvider, ...] = DEMO_POOL) -> dict[str, Any]:
+def pool_simulator_options(opts: Any, providers: tuple[SimProvider, ...] | None = None) -> dict[str, Any]:
+    providers = providers or DEMO_POOL
     fail_rate = 0.05 if opts.faults == "mixed" else 0.0
     return {
         "providers": simulator_spec(providers, fail_rate=fail_rate),
@@ -19,12 +20,12 @@ def pool_simulator_options(opts: Any, providers: tuple[SimProvider, ...] = DEMO_
     }
 
 
-def pool_env(sim: Any, providers: tuple[SimProvider, ...] = DEMO_POOL) -> dict[str, str]:
-    return stack_env(sim, providers)
+def pool_env(sim: Any, providers: tuple[SimProvider, ...] | None = None) -> dict[str, str]:
+    return stack_env(sim, providers or DEMO_POOL)
 
 
-def pool_config() -> dict[str, Any]:
-    return {"models": [f"pool:{POOL}"]}
+def pool_config(models: list[str] | None = None) -> dict[str, Any]:
+    return {"models": models or [f"pool:{POOL}"]}
 
 
 def _limit(value: Any) -> str:
