@@ -164,3 +164,20 @@ def test_a_pool_runs_in_its_own_process_behind_the_same_handle() -> None:
         assert chat(groq.openai_base_url, "openai/gpt-oss-120b").status_code == 503
         assert chat(sim.provider("ollama").openai_base_url, "gpt-oss:120b").status_code == 200
         assert set(sim.stats()["providers"]) == {"groq", "ollama"}
+
+
+def test_queued_faults_answer_in_the_providers_dialect(make_simulator: Any) -> None:
+    groq = make_simulator(header_dialect="groq")
+    groq.queue_faults({"status": 429, "retry_after_s": 2}, {"status": 404})
+    limited = chat(groq.openai_base_url, "openai/gpt-oss-120b")
+    assert limited.status_code == 429 and limited.headers["retry-after"] == "2"
+    assert (
+        limited.json()["error"]["code"] == "rate_limit_exceeded"
+        and "x-ratelimit-limit-tokens" not in limited.headers
+    )
+    gone = chat(groq.openai_base_url, "openai/gpt-oss-120b")
+    assert gone.status_code == 404 and gone.json()["error"]["code"] == "model_not_found"
+    openrouter = make_simulator()
+    openrouter.queue_faults({"status": 404, "error_body": True})
+    in_body = chat(openrouter.base_url, "openai/gpt-oss-120b:free")
+    assert in_body.status_code == 200 and in_body.json()["error"]["code"] == 404

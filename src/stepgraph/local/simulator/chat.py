@@ -60,9 +60,9 @@ class DroppedConnection(Response):
         raise ConnectionResetError("simulated connection drop")
 
 
-def _not_found(dialect: str, model: str) -> Response:
+def _not_found(dialect: str, model: str, *, in_body: bool = False) -> Response:
     if dialect == "openrouter":
-        return dialects.error(dialect, 404, f"No endpoints found for {model}.")
+        return dialects.error(dialect, 404, f"No endpoints found for {model}.", in_body=in_body)
     message = f"The model `{model}` does not exist or you do not have access to it."
     return dialects.error(dialect, 404, message, code="model_not_found", param="model")
 
@@ -139,6 +139,15 @@ async def chat_completions(request: Request) -> Response:
         return finish(_too_long(dialect, model, prompt_tokens))
 
     fault = state.next_fault(model_name)
+    if fault and fault.status == 429 and dialect != "openrouter":  # a queued 429 in the provider's own shape
+        retry = fault.retry_after_s or 1.0
+        decision = Decision(
+            False, account.limits.rpm or 1, 0, int((time.time() + retry) * 1000), retry, "minute"
+        )
+        refused = dialects.rate_limited(
+            dialect, decision, account.limits.snapshot(), model_name, prompt_tokens
+        )
+        return finish(refused)
     if fault and fault.status == 429:  # provider-side shared capacity: refused before admission
         retry = fault.retry_after_s or 1.0
         reset_ms = int((time.time() + (-60 if fault.past_reset else retry)) * 1000)
@@ -215,7 +224,7 @@ async def _admitted(
         headers = {"Retry-After": str(max(1, int(retry + 0.999)))} if status == 503 else None
         in_body = bool(fault and fault.error_body)
         if status == 404:
-            return finish(_not_found(dialect, model_name), error_body=in_body)
+            return finish(_not_found(dialect, model_name, in_body=in_body), error_body=in_body)
         upstream: dict[str, Any] = (
             {"provider_name": "stepgraph-simulator", "raw": "upstream connection reset"}
             if status >= 500 and dialect == "openrouter"
