@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
 import uuid
 from collections.abc import Mapping
@@ -19,6 +20,7 @@ from stepgraph.limiter.limits import Grant, Limit, LimiterUnavailable, RateLimit
 from stepgraph.limiter.store import DynamoDBStore, Store
 
 Costs = Mapping[str, int] | int
+CONTENTION_DOUBLINGS = 6
 
 
 class DynamoDBRateLimiter(BaseRateLimiter):
@@ -91,6 +93,7 @@ class DynamoDBRateLimiter(BaseRateLimiter):
         self._client = client
         self._store = store
         self._cache: dict[str, dict[str, Any] | None] = {}
+        self._contended = 0  # consecutive refusals that cost a write
         self._lock = threading.Lock()
 
     @property
@@ -217,7 +220,8 @@ class DynamoDBRateLimiter(BaseRateLimiter):
                 raise
             if isinstance(outcome, algorithm.Refusal):
                 self._undo(taken, lease_id)
-                return Grant(False, outcome.wait_s, costs=want, refused_by=outcome.limit)
+                wait = outcome.wait_s + self._contention_backoff(lim)
+                return Grant(False, wait, costs=want, refused_by=outcome.limit)
             op, item, start = outcome
             taken.append((lim, op.pk, op, item))
             send_at = max(send_at, start)
@@ -225,7 +229,18 @@ class DynamoDBRateLimiter(BaseRateLimiter):
         wait = max(0.0, send_at - self.clock.now())
         days = [lim for lim in dims if lim.kind == "utc_day"]
         day = algorithm.utc_day(now, algorithm.day_length(days[0])) if days else algorithm.utc_day(now)
+        self._contended = 0
         return Grant(True, wait, lease_id if has_lease else None, want, day=day, send_at=send_at)
+
+    def _contention_backoff(self, lim: Limit) -> float:
+        """Extra wait after a refusal that cost a write: others took the slots this caller last saw free.
+        Refused callers otherwise all come back the moment one slot enters the horizon and pay a failed
+        write each; full jitter, doubling per consecutive such refusal (capped), spreads them out."""
+        self._contended += 1
+        if lim.kind != "sliding":
+            return 0.0
+        interval = algorithm.emission_interval(self._paced[lim.name])
+        return random.uniform(0, interval * 2 ** min(self._contended, CONTENTION_DOUBLINGS))
 
     def _sure_refusal(self, op: algorithm.Op) -> bool:
         assert isinstance(op, algorithm.WindowOp | algorithm.CountOp | algorithm.LeaseOp)
