@@ -230,6 +230,11 @@ class ModelRouter(Runnable[Any, BaseMessage]):
             self.metrics.rate_limited(route.provider, route.model, local=True)
 
     @staticmethod
+    def _in_force(route: Route, name: str) -> int:
+        limits = {lim.name for lim in getattr(route.limiter, "limits", ())}
+        return int(route.limiter.capacity(name)) if name in limits else 0
+
+    @staticmethod
     def _max_tokens(attempt: _Attempt) -> int:
         return attempt.max_tokens or attempt.route.spec.max_tokens
 
@@ -278,6 +283,8 @@ class ModelRouter(Runnable[Any, BaseMessage]):
                 fallback=fallback,
                 account=route.account,
                 learned_limit=",".join(f"{k}={v}" for k, v in sorted(admission.learned.items())),
+                limit_rpm=self._in_force(route, "rpm"),
+                limit_tpm=self._in_force(route, "tpm"),
             )
             call_config = merge_configs(
                 config, {"metadata": context.attempt_metadata(), "callbacks": self.callbacks}
