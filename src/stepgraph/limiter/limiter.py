@@ -94,6 +94,8 @@ class DynamoDBRateLimiter(BaseRateLimiter):
         self._store = store
         self._cache: dict[str, dict[str, Any] | None] = {}
         self._contended = 0  # consecutive refusals that cost a write
+        self.read_at = float("-inf")  # when this caller last learned the table's state (a write's answer)
+        self._backoff: tuple[float, str | None] = (0.0, None)  # after such a refusal: until when, and why
         self._lock = threading.Lock()
 
     @property
@@ -135,6 +137,7 @@ class DynamoDBRateLimiter(BaseRateLimiter):
     def _remember(self, pk: str, item: dict[str, Any] | None) -> None:
         with self._lock:
             self._cache[pk] = item
+            self.read_at = self.clock.now()
 
     def _apply_learned(self) -> None:
         """Pace by the learned (lower) capacities in force: a larger spacing from now on keeps every
@@ -155,16 +158,20 @@ class DynamoDBRateLimiter(BaseRateLimiter):
         """The capacity in force for limit `name` (the profile's, or a learned lower one)."""
         return self._paced[name].capacity
 
-    def peek(self, costs: Costs = 1) -> tuple[float, int | None]:
+    def peek(self, costs: Costs = 1, *, project: bool = False) -> tuple[float, int | None]:
         """From what this caller last read, no store call: (seconds until a slot could be free, a lower
-        bound; requests left today by the tightest day counter, None without one)."""
+        bound; requests left today by the tightest day counter, None without one). `project`: assume a
+        window busy when last read stayed as busy since (its backlog then is its wait now), a better
+        guess than the lower bound under contention, when others keep filling it."""
         want = self._costs(costs)
         now = self.clock.now()
         wait, room = 0.0, None
         for lim in self._paced.values():
             known = self._cached(self.pk(lim, now)) or {}
             if lim.kind == "sliding" and "tat" in known:
-                wait = max(wait, float(known["tat"]) - now)
+                tat = float(known["tat"])
+                backlog = tat - self.read_at
+                wait = max(wait, backlog if project and backlog > 0 and now > self.read_at else tat - now)
             elif lim.kind == "utc_day":
                 left = lim.capacity - int(known.get("count", 0))
                 if left < want[lim.name]:
@@ -185,13 +192,21 @@ class DynamoDBRateLimiter(BaseRateLimiter):
         return sorted(paced, key=lambda lim: rank[lim.kind] + (1 if lim.unit == "tokens" else 0))
 
     # -- the protocol --------------------------------------------------------------------------
-    def try_acquire(self, costs: Costs = 1, *, horizon: float | None = None) -> Grant:
-        """Reserve a slot in every limit, or none. Granted: send after `wait_s`. Refused: retry after `wait_s`."""
+    def try_acquire(self, costs: Costs = 1, *, horizon: float | None = None, backoff: bool = False) -> Grant:
+        """Reserve a slot in every limit, or none. Granted: send after `wait_s`. Refused: retry after `wait_s`.
+
+        `backoff=True` (the router's pools): a refusal that cost a write under contention adds a growing
+        jittered wait, and asks before it ends are refused without a store call."""
         horizon = self.max_wait_s if horizon is None else horizon
         self._apply_learned()
         want = self._costs(costs)
         lease_id = uuid.uuid4().hex
         now = self.clock.now()
+        until, refused_by = self._backoff
+        if (
+            backoff and now < until
+        ):  # told to come back later after a contended refusal: asking again costs nothing
+            return Grant(False, until - now, costs=want, refused_by=refused_by)
         dims = [lim for lim in self._order() if want[lim.name] > 0]
         # A refusal we can see in what we last read is sound (windows and counters only grow): no write.
         for lim in dims:
@@ -220,7 +235,10 @@ class DynamoDBRateLimiter(BaseRateLimiter):
                 raise
             if isinstance(outcome, algorithm.Refusal):
                 self._undo(taken, lease_id)
-                wait = outcome.wait_s + self._contention_backoff(lim)
+                extra = self._contention_backoff(lim) if backoff else 0.0
+                wait = outcome.wait_s + extra
+                if extra > 0:
+                    self._backoff = (now + wait, outcome.limit)
                 return Grant(False, wait, costs=want, refused_by=outcome.limit)
             op, item, start = outcome
             taken.append((lim, op.pk, op, item))
@@ -233,14 +251,16 @@ class DynamoDBRateLimiter(BaseRateLimiter):
         return Grant(True, wait, lease_id if has_lease else None, want, day=day, send_at=send_at)
 
     def _contention_backoff(self, lim: Limit) -> float:
-        """Extra wait after a refusal that cost a write: others took the slots this caller last saw free.
+        """Extra wait after refusals that cost a write: others took the slots this caller last saw free.
         Refused callers otherwise all come back the moment one slot enters the horizon and pay a failed
-        write each; full jitter, doubling per consecutive such refusal (capped), spreads them out."""
+        write each. On a sliding window a wait doubling per such refusal in a row (jittered) spreads them
+        out; until it ends this caller's own `backoff=True` asks are refused without a write (a pool asks
+        every member each attempt). Leases are handed back by others at any moment: never backed off."""
         self._contended += 1
         if lim.kind != "sliding":
             return 0.0
         interval = algorithm.emission_interval(self._paced[lim.name])
-        return random.uniform(0, interval * 2 ** min(self._contended, CONTENTION_DOUBLINGS))
+        return interval * 2 ** min(self._contended + 1, CONTENTION_DOUBLINGS) * random.uniform(0.5, 1.0)
 
     def _sure_refusal(self, op: algorithm.Op) -> bool:
         assert isinstance(op, algorithm.WindowOp | algorithm.CountOp | algorithm.LeaseOp)

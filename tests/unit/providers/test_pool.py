@@ -226,3 +226,12 @@ def test_a_provider_counting_max_completion_up_front_keeps_it_reserved() -> None
     router(member(fake, lim, max_tokens=1000, accounting="reserved"), clock=clock).invoke("w" * 3200)
     tat = store.items["c#tpm"]["tat"]
     assert tat - clock.now() == pytest.approx(1200 * 60 / 60_000, rel=0.01)  # prompt 200 + max 1000
+
+
+def test_asking_a_contended_pool_of_four_stays_cheap_and_fills_it() -> None:
+    # 50 workers against 40 grants/s split 16/12/8/4, in simulated time on the in-memory store (the
+    # tight figures, <= 1.5 writes per grant, are `stepgraph bench limiter`'s; this is the loose floor).
+    from stepgraph.local.bench.limiter import simulated
+
+    writes_per_grant, utilization = simulated(50, 20.0, 40, 1.0, 1.0, 4)
+    assert writes_per_grant <= 2.0 and utilization >= 0.9
