@@ -31,14 +31,14 @@ from stepgraph.providers.attempt import (
     Next,
     Refused,
     WaitThen,
+    call_once,
     is_incomplete,
     retry_after_s,
 )
 from stepgraph.providers.errors import AllModelsFailed, ModelUnavailable, ProviderFatal, Throttled
-from stepgraph.providers.matrix import Action, StreamError, classify
+from stepgraph.providers.matrix import Action, classify
 from stepgraph.providers.pool import Blocked, Route, groups, pick
 from stepgraph.usage.attempt import AttemptContext
-from stepgraph.usage.reply import reply_usage
 
 __all__ = [
     "DEFAULT_WAIT_S",
@@ -290,7 +290,7 @@ class ModelRouter(Runnable[Any, BaseMessage]):
                 config, {"metadata": context.attempt_metadata(), "callbacks": self.callbacks}
             )
             try:
-                message = self._call(route, secret, input, call_config, admission, attempt)
+                message = call_once(route, secret, input, call_config, admission, attempt, self.remaining_s())
             except Incomplete:
                 attempt.max_tokens = route.spec.length_retry_max_tokens
                 log.warning(
@@ -321,34 +321,5 @@ class ModelRouter(Runnable[Any, BaseMessage]):
                 hint=f"add a key for {route.provider} (env or Secrets Manager)",
             )
         return key
-
-    def _call(
-        self,
-        route: Route,
-        secret: str,
-        input: Any,
-        config: RunnableConfig,
-        admission: Any,
-        attempt: _Attempt,
-    ) -> BaseMessage:
-        budget = self.remaining_s()
-        kwargs: dict[str, Any] = {"timeout": budget} if budget != float("inf") else {}
-        if attempt.max_tokens:
-            kwargs["max_tokens"] = attempt.max_tokens
-        message = route.make_llm(secret).invoke(input, config, **kwargs)
-        used = reply_usage(message)
-        admission.cost_usd = used.cost_usd or 0.0
-        if used.prompt_tokens or used.completion_tokens:
-            from stepgraph.providers.admission import actual_tokens
-
-            admission.tokens_used = actual_tokens(
-                route.accounting, used.prompt_tokens, used.completion_tokens, self._max_tokens(attempt)
-            )
-        if used.finish_reason == "error":
-            raise StreamError("the stream ended with finish_reason=error")
-        retry_with = route.spec.length_retry_max_tokens
-        if retry_with and attempt.max_tokens is None and is_incomplete(message, used.finish_reason):
-            raise Incomplete()
-        return message
 
     _handlers = HANDLERS

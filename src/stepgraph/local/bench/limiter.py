@@ -130,7 +130,7 @@ def _pool_attempts(
                 Route(
                     f"d{i}",
                     "m",
-                    ModelSpec(free=True),
+                    ModelSpec.model_validate({"free": True}),
                     KeyRing(f"d{i}", []),
                     lambda key: None,  # type: ignore[arg-type, return-value]
                     DynamoDBRateLimiter(
@@ -194,7 +194,7 @@ def simulated(
             Route(
                 f"d{i}",
                 "m",
-                ModelSpec(free=True),
+                ModelSpec.model_validate({"free": True}),
                 KeyRing(f"d{i}", []),
                 lambda key: None,  # type: ignore[arg-type, return-value]
                 DynamoDBRateLimiter(
