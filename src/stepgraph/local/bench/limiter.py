@@ -339,6 +339,20 @@ def run(
     result.add(
         "write calls per grant: pool / one key", pool_per_grant / max(1e-9, ours_writes / grants), "ratio"
     )
+    old_sim, _ = simulated(workers, 60.0, capacity, window, max_wait_s, 1, plain=True)
+    pool_sim, pool_util = simulated(workers, 60.0, capacity, window, max_wait_s, deployments)
+    result.add("simulated, one key, plain try_acquire: all write calls per grant", old_sim, "calls")
+    result.add(
+        f"simulated, pool of {deployments}: all write calls per grant",
+        pool_sim,
+        "calls",
+        baseline=old_sim,
+        baseline_label="one key, plain",
+        goal="<= 1.5",
+    )
+    result.add(
+        f"simulated, pool of {deployments}: utilization", pool_util, "of the pooled limit", goal=">= 0.97"
+    )
     lat = ours["latencies"]
     result.add(
         "try_acquire p50",
