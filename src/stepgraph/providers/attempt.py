@@ -55,3 +55,31 @@ def is_incomplete(message: Any, finish_reason: str | None) -> bool:
         return True
     content = getattr(message, "content", "")
     return not content and not getattr(message, "tool_calls", None)
+
+
+def call_once(
+    route: Any, secret: str, input: Any, config: Any, admission: Any, attempt: Any, budget_s: float
+) -> Any:
+    """One HTTP attempt: the call (its timeout the step's remaining time), the reply's cost and tokens
+    into `admission`; an error chunk raises `StreamError`, a cut reply on a model that retries `Incomplete`."""
+    from stepgraph.providers.admission import actual_tokens
+    from stepgraph.providers.matrix import StreamError
+    from stepgraph.usage.reply import reply_usage
+
+    kwargs: dict[str, Any] = {"timeout": budget_s} if budget_s != float("inf") else {}
+    if attempt.max_tokens:
+        kwargs["max_tokens"] = attempt.max_tokens
+    message = route.make_llm(secret).invoke(input, config, **kwargs)
+    used = reply_usage(message)
+    admission.cost_usd = used.cost_usd or 0.0
+    if used.prompt_tokens or used.completion_tokens:
+        max_tokens = attempt.max_tokens or route.spec.max_tokens
+        admission.tokens_used = actual_tokens(
+            route.accounting, used.prompt_tokens, used.completion_tokens, max_tokens
+        )
+    if used.finish_reason == "error":
+        raise StreamError("the stream ended with finish_reason=error")
+    retry_with = route.spec.length_retry_max_tokens
+    if retry_with and attempt.max_tokens is None and is_incomplete(message, used.finish_reason):
+        raise Incomplete()
+    return message

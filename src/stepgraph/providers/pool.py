@@ -11,6 +11,7 @@ soonest wait across the pool.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -67,10 +68,30 @@ class Blocked:
     kind: str
 
 
-def _order_key(route: Route, now: float, not_before: dict[int, float]) -> tuple[bool, float, int]:
-    wait, room = (0.0, None) if route.limiter is None else route.limiter.peek()
+def _order_key(
+    route: Route, now: float, not_before: dict[int, float], horizon: float
+) -> tuple[bool, float, int, float]:
+    """Free first; then the soonest slot by what each deployment's limiter last read, projected (a window
+    busy when read is taken to be as busy now: a stale view of a busy deployment would look free and
+    cost a refused write); then the day quota left; then the freshest view, counted in the grants others
+    may have taken since. Waits count in halves of the horizon: finer differences are noise of stale
+    views, and among near-equal ones the freshest view is the likelier to hold."""
+    if route.limiter is None:
+        return (not route.spec.free, 0.0, -(1 << 30), 0.0)
+    wait, room = route.limiter.peek(project=True)
     wait = max(wait, not_before.get(id(route), now) - now)
-    return (not route.spec.free, round(wait, 3), -(room if room is not None else 1 << 30))
+    rate = max(
+        (lim.capacity / lim.per_seconds for lim in route.limiter.limits if lim.kind == "sliding"), default=0.0
+    )
+    read_at = float(getattr(route.limiter, "read_at", float("-inf")))
+    stale = (now - read_at) * rate if read_at > float("-inf") else 0.0  # never asked: nothing is stale
+    step = horizon / 2 if horizon > 0 else 0.01
+    return (
+        not route.spec.free,
+        math.ceil(round(wait / step, 6)),
+        -(room if room is not None else 1 << 30),
+        stale,
+    )
 
 
 def pick(
@@ -85,7 +106,9 @@ def pick(
 ) -> Picked | Blocked:
     """The deployment to send through now (its slot reserved), or why none can."""
     blocked: list[Blocked] = []
-    for route in sorted(routes, key=lambda r: _order_key(r, now, not_before)):
+    for route in sorted(
+        routes, key=lambda r: _order_key(r, now, not_before, horizon(r) if r.limiter else 0.0)
+    ):
         local = not_before.get(id(route), now) - now
         if local > 0:
             blocked.append(Blocked(local, f"{route.deployment} asked to wait", "local"))
@@ -96,7 +119,7 @@ def pick(
             continue
         if route.limiter is None:
             return Picked(route, None)
-        grant = route.limiter.try_acquire(costs(route), horizon=horizon(route))
+        grant = route.limiter.try_acquire(costs(route), horizon=horizon(route), backoff=True)
         if grant.granted:
             return Picked(route, grant)
         if on_refusal is not None:

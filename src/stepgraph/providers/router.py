@@ -11,7 +11,6 @@ one small handler per `Action`; what it learns (limits, health) is `stepgraph.pr
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +21,7 @@ from langchain_core.runnables.config import ensure_config, merge_configs
 
 from stepgraph.clock import SYSTEM_CLOCK, Clock
 from stepgraph.providers import feedback
+from stepgraph.providers.actions import HANDLERS
 from stepgraph.providers.admission import admitted, prompt_tokens, token_costs
 from stepgraph.providers.attempt import (
     DEFAULT_WAIT_S,
@@ -31,14 +31,14 @@ from stepgraph.providers.attempt import (
     Next,
     Refused,
     WaitThen,
+    call_once,
     is_incomplete,
     retry_after_s,
 )
 from stepgraph.providers.errors import AllModelsFailed, ModelUnavailable, ProviderFatal, Throttled
-from stepgraph.providers.matrix import Action, Decision, StreamError, classify
+from stepgraph.providers.matrix import Action, classify
 from stepgraph.providers.pool import Blocked, Route, groups, pick
 from stepgraph.usage.attempt import AttemptContext
-from stepgraph.usage.reply import reply_usage
 
 __all__ = [
     "DEFAULT_WAIT_S",
@@ -230,6 +230,11 @@ class ModelRouter(Runnable[Any, BaseMessage]):
             self.metrics.rate_limited(route.provider, route.model, local=True)
 
     @staticmethod
+    def _in_force(route: Route, name: str) -> int:
+        limits = {lim.name for lim in getattr(route.limiter, "limits", ())}
+        return int(route.limiter.capacity(name)) if name in limits else 0
+
+    @staticmethod
     def _max_tokens(attempt: _Attempt) -> int:
         return attempt.max_tokens or attempt.route.spec.max_tokens
 
@@ -278,12 +283,14 @@ class ModelRouter(Runnable[Any, BaseMessage]):
                 fallback=fallback,
                 account=route.account,
                 learned_limit=",".join(f"{k}={v}" for k, v in sorted(admission.learned.items())),
+                limit_rpm=self._in_force(route, "rpm"),
+                limit_tpm=self._in_force(route, "tpm"),
             )
             call_config = merge_configs(
                 config, {"metadata": context.attempt_metadata(), "callbacks": self.callbacks}
             )
             try:
-                message = self._call(route, secret, input, call_config, admission, attempt)
+                message = call_once(route, secret, input, call_config, admission, attempt, self.remaining_s())
             except Incomplete:
                 attempt.max_tokens = route.spec.length_retry_max_tokens
                 log.warning(
@@ -315,104 +322,4 @@ class ModelRouter(Runnable[Any, BaseMessage]):
             )
         return key
 
-    def _call(
-        self,
-        route: Route,
-        secret: str,
-        input: Any,
-        config: RunnableConfig,
-        admission: Any,
-        attempt: _Attempt,
-    ) -> BaseMessage:
-        budget = self.remaining_s()
-        kwargs: dict[str, Any] = {"timeout": budget} if budget != float("inf") else {}
-        if attempt.max_tokens:
-            kwargs["max_tokens"] = attempt.max_tokens
-        message = route.make_llm(secret).invoke(input, config, **kwargs)
-        used = reply_usage(message)
-        admission.cost_usd = used.cost_usd or 0.0
-        if used.prompt_tokens or used.completion_tokens:
-            from stepgraph.providers.admission import actual_tokens
-
-            admission.tokens_used = actual_tokens(
-                route.accounting, used.prompt_tokens, used.completion_tokens, self._max_tokens(attempt)
-            )
-        if used.finish_reason == "error":
-            raise StreamError("the stream ended with finish_reason=error")
-        retry_with = route.spec.length_retry_max_tokens
-        if retry_with and attempt.max_tokens is None and is_incomplete(message, used.finish_reason):
-            raise Incomplete()
-        return message
-
-    # -- what each Action does ----------------------------------------------------------------
-    def _on_wait(self, attempt: _Attempt, decision: Decision, exc: BaseException, run_id: str) -> None:
-        route = attempt.route
-        if decision.failure is not None and decision.failure.status == 429:
-            if self.metrics:
-                self.metrics.rate_limited(route.provider, route.model, local=False)
-            reason = f"{route.provider} 429"
-            feedback.after_rate_limit(route, exc, now=self.clock.now(), metrics=self.metrics)
-        else:
-            reason = f"{route.provider} {decision.reason}"
-        wait = retry_after_s(exc, self.clock.now())
-        attempt.waits += 1
-        if attempt.waits > self.max_rate_waits:
-            # Asked to wait again and again: stop spending the step on this deployment.
-            log.warning(
-                "%s %s: %d waits on %s; moving on", route.provider, route.model, attempt.waits - 1, reason
-            )
-            raise Refused(wait, reason) from exc
-        if wait > self.remaining_s():
-            if wait > self.fallback_after_s:
-                raise Refused(wait, reason) from exc  # a long wait: let the next deployment serve
-            raise WaitThen(wait, reason) from exc
-        raise WaitThen(wait, reason) from exc
-
-    def _on_paid_off(self, attempt: _Attempt, decision: Decision, exc: BaseException, run_id: str) -> None:
-        self.run_state.paid_disabled = True
-        self.run_state.events.append(f"402 from {attempt.route.provider}: paid models off for this run")
-        raise Drop() from exc
-
-    def _on_rotate_key(self, attempt: _Attempt, decision: Decision, exc: BaseException, run_id: str) -> None:
-        attempt.route.keys.retire(attempt.key_label)  # the next key of the same account takes over
-
-    def _on_next_model(self, attempt: _Attempt, decision: Decision, exc: BaseException, run_id: str) -> None:
-        if decision.failure is not None and decision.failure.status == 404:
-            feedback.retire(attempt.route, run_id, decision.failure.message)
-        raise Drop() from exc
-
-    def _on_skip_model(self, attempt: _Attempt, decision: Decision, exc: BaseException, run_id: str) -> None:
-        route = attempt.route
-        detail = (decision.failure.message if decision.failure else str(exc))[:300]
-        log.warning(
-            "%s does not serve %s (%s); skipping to the next model", route.provider, route.model, detail
-        )
-        self.run_state.events.append(f"{route.provider}:{route.model} skipped: {detail}")
-        status = decision.failure.status if decision.failure else None
-        raise Drop() from ModelUnavailable(route.provider, route.model, status, detail)
-
-    def _on_fatal(self, attempt: _Attempt, decision: Decision, exc: BaseException, run_id: str) -> None:
-        failure = decision.failure
-        status = failure.status if failure else None
-        detail = (failure.message if failure else str(exc))[:300]
-        raise ProviderFatal(attempt.route.provider, attempt.route.model, status, detail) from None
-
-    def _on_retry(self, attempt: _Attempt, decision: Decision, exc: BaseException, run_id: str) -> None:
-        attempt.failures += 1
-        opened = feedback.after_failure(attempt.route, metrics=self.metrics)
-        if opened or attempt.failures > self.retries:
-            raise Drop() from exc
-        delay = random.uniform(0, self.base_delay_s * 2 ** (attempt.failures - 1))
-        if delay > self.remaining_s():
-            raise Throttled(delay, f"{attempt.route.provider} retry backoff") from exc
-        raise WaitThen(delay) from exc
-
-    _handlers: dict[Action, Callable[[ModelRouter, _Attempt, Decision, BaseException, str], None]] = {
-        Action.WAIT: _on_wait,
-        Action.PAID_OFF: _on_paid_off,
-        Action.ROTATE_KEY: _on_rotate_key,
-        Action.NEXT_MODEL: _on_next_model,
-        Action.SKIP_MODEL: _on_skip_model,
-        Action.FATAL: _on_fatal,
-        Action.RETRY: _on_retry,
-    }
+    _handlers = HANDLERS

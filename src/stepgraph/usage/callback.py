@@ -107,6 +107,8 @@ class UsageCallbackHandler(BaseCallbackHandler):
             "account": ctx.account,
             "deployment": f"{ctx.provider}:{run['model']}" if ctx.provider else "",
             "learned_limit": ctx.learned_limit,
+            "limit_rpm": ctx.limit_rpm or None,
+            "limit_tpm": ctx.limit_tpm or None,
             "latency_ms": int((end - run["start"]) * 1000),
             "ttft_ms": int((run["first_token"] - run["start"]) * 1000) if run["first_token"] else None,
             "streamed": run["stream"],
