@@ -141,12 +141,10 @@ async def chat_completions(request: Request) -> Response:
     fault = state.next_fault(model_name)
     if fault and fault.status == 429 and dialect != "openrouter":  # a queued 429 in the provider's own shape
         retry = fault.retry_after_s or 1.0
-        decision = Decision(
+        queued = Decision(
             False, account.limits.rpm or 1, 0, int((time.time() + retry) * 1000), retry, "minute"
         )
-        refused = dialects.rate_limited(
-            dialect, decision, account.limits.snapshot(), model_name, prompt_tokens
-        )
+        refused = dialects.rate_limited(dialect, queued, account.limits.snapshot(), model_name, prompt_tokens)
         return finish(refused)
     if fault and fault.status == 429:  # provider-side shared capacity: refused before admission
         retry = fault.retry_after_s or 1.0
