@@ -17,6 +17,42 @@ from rich.console import Console
 from stepgraph.local.bench.report import BenchResult, print_result
 
 
+def steady_per_item(done_at: list[float], lo: float = 0.1, hi: float = 0.9) -> float:
+    """Seconds per item between the `lo` and `hi` fractions of the batch, by completion times.
+
+    Leaves out the ramp-up (the first items wait for the Map to fill) and the tail (the last ones run
+    with fewer at once), which dominate a small batch's wall time and are the same whatever its size."""
+    times = sorted(done_at)
+    a, b = int(lo * (len(times) - 1)), int(hi * (len(times) - 1))
+    if b <= a:
+        raise ValueError(
+            f"need at least 2 items between {lo:.0%} and {hi:.0%} of the batch, got {len(times)}"
+        )
+    return (times[b] - times[a]) / (b - a)
+
+
+def _stored(stack: Any) -> tuple[int, int]:
+    """Objects and bytes the S3 stand-in holds (moto keeps them in the stack's own memory)."""
+    s3 = stack.client("s3")
+    sizes = [
+        obj["Size"]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=stack.bucket)
+        for obj in page.get("Contents", [])
+    ]
+    return len(sizes), sum(sizes)
+
+
+def _done_at(stack: Any, run: str) -> list[float]:
+    """When each result object was created (its LastModified; moto keeps whole seconds)."""
+    from stepgraph import resources
+
+    s3 = stack.client("s3")
+    pages = s3.get_paginator("list_objects_v2").paginate(
+        Bucket=stack.bucket, Prefix=f"{resources.PREFIX_RESULTS}{run}/"
+    )
+    return [obj["LastModified"].timestamp() for page in pages for obj in page.get("Contents", [])]
+
+
 def _measure(items: int, concurrency: int, out_dir: str) -> dict[str, Any]:
     """One batch in this process: wall time, `status` time at the end, the run's export directory."""
     from stepgraph.executions import status, status_clients
@@ -32,6 +68,11 @@ def _measure(items: int, concurrency: int, out_dir: str) -> dict[str, Any]:
         seen["status_s"] = (time.perf_counter() - start) / 3
         seen["status_done"] = report.get("items_done")
         seen["export"] = str(out)
+        seen["objects"], seen["stored_bytes"] = _stored(stack)
+        done_at = _done_at(stack, arn.rsplit(":", 1)[-1])
+        seen["steady_s"] = steady_per_item(done_at)
+        # Within the batch: the second half of the steady part against the first (growth as the bucket fills).
+        seen["late_over_early"] = steady_per_item(done_at, 0.5, 0.9) / steady_per_item(done_at, 0.1, 0.5)
 
     opts = DemoOptions(
         items=items,
@@ -62,17 +103,28 @@ def run(sizes: tuple[int, ...] = (100, 1000, 5000), concurrency: int = 40) -> Be
     sizes_arg = " ".join(f"--items {n}" for n in sizes)
     result = BenchResult("scale", f"stepgraph bench scale {sizes_arg} --concurrency {concurrency}")
     per_item: dict[int, float] = {}
+    steady: dict[int, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for n in sizes:
             batch, rss = _child(["stepgraph.local.bench.scale", "child", str(n), str(concurrency), tmp])
             per_item[n] = batch["elapsed_s"] / n
+            steady[n] = batch["steady_s"]
             first = sizes[0]
-            ratio = (
-                {} if n == first else {"baseline": per_item[first] * 1000, "baseline_label": f"{first} items"}
-            )
             goal = "<= 1.3x" if n == sizes[-1] and n != first else ""
-            result.add(f"time per item, {n:,} items", per_item[n] * 1000, "ms", goal=goal, **ratio)  # type: ignore[arg-type]
+            for label, seen in (("wall time", per_item), ("steady, 10-90 % of items", steady)):
+                ratio = (
+                    {} if n == first else {"baseline": seen[first] * 1000, "baseline_label": f"{first} items"}
+                )
+                result.add(f"time per item ({label}), {n:,} items", seen[n] * 1000, "ms", goal=goal, **ratio)  # type: ignore[arg-type]
+            result.add(
+                f"time per item, items 50-90 % over 10-50 %, {n:,} items", batch["late_over_early"], "x",
+                goal="~1 (flat within the batch)",
+            )  # fmt: skip
             result.add(f"peak RSS of the stack process, {n:,} items", rss, "MB")
+            result.add(
+                f"S3 stand-in contents held in that process, {n:,} items ({batch['objects']:,} objects)",
+                batch["stored_bytes"] / 1e6, "MB",
+            )  # fmt: skip
             result.add(f"status time, {n:,} items", batch["status_s"] * 1000, "ms")
             report, report_rss = _child(["stepgraph.local.bench.lake", "child", "dir-now", batch["export"]])
             # Each size as it ends (a long run cut short keeps what it measured).
@@ -87,7 +139,10 @@ def run(sizes: tuple[int, ...] = (100, 1000, 5000), concurrency: int = 40) -> Be
         "document_pipeline (about 5 model calls per item), a limit loose enough never to bind, "
         f"{concurrency} items at once, the simulator in its own process, Distributed Map on moto. Each batch "
         "runs in a fresh process; its peak RSS is the stack's (moto, DynamoDB client, Lambda handlers); the "
-        "report runs alone over the batch's exported usage records. Status is the mean of 3 calls at the end with its clients made once (as `status --wait` polls)."
+        "report runs alone over the batch's exported usage records. Status is the mean of 3 calls at the end with "
+        "its clients made once (as `status --wait` polls). Steady time per item: between the 10th and 90th "
+        "percentile of the result objects' creation times (whole seconds in moto), so ramp-up and tail, the "
+        "same for every size, do not count."
     )
     return result
 
