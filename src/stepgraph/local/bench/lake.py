@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -179,6 +180,8 @@ def _s3_report(result: BenchResult, records: int, files: int) -> None:
 
     from stepgraph.local.s3_index import prefix_index
 
+    # One log line per request (hundreds of thousands here) would flood the bench's output and slow the server.
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
     port = _free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     with prefix_index():
