@@ -39,3 +39,35 @@ def test_parse_size() -> None:
     for bad in ("100000", "a:b", "10:100", "10:0"):
         with pytest.raises(typer.BadParameter, match="RECORDS:FILES"):
             parse_size(bad)
+
+
+def test_progress_log_reads_the_live_table_at_most_every_period() -> None:
+    import io
+
+    from rich.console import Console
+    from rich.live import Live
+    from rich.table import Table
+
+    from stepgraph.local.bench.scale import ProgressLog
+
+    now = [0.0]
+    out = io.StringIO()
+    log = ProgressLog(every_s=30, out=out, clock=lambda: now[0])
+    console = Console(file=log, force_terminal=True, color_system=None, width=120)
+
+    def table(done: int) -> Table:
+        t = Table(title="stepgraph demo", show_header=False)
+        t.add_row("items done", f"{done} / 5000")
+        t.add_row("elapsed", f"{now[0]:.1f} s")
+        return t
+
+    with Live(table(0), console=console, auto_refresh=False) as live:
+        for step in range(1, 8):
+            now[0] = step * 10.0
+            live.update(table(step * 7), refresh=True)
+    assert [(x["progress_s"], x["done"], x["of"]) for x in log.lines] == [
+        (0.0, 0, 5000),  # the table as Live starts
+        (30.0, 21, 5000),
+        (60.0, 42, 5000),
+    ]
+    assert out.getvalue().count("\n") == 3 and all(x["rss_mb"] >= 0 for x in log.lines)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -53,6 +54,39 @@ def _done_at(stack: Any, run: str) -> list[float]:
     return [obj["LastModified"].timestamp() for page in pages for obj in page.get("Contents", [])]
 
 
+class ProgressLog(io.TextIOBase):
+    """Where the demo's live table goes: every `every_s` it writes the items done so far, the time and
+    this process's RSS to stderr, so a batch cut short still shows how its time per item went."""
+
+    _DONE = re.compile(r"items done\D+(\d+) / (\d+)")
+
+    def __init__(self, every_s: float = 30.0, out: Any = None, clock: Any = time.monotonic) -> None:
+        self.every_s, self.out, self.clock = every_s, out or sys.stderr, clock
+        self.started = clock()
+        self.last = -every_s
+        self.lines: list[dict[str, Any]] = []
+
+    def write(self, text: str) -> int:
+        now = self.clock() - self.started
+        found = self._DONE.findall(text)
+        if found and now - self.last >= self.every_s:
+            self.last = now
+            done, total = map(int, found[-1])
+            line = {"progress_s": round(now, 1), "done": done, "of": total, "rss_mb": _rss_mb()}
+            self.lines.append(line)
+            print(json.dumps(line), file=self.out, flush=True)
+        return len(text)
+
+
+def _rss_mb() -> int:
+    """This process's resident memory now (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path("/proc/self/statm").read_text().split()
+    except OSError:
+        return 0
+    return int(fields[1]) * os.sysconf("SC_PAGE_SIZE") // 2**20
+
+
 def _measure(items: int, concurrency: int, out_dir: str) -> dict[str, Any]:
     """One batch in this process: wall time, `status` time at the end, the run's export directory."""
     from stepgraph.executions import status, status_clients
@@ -82,7 +116,9 @@ def _measure(items: int, concurrency: int, out_dir: str) -> dict[str, Any]:
         concurrency=concurrency,
         out_dir=Path(out_dir),
     )
-    run = run_demo(opts, Console(file=io.StringIO()), after=after)
+    # A terminal console, so the live table renders on each refresh and ProgressLog sees it.
+    console = Console(file=ProgressLog(), force_terminal=True, color_system=None, width=160)
+    run = run_demo(opts, console, after=after)
     return {"elapsed_s": run.elapsed_s, "failed": run.failed, "requests": run.requests, **seen}
 
 
