@@ -54,13 +54,14 @@ def _done_at(stack: Any, run: str) -> list[float]:
     return [obj["LastModified"].timestamp() for page in pages for obj in page.get("Contents", [])]
 
 
-class ProgressLog(io.TextIOBase):
+class ProgressLog(io.StringIO):
     """Where the demo's live table goes: every `every_s` it writes the items done so far, the time and
     this process's RSS to stderr, so a batch cut short still shows how its time per item went."""
 
     _DONE = re.compile(r"items done\D+(\d+) / (\d+)")
 
     def __init__(self, every_s: float = 30.0, out: Any = None, clock: Any = time.monotonic) -> None:
+        super().__init__()
         self.every_s, self.out, self.clock = every_s, out or sys.stderr, clock
         self.started = clock()
         self.last = -every_s
