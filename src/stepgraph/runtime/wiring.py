@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from stepgraph import resources
@@ -17,6 +18,7 @@ from stepgraph.providers import RunState, build_chat_model, load_provider_table
 from stepgraph.providers.keys import KeyRing
 from stepgraph.providers.metrics import MetricsEmitter
 from stepgraph.providers.table import ProviderSpec, ProviderTable
+from stepgraph.review.store import ReviewStore
 from stepgraph.runtime import clients
 from stepgraph.runtime.results import ResultStore
 from stepgraph.runtime.step import run_step
@@ -130,6 +132,8 @@ def run_graph_step(
 ) -> StepResult:
     settings = settings or get_settings()
     s3 = clients.client("s3", settings.endpoint_url)
+    if event.park is not None:
+        return park_for_review(event, ReviewStore(settings.bucket, s3))
     table = _table(settings.providers)
     check_event(event, table)
     builder = load_graph(event.graph)
@@ -184,5 +188,19 @@ def run_graph_step(
             remaining_s=remaining_s,
             margin_s=settings.step_margin_s,
             time_scale=settings.time_scale,
+            reviews=ReviewStore(settings.bucket, s3),
         )
         return result
+
+
+def park_for_review(event: StepEvent, reviews: ReviewStore) -> StepResult:
+    """The callback task's call: record its token with the pending interrupts and return at once. The
+    state machine then waits, at no cost and with no Lambda running, until the token is answered."""
+    assert event.park is not None
+    timeout_s = event.config.review_timeout_s or resources.DEFAULT_REVIEW_TIMEOUT_S
+    entered = None
+    if event.park.entered_at:
+        entered = datetime.fromisoformat(event.park.entered_at.replace("Z", "+00:00"))
+        entered = entered if entered.tzinfo else entered.replace(tzinfo=UTC)
+    reviews.park(event.park.review_ref.key, event.park.task_token, timeout_s, now=entered)
+    return StepResult(status="interrupted", review_ref=event.park.review_ref)
