@@ -117,6 +117,7 @@ def status(
     s3 = _client("s3", endpoint_url, region)
     done = {_item_id(k) for k in _keys(s3, bucket, f"{resources.PREFIX_RESULTS}{name}/")}
     report["items_done"] = len(done)
+    report["items_in_review"] = _in_review(s3, bucket, execution_arn)
     if not inline:
         failed = _failure_records(s3, bucket, name)
         report["failed_items"] = failed
@@ -129,6 +130,13 @@ def status(
                 report["unaccounted"] = max(total - len(accounted), 0)
     report["provider_attempts"], report["spend_usd"] = _spend(s3, bucket, name)
     return report
+
+
+def _in_review(s3: Any, bucket: str, execution_arn: str) -> int:
+    """Items parked on a review right now (their records under reviews/ say `waiting`)."""
+    from stepgraph.review.store import WAITING, ReviewStore, effective_status
+
+    return sum(effective_status(r) == WAITING for r in ReviewStore(bucket, s3).list(execution_arn))
 
 
 def _keys(s3: Any, bucket: str, prefix: str) -> list[str]:

@@ -11,7 +11,9 @@ def register(app: typer.Typer) -> None:
     @app.command("demo")
     def demo(
         items: int = typer.Option(40, min=1, max=2000, help="How many items (the shipped examples, cycled)"),
-        graph: str = typer.Option("document_pipeline", help="Registered graph: document_pipeline or fanout"),
+        graph: str = typer.Option(
+            "document_pipeline", help="Registered graph: document_pipeline, fanout or triage_with_review"
+        ),
         concurrency: int = typer.Option(10, min=1, max=1000, help="Map concurrency"),
         rpm: int = typer.Option(20, min=1, help="Provider requests per minute (simulator and limiter)"),
         rpd: int = typer.Option(1000, min=1, help="Provider requests per UTC day"),
@@ -21,14 +23,23 @@ def register(app: typer.Typer) -> None:
         ),
         items_file: Path = typer.Option(None, help="JSONL items (default: examples/items/tickets.jsonl)"),
         out: Path = typer.Option(Path(".stepgraph/demo"), help="Where results and usage records are copied"),
+        auto_review: str = typer.Option(
+            None, help="approve or reject: answer human reviews as they appear (graph triage_with_review)"
+        ),
     ) -> None:
         """Run a real batch through the real state machine definition, locally (no AWS account, no key)."""
         from stepgraph.errors import ConfigError
-        from stepgraph.local.demo import FAULTS, DemoOptions, run_demo
+        from stepgraph.local.demo import AUTO_REVIEWS, FAULTS, DemoOptions, run_demo
 
         if faults not in FAULTS:
             raise ConfigError(f"--faults {faults!r} is not known", hint=f"use one of {', '.join(FAULTS)}")
-        opts = DemoOptions(items, graph, concurrency, rpm, rpd, faults, time_scale, out_dir=out)
+        if auto_review is not None and auto_review not in AUTO_REVIEWS:
+            raise ConfigError(
+                f"--auto-review {auto_review!r} is not known", hint=f"use one of {', '.join(AUTO_REVIEWS)}"
+            )
+        opts = DemoOptions(
+            items, graph, concurrency, rpm, rpd, faults, time_scale, out_dir=out, auto_review=auto_review
+        )
         if items_file:
             opts.items_file = items_file
         result = run_demo(opts)

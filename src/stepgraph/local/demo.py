@@ -41,6 +41,25 @@ class DemoOptions:
     seed: int = 1
     # The provider runs apart from the stack, as a real one does (see running_simulator).
     simulator_process: bool = True
+    # Answer reviews as they appear ("approve" or "reject"), so a graph with interrupt() ends by itself.
+    auto_review: str | None = None
+
+
+AUTO_REVIEWS = {"approve": {"action": "approve"}, "reject": {"action": "reject"}}
+
+
+def answer_reviews(reviewer: Any, value: Any) -> int:
+    """Answer every item waiting now; one answered meanwhile by someone else is skipped."""
+    from stepgraph.review.answer import NotWaiting
+
+    answered = 0
+    for row in reviewer.pending():
+        try:
+            reviewer.answer(str(row["item_id"]), value)
+            answered += 1
+        except NotWaiting:
+            pass
+    return answered
 
 
 def load_items(path: Path, n: int) -> list[Any]:
@@ -158,6 +177,13 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoResult:
                 stateMachineArn=stack.state_machine_arn, name=run, input=json.dumps(payload)
             )["executionArn"]
             started = time.monotonic()
+            reviewer = None
+            if opts.auto_review:
+                from stepgraph.review.answer import Reviews
+                from stepgraph.review.store import ReviewStore
+
+                reviewer = Reviews(arn, ReviewStore(stack.bucket, s3), sfn)
+            reviewed = 0
             with Live(
                 _progress(stack, sim, len(items), run, started, opts.rpm),
                 console=console,
@@ -165,9 +191,13 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoResult:
             ) as live:
                 while (status := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
                     time.sleep(0.5)
+                    if reviewer is not None:
+                        reviewed += answer_reviews(reviewer, AUTO_REVIEWS[opts.auto_review or "approve"])
                     live.update(_progress(stack, sim, len(items), run, started, opts.rpm))
                 live.update(_progress(stack, sim, len(items), run, started, opts.rpm))
             elapsed = time.monotonic() - started
+            if reviewer is not None:
+                console.print(f"reviews answered {opts.auto_review!r} automatically: {reviewed}")
             if status["status"] != "SUCCEEDED":
                 console.print(
                     f"[red]execution {status['status']}[/red]: {status.get('error')} {status.get('cause')}"
