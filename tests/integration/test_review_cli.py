@@ -8,6 +8,7 @@ import io
 import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import boto3
 from typer.testing import CliRunner
@@ -110,3 +111,19 @@ def test_list_and_answer_reviews_from_the_cli() -> None:
         assert finals["3"]["final_label"] == "account"
         res = cli(runner, "reviews", arn, *ep_args)
         assert "no items waiting" in res.stdout
+
+
+def test_demo_auto_review_ends_by_itself(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from stepgraph.local.demo import DemoOptions, run_demo
+
+    opts = DemoOptions(
+        items=3, graph="triage_with_review", faults="none", out_dir=tmp_path, auto_review="approve"
+    )
+    console = Console(record=True, width=200)
+    result = run_demo(opts, console=console)
+    assert result.failed == 0
+    assert "reviews answered 'approve' automatically: 3" in console.export_text()
+    states = [json.loads(p.read_text())["state"] for p in tmp_path.glob("**/results/*/*.json")]
+    assert len(states) == 3 and all(s["review"] == {"action": "approve"} for s in states)
