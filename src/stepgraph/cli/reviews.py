@@ -13,7 +13,7 @@ from stepgraph.errors import ConfigError
 
 def open_reviews(execution: str, *, bucket: str | None, endpoint_url: str | None, region: str | None) -> Any:
     from stepgraph import resources
-    from stepgraph.executions import _client
+    from stepgraph.executions import _client, data_bucket
     from stepgraph.review.answer import Reviews
     from stepgraph.review.store import ReviewStore
 
@@ -24,7 +24,16 @@ def open_reviews(execution: str, *, bucket: str | None, endpoint_url: str | None
     sfn = _client("stepfunctions", endpoint_url, region)
     if not bucket:
         desc = sfn.describe_execution(executionArn=execution)
-        bucket = (json.loads(desc.get("input") or "{}").get("items_s3") or {}).get("bucket")
+        out = json.loads(desc.get("output") or "null") or {}
+        items_s3 = json.loads(desc.get("input") or "{}").get("items_s3") or {}
+        bucket = data_bucket(
+            desc,
+            out if isinstance(out, dict) else {},
+            items_s3,
+            sfn=sfn,
+            endpoint_url=endpoint_url,
+            region=region,
+        )
         bucket = bucket or (resources.DATA_BUCKET_NAME if endpoint_url else None)
     if not bucket:
         raise ConfigError(

@@ -44,8 +44,12 @@ def local_endpoint(
 
     from stepgraph.config import get_settings
     from stepgraph.limiter.table import ensure_limiter_table
+    from stepgraph.local import map_runs
+    from stepgraph.local.ports import ensure_free
     from stepgraph.runtime import clients, wiring
 
+    ensure_free(port)
+    map_runs.install()  # per-item child executions of a Distributed Map, as on AWS
     with ExitStack() as stack:
         sim = stack.enter_context(running_simulator(rpm=rpm, rpd=rpd, time_scale=time_scale))
         default_user_config.update(MOTO_CONFIG)  # type: ignore[typeddict-item]

@@ -41,10 +41,16 @@ def validate_execution(event: dict[str, Any], *, bucket: str, s3: Any) -> dict[s
     if parsed.items_s3 is not None:
         check_items_key(parsed.items_s3, where="input.items_s3")
         items = _read_items(s3, parsed.items_s3.bucket, parsed.items_s3.key)
+        if not items:
+            raise InvalidInput(
+                f"input.items_s3: s3://{parsed.items_s3.bucket}/{parsed.items_s3.key} holds no items"
+            )
         check_item_sizes(items, where=f"s3://{parsed.items_s3.bucket}/{parsed.items_s3.key} item")
         out.update(mode="distributed", items_s3=parsed.items_s3.model_dump(), item_count=len(items))
         return out
     items = parsed.items or []
+    if not items:
+        raise InvalidInput("input.items: the batch is empty", hint="give at least one item")
     check_item_sizes(items, where="input.items")
     if not history.fits_inline(batch_shape(len(items), parsed.config, config["max_concurrency"])):
         key = f"{resources.PREFIX_ITEMS}{execution_id.rsplit(':', 1)[-1]}/items.json"
