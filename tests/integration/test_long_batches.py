@@ -77,7 +77,9 @@ def test_a_batch_whose_quota_needs_three_days_finishes_every_item_within_the_eve
     ]
     per_day = Counter(int(_epoch(r["ts"]) // day_s) for r in ok)
     assert len(ok) == 12 and max(per_day.values()) <= 4 and len(per_day) >= 3, per_day
-    assert sim.stats()["rate_limited"] == 0  # the limiter waited for each new day; the provider never refused
+    # The limiter waits for each new day; a call granted at the very end of a day may reach the provider in
+    # the next one and be refused there once (then retried), at most once per day boundary.
+    assert sim.stats()["rate_limited"] <= len(per_day)
     events = history_events(st, desc["executionArn"])
     estimate = history.estimated_events(shape(3, 3, {"rpd": {"capacity": 4}}))
     print(f"history events: three-day batch: {events} counted, {estimate} estimated")

@@ -107,7 +107,7 @@ def test_usage_report_from_the_wheel(installed: tuple[Path, dict[str, str]], tmp
         timeout=300,
     )
     assert out.returncode == 0, out.stderr[-2000:]
-    report = {q["query"]: q["rows"] for q in map(json.loads, out.stdout.splitlines())}  # one line per query
+    report = json.loads(out.stdout)["queries"]
     assert {"spend_by_day_model", "failures_by_status", "free_tier_daily"} <= set(report)
     assert sum(r["requests"] for r in report["spend_by_day_model"]) == 3
 
