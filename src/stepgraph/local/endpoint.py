@@ -14,6 +14,7 @@ from typing import Any
 from unittest import mock
 
 from stepgraph import resources
+from stepgraph.local.s3_index import prefix_index
 from stepgraph.local.simulator import DEV_KEY, running_simulator
 from stepgraph.local.stack import (
     MOTO_CONFIG,
@@ -42,11 +43,9 @@ def local_endpoint(
     from moto.core.config import default_user_config
     from moto.server import ThreadedMotoServer
 
-    from stepgraph.config import get_settings
     from stepgraph.limiter.table import ensure_limiter_table
-    from stepgraph.local import map_runs
+    from stepgraph.local import lambdas, map_runs
     from stepgraph.local.ports import ensure_free
-    from stepgraph.runtime import clients, wiring
 
     ensure_free(port)
     map_runs.install()  # per-item child executions of a Distributed Map, as on AWS
@@ -57,6 +56,7 @@ def local_endpoint(
         # werkzeug prints one access-log line per AWS call unless its logger is configured: keep the
         # terminal for what `local up` says.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        stack.enter_context(prefix_index())  # moto scans the whole bucket per prefix listing otherwise
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         server.start()
         stack.callback(server.stop)
@@ -81,9 +81,7 @@ def local_endpoint(
             "POWERTOOLS_LOG_LEVEL": "WARNING",
         }
         stack.enter_context(mock.patch.dict(os.environ, env))
-        get_settings.cache_clear()
-        clients.reset()
-        wiring._limiters.clear()
+        lambdas.cold_start()  # the functions' containers start with this endpoint's environment
         ref: list[LocalStack] = []
         stack.enter_context(
             mock.patch.object(LambdaSimpleBackend, "invoke", _route_invocations(ref, threading.Lock()))
@@ -105,5 +103,4 @@ def local_endpoint(
         try:
             yield Endpoint(url, sim.base_url, arn, resources.DATA_BUCKET_NAME)
         finally:
-            get_settings.cache_clear()
-            clients.reset()
+            lambdas.cold_start()

@@ -19,6 +19,7 @@ from typing import Any
 
 from stepgraph import resources
 from stepgraph.local.asl import load_definition
+from stepgraph.local.s3_index import prefix_index
 
 log = logging.getLogger(__name__)
 # moto's interpreter warns at every parse that ToleratedFailurePercentagePath has no effect there; AWS
@@ -58,6 +59,20 @@ class LocalStack:
         import boto3
 
         return boto3.session.Session().client(service, region_name=REGION)  # type: ignore[call-overload]
+
+    def cold_start(self) -> None:
+        """The functions' next calls start new containers (fresh settings, clients, limiters, key rings)."""
+        from stepgraph.local import lambdas
+
+        lambdas.cold_start()
+
+    def dynamodb_client(self) -> Any:
+        """A client of the limiter table (DynamoDB Local when it runs, else moto)."""
+        import boto3
+
+        return boto3.session.Session().client(  # type: ignore[call-overload]
+            "dynamodb", region_name=REGION, endpoint_url=self.dynamodb_endpoint
+        )
 
 
 class _TimedOut(Exception):
@@ -144,10 +159,9 @@ def local_stack(
     from moto import mock_aws
     from moto.awslambda_simple.models import LambdaSimpleBackend
 
-    from stepgraph.config import get_settings
     from stepgraph.limiter.dynamodb_local import find_jar, java_available, start_dynamodb_local
     from stepgraph.limiter.table import ensure_limiter_table
-    from stepgraph.runtime import clients, wiring
+    from stepgraph.local import lambdas
 
     with ExitStack() as stack:
         ddb_endpoint = None
@@ -168,11 +182,9 @@ def local_stack(
             **(env or {}),
         }
         stack.enter_context(mock.patch.dict(os.environ, settings_env))
-        get_settings.cache_clear()
-        clients.reset()
-        wiring._limiters.clear()
-        wiring._keyrings.clear()
+        lambdas.cold_start()  # the functions' containers start with this stack's environment
         stack.enter_context(mock_aws(config=MOTO_CONFIG))  # type: ignore[call-overload]
+        stack.enter_context(prefix_index())  # moto scans the whole bucket per prefix listing otherwise
         ref: list[LocalStack] = []
         stack.enter_context(
             mock.patch.object(LambdaSimpleBackend, "invoke", _route_invocations(ref, threading.Lock()))
@@ -197,6 +209,4 @@ def local_stack(
         try:
             yield ref[0]
         finally:
-            get_settings.cache_clear()
-            clients.reset()
-            wiring._limiters.clear()
+            lambdas.cold_start()
