@@ -11,10 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
-from typer.testing import CliRunner
 
-from stepgraph.cli import app
-from stepgraph.errors import StepGraphError
+from stepgraph.cli import run
 from stepgraph.local.endpoint import local_endpoint
 from tests.integration.test_local_endpoint import free_port
 
@@ -33,20 +31,12 @@ class Result:
     output: str
 
 
-def cli(runner: CliRunner, *args: str) -> Result:
+def cli(*args: str) -> Result:
     """Run a command through the CLI's error boundary (a user's mistake: one line, exit 2)."""
-    import stepgraph.cli as cli_module
-
-    boundary = getattr(cli_module, "run", None)
-    if boundary is not None:  # the boundary module: run(argv) -> exit code, errors on stderr
-        out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = boundary(list(args))
-        return Result(code, out.getvalue(), out.getvalue() + err.getvalue())
-    res = runner.invoke(app, list(args))
-    if isinstance(res.exception, StepGraphError):  # what main() turns into one line and exit 2
-        return Result(2, res.stdout, res.output + f"error: {res.exception}")
-    return Result(res.exit_code, res.stdout, res.output)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = run(list(args))
+    return Result(code, out.getvalue(), out.getvalue() + err.getvalue())
 
 
 def test_list_and_answer_reviews_from_the_cli() -> None:
@@ -56,11 +46,10 @@ def test_list_and_answer_reviews_from_the_cli() -> None:
         arn = sfn.start_execution(
             stateMachineArn=ep.state_machine_arn, name="triage", input=json.dumps(payload)
         )["executionArn"]
-        runner = CliRunner()
         ep_args = ("--endpoint-url", ep.url)
         deadline = time.monotonic() + 90
         while True:
-            res = cli(runner, "reviews", arn, "--json", *ep_args)
+            res = cli("reviews", arn, "--json", *ep_args)
             assert res.exit_code == 0, res.output
             rows = json.loads(res.stdout)
             if len(rows) == 3:
@@ -70,15 +59,15 @@ def test_list_and_answer_reviews_from_the_cli() -> None:
         assert sorted(r["item_id"] for r in rows) == ["1", "2", "3"]
         assert all(r["nodes"] == ["review"] and r["waiting_since"] for r in rows)
         assert {r["payloads"][0]["label"] for r in rows} == {"billing", "bug", "account"}
-        table = cli(runner, "reviews", arn, *ep_args)
+        table = cli("reviews", arn, *ep_args)
         assert table.exit_code == 0 and "review" in table.stdout and "waiting since" in table.stdout
-        status = json.loads(cli(runner, "status", arn, "--bucket", ep.bucket, *ep_args).stdout)
+        status = json.loads(cli("status", arn, "--bucket", ep.bucket, *ep_args).stdout)
         assert status["items_in_review"] == 3
 
         # One answered alone with an edit, the others all at once.
-        res = cli(runner, "resume", arn, "2", "--value", '{"action": "edit", "label": "other"}', *ep_args)
+        res = cli("resume", arn, "2", "--value", '{"action": "edit", "label": "other"}', *ep_args)
         assert res.exit_code == 0, res.output
-        res = cli(runner, "resume", arn, "--all", "--value", '{"action": "approve"}', *ep_args)
+        res = cli("resume", arn, "--all", "--value", '{"action": "approve"}', *ep_args)
         assert res.exit_code == 0 and res.stdout.count("answered") == 2, res.output
 
         # Not waiting any more / never waiting / bad input: one line, exit 2.
@@ -89,7 +78,7 @@ def test_list_and_answer_reviews_from_the_cli() -> None:
             (("resume", arn, "1", "--value", "{nope"), "--value is not JSON"),
             (("resume", arn, "1"), "exactly one of --value JSON or --file FILE"),
         ]:
-            res = cli(runner, *args, *ep_args)
+            res = cli(*args, *ep_args)
             assert res.exit_code == 2 and message in res.output, (args, res.output)
             assert "Traceback" not in res.output
 
@@ -98,10 +87,13 @@ def test_list_and_answer_reviews_from_the_cli() -> None:
             time.sleep(0.5)
         out = json.loads(desc["output"])
         s3 = boto3.client("s3", endpoint_url=ep.url, region_name="us-east-1")
-        finals = {}
+        bodies = {}
         for item in out["items"]:
             body = s3.get_object(Bucket=item["result_ref"]["bucket"], Key=item["result_ref"]["key"])["Body"]
-            finals[str(item["item_id"])] = json.loads(body.read())["state"]
+            bodies[str(item["item_id"])] = json.loads(body.read())
+        finals = {k: v["state"] for k, v in bodies.items()}
+        # Time in review is kept with each reviewed item only.
+        assert "review" not in bodies["0"] and all(bodies[i]["review"]["rounds"] == 1 for i in "123")
         assert finals["0"]["final_label"] == "billing" and "review" not in finals["0"]
         assert (
             finals["2"]["review"] == {"action": "edit", "label": "other"}
@@ -109,8 +101,16 @@ def test_list_and_answer_reviews_from_the_cli() -> None:
         )
         assert finals["1"]["review"] == {"action": "approve"} and finals["1"]["final_label"] == "billing"
         assert finals["3"]["final_label"] == "account"
-        res = cli(runner, "reviews", arn, *ep_args)
-        assert "no items waiting" in res.stdout
+        res = cli("reviews", arn, *ep_args)
+        assert "no items waiting for a review (the execution has ended: SUCCEEDED)" in res.stdout
+        # After the end: an answered item still says so; --all finds the execution over.
+        res = cli("resume", arn, "1", "--value", '"late"', *ep_args)
+        assert res.exit_code == 2 and "already answered" in res.output, res.output
+        res = cli("resume", arn, "--all", "--value", '"late"', *ep_args)
+        assert res.exit_code == 2 and "execution triage has ended (SUCCEEDED)" in res.output, res.output
+        unknown = arn.rsplit(":", 1)[0] + ":nope"
+        res = cli("reviews", unknown, *ep_args)
+        assert res.exit_code == 2 and "ExecutionDoesNotExist" in res.output, res.output
 
 
 def test_demo_auto_review_ends_by_itself(tmp_path: Path) -> None:

@@ -63,10 +63,14 @@ def finish(st: LocalStack, arn: str, timeout_s: float = 60) -> dict[str, Any]:
     return dict(json.loads(desc["output"]))
 
 
-def final_state(st: LocalStack, item: dict[str, Any]) -> dict[str, Any]:
+def result(st: LocalStack, item: dict[str, Any]) -> dict[str, Any]:
     ref = item["result_ref"]
     body = st.client("s3").get_object(Bucket=ref["bucket"], Key=ref["key"])["Body"].read()
-    return dict(json.loads(body)["state"])
+    return dict(json.loads(body))
+
+
+def final_state(st: LocalStack, item: dict[str, Any]) -> dict[str, Any]:
+    return dict(result(st, item)["state"])
 
 
 def test_one_interrupt_is_answered_and_the_item_resumes_with_the_answer(stack: LocalStack) -> None:
@@ -82,6 +86,7 @@ def test_one_interrupt_is_answered_and_the_item_resumes_with_the_answer(stack: L
     out = finish(stack, arn)
     state = final_state(stack, out["items"][0])
     assert state["answers"] == [{"ask": {"approved": True}}] and state["finished"]
+    assert result(stack, out["items"][0])["review"]["rounds"] == 1
     with pytest.raises(NotWaiting, match="already answered"):  # answering twice is refused
         rv.answer(row["item_id"], {"approved": False})
 
@@ -90,12 +95,16 @@ def test_two_rounds_on_one_item(stack: LocalStack) -> None:
     arn = start(stack, "two_rounds", [{"text": "t"}], "rounds")
     rv = reviews(stack, arn)
     [first] = wait_pending(rv, 1)
+    time.sleep(0.5)
     rv.answer(first["item_id"], "yes")
     [second] = wait_pending(rv, 1, round_=2)
     assert second["nodes"] == ["second"] and second["round"] == 2
+    time.sleep(0.5)
     rv.answer(second["item_id"], "also yes")
-    state = final_state(stack, finish(stack, arn)["items"][0])
-    assert state["answers"] == [{"first": "yes"}, {"second": "also yes"}]
+    body = result(stack, finish(stack, arn)["items"][0])
+    assert body["state"]["answers"] == [{"first": "yes"}, {"second": "also yes"}]
+    # The time in review is kept with the item: both rounds' waits add up.
+    assert body["review"]["rounds"] == 2 and body["review"]["waited_s"] >= 1.0
 
 
 def test_two_interrupts_in_one_superstep_and_several_items(stack: LocalStack) -> None:

@@ -22,8 +22,10 @@ def open_reviews(execution: str, *, bucket: str | None, endpoint_url: str | None
             f"{execution!r} is not an execution ARN", hint="pass the ARN `stepgraph start` printed"
         )
     sfn = _client("stepfunctions", endpoint_url, region)
+    # Always asked, --bucket or not: an unknown execution is AWS's one-line ExecutionDoesNotExist, and one
+    # that has ended has nothing waiting whatever its records say.
+    desc = sfn.describe_execution(executionArn=execution)
     if not bucket:
-        desc = sfn.describe_execution(executionArn=execution)
         out = json.loads(desc.get("output") or "null") or {}
         items_s3 = json.loads(desc.get("input") or "{}").get("items_s3") or {}
         bucket = data_bucket(
@@ -39,7 +41,8 @@ def open_reviews(execution: str, *, bucket: str | None, endpoint_url: str | None
         raise ConfigError(
             "cannot tell the stack's data bucket", hint="pass --bucket (the DataBucketName output)"
         )
-    return Reviews(execution, ReviewStore(bucket, _client("s3", endpoint_url, region)), sfn)
+    ended = None if desc["status"] == "RUNNING" else str(desc["status"])
+    return Reviews(execution, ReviewStore(bucket, _client("s3", endpoint_url, region)), sfn, ended=ended)
 
 
 def parse_value(value: str | None, file: Path | None) -> Any:
@@ -104,7 +107,8 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps(rows, indent=2, default=str))
         elif not rows:
-            typer.echo("no items waiting for a review")
+            ended = f" (the execution has ended: {rv.ended})" if rv.ended else ""
+            typer.echo(f"no items waiting for a review{ended}")
         else:
             print_table(rows)
 
@@ -124,6 +128,8 @@ def register(app: typer.Typer) -> None:
         if all_items == (item is not None):
             raise ConfigError("name one ITEM or pass --all")
         rv = open_reviews(execution, bucket=bucket, endpoint_url=endpoint_url, region=region)
+        if all_items:
+            rv.check_running()  # one item is checked by its record first (answered, unknown, ...)
         items = [str(r["item_id"]) for r in rv.pending()] if all_items else [item]
         if all_items and not items:
             raise ConfigError("no items are waiting for a review in this execution")

@@ -32,23 +32,33 @@ DEADLINE_GRACE_S = 5.0
 class NotWaiting(StepGraphError):
     """The item named is not waiting for a review (answered, timed out, never interrupted)."""
 
-    code = "StepGraph.NotWaiting"
-
 
 @dataclass
 class Reviews:
-    """One execution's reviews: `store` holds the records, `sfn` sends the answers."""
+    """One execution's reviews: `store` holds the records, `sfn` sends the answers. `ended` is the
+    execution's status once it is no longer RUNNING (nothing of it waits any more, whatever a record says)."""
 
     execution_id: str
     store: ReviewStore
     sfn: Any
+    ended: str | None = None
 
     def all(self) -> list[dict[str, Any]]:
         return self.store.list(self.execution_id)
 
     def pending(self) -> list[dict[str, Any]]:
         """Items waiting now, as rows: item, round, node(s), payload(s), waiting since, deadline."""
+        if self.ended:
+            return []
         return [row(r) for r in self.all() if effective_status(r) == WAITING]
+
+    def check_running(self) -> None:
+        if self.ended:
+            raise NotWaiting(
+                f"execution {execution_name(self.execution_id)} has ended ({self.ended}): "
+                "none of its items waits for a review",
+                hint="`stepgraph status <execution>` shows how it ended",
+            )
 
     def answer(self, item_id: str, value: Any) -> dict[str, Any]:
         """Send `value` as the answer to every pending interrupt of the item; refuse a non-waiting item."""
@@ -64,48 +74,57 @@ class Reviews:
         status = effective_status(record)
         if status != WAITING:
             raise NotWaiting(_not_waiting(item_id, name, record, status))
+        self.check_running()  # the record still says waiting, but the execution is over
         answers = {i["id"]: value for i in record["interrupts"]}
-        claimed = {**record, "status": ANSWERED, "answer": value, "answered_at": now_iso()}
+        now = datetime.now(UTC)
+        waited = (waiting_for(record.get("waiting_since"), now) or 0.0) + float(record.get("waited_s") or 0.0)
+        claimed = {
+            **record,
+            "status": ANSWERED,
+            "answer": value,
+            "answered_at": now_iso(now),
+            "waited_s": round(max(waited, 0.0), 3),
+        }
         try:
             self.store.put(key, claimed, if_match=etag)
         except ReviewConflict:
             raise NotWaiting(
                 f"item {item_id} of {name} was answered by someone else just now", hint="nothing sent"
             ) from None
-        self._send(key, claimed, answers, item_id=str(item_id), name=name)
+        self._send(key, claimed, record, answers, item_id=str(item_id), name=name)
         return row(claimed)
 
     def _send(
-        self, key: str, record: dict[str, Any], answers: dict[str, Any], *, item_id: str, name: str
+        self,
+        key: str,
+        claimed: dict[str, Any],
+        before: dict[str, Any],
+        answers: dict[str, Any],
+        *,
+        item_id: str,
+        name: str,
     ) -> None:
+        """Send the token; when it is not delivered, put back the record as it was before the claim."""
         from botocore.exceptions import ClientError
 
-        output = json.dumps({"answers": answers, "round": record.get("round", 1)}, default=str)
+        output = json.dumps({"answers": answers, "round": claimed.get("round", 1)}, default=str)
         try:
-            self.sfn.send_task_success(taskToken=record["task_token"], output=output)
+            self.sfn.send_task_success(taskToken=claimed["task_token"], output=output)
         except ClientError as exc:
-            self._refused(key, record, exc, item_id=item_id, name=name)
+            self._refused(key, before, exc, item_id=item_id, name=name)
         except Exception:
-            # Not sent (the connection failed): the item still waits, so the record must say so again.
-            self.store.put(
-                key,
-                {k: v for k, v in record.items() if k not in ("answer", "answered_at")} | {"status": WAITING},
-            )
+            self.store.put(key, before)  # not sent (the connection failed): the item still waits
             raise
 
-    def _refused(self, key: str, record: dict[str, Any], exc: Any, *, item_id: str, name: str) -> None:
+    def _refused(self, key: str, before: dict[str, Any], exc: Any, *, item_id: str, name: str) -> None:
         code = exc.response.get("Error", {}).get("Code", "")
         if code not in ("TaskTimedOut", "InvalidToken", "TaskDoesNotExist"):
-            self.store.put(
-                key,
-                {k: v for k, v in record.items() if k not in ("answer", "answered_at")} | {"status": WAITING},
-            )
+            self.store.put(key, before)  # a passing AWS error: the item still waits
             raise exc
-        ended = {k: v for k, v in record.items() if k not in ("answer", "answered_at")}
         # The task's own clock may run a moment ahead of the recorded deadline.
         soon = datetime.now(UTC) + timedelta(seconds=DEADLINE_GRACE_S)
-        timed_out = code == "TaskTimedOut" or effective_status(record, soon) == TIMED_OUT
-        self.store.put(key, {**ended, "status": TIMED_OUT if timed_out else "ended", "refused": code})
+        timed_out = code == "TaskTimedOut" or effective_status(before, soon) == TIMED_OUT
+        self.store.put(key, {**before, "status": TIMED_OUT if timed_out else "ended", "refused": code})
         if timed_out:
             raise NotWaiting(
                 f"item {item_id} of {name}: the review timed out, the item ended as failed"

@@ -7,7 +7,8 @@ answers to one item cannot both win. Listing one execution's reviews is one pref
 
 Lifecycle of one round: graph-step writes `parking` (the interrupts, no token yet); the callback task's
 invocation adds the task token and the deadline (`waiting`); an answer flips it to `answered` before the
-token is sent; a deadline passed reads as `timed_out`.
+token is sent; a deadline passed reads as `timed_out`. `waited_s` adds up each answered round's wait
+(answered_at - waiting_since); the item's result keeps it under `review`.
 """
 
 from __future__ import annotations
@@ -17,21 +18,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from stepgraph import resources
+from stepgraph import s3 as s3util
 from stepgraph.errors import StepGraphError
 from stepgraph.schemas import S3Ref
 
 PARKING, WAITING, ANSWERED, TIMED_OUT = "parking", "waiting", "answered", "timed_out"
-_CONFLICT = ("PreconditionFailed", "412", "ConditionalRequestConflict", "409")
 
 
 class ReviewConflict(StepGraphError):
     """The record changed between reading and writing it (another answer, or a new round)."""
 
-    code = "StepGraph.ReviewConflict"
 
-
-def execution_name(execution_id: str) -> str:
-    return execution_id.rsplit(":", 1)[-1]
+execution_name = resources.execution_name
 
 
 def review_key(execution_id: str, item_id: str) -> str:
@@ -57,32 +55,27 @@ class ReviewStore:
 
     def get(self, key: str) -> tuple[dict[str, Any], str] | None:
         """The record and its ETag, or None when there is none."""
-        from botocore.exceptions import ClientError
-
         try:
-            obj = self.client.get_object(Bucket=self.bucket, Key=key)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                return None
-            raise
+            with s3util.mapped(self.bucket, key):
+                obj = self.client.get_object(Bucket=self.bucket, Key=key)
+        except s3util.NoSuchObject:
+            return None
         return json.loads(obj["Body"].read()), str(obj["ETag"])
 
     def put(self, key: str, record: dict[str, Any], *, if_match: str | None = None) -> None:
-        from botocore.exceptions import ClientError
-
+        """Write the record; with `if_match`, only over the version read (a compare-and-swap)."""
         extra = {"IfMatch": if_match} if if_match else {}
         try:
-            self.client.put_object(
-                Bucket=self.bucket,
-                Key=key,
-                Body=json.dumps(record, default=str, sort_keys=True).encode(),
-                ContentType="application/json",
-                **extra,
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in _CONFLICT:
-                raise ReviewConflict(f"s3://{self.bucket}/{key} changed while it was written") from None
-            raise
+            with s3util.mapped(self.bucket, key):
+                self.client.put_object(
+                    Bucket=self.bucket,
+                    Key=key,
+                    Body=json.dumps(record, default=str, sort_keys=True).encode(),
+                    ContentType="application/json",
+                    **extra,
+                )
+        except (s3util.ObjectExists, s3util.WriteBusy):  # 412: another write won; 409: one in flight
+            raise ReviewConflict(f"s3://{self.bucket}/{key} changed while it was written") from None
 
     def record_interrupts(
         self, execution_id: str, item_id: str, graph: str, interrupts: list[dict[str, Any]]
@@ -92,9 +85,10 @@ class ReviewStore:
         key = review_key(execution_id, item_id)
         found = self.get(key)
         ids = [i["id"] for i in interrupts]
-        round_ = 1
+        round_, waited_s = 1, 0.0
         if found:
             old = found[0]
+            waited_s = float(old.get("waited_s") or 0.0)
             same = [i["id"] for i in old.get("interrupts", [])] == ids
             if same and old.get("status") == WAITING:
                 return S3Ref(bucket=self.bucket, key=key)  # already parked: keep the token
@@ -105,6 +99,7 @@ class ReviewStore:
             "graph": graph,
             "round": round_,
             "status": PARKING,
+            "waited_s": waited_s,  # in review so far, over the earlier rounds
             "interrupts": interrupts,
             "recorded_at": now_iso(),
         }
@@ -126,6 +121,18 @@ class ReviewStore:
         )
         self.put(key, record, if_match=etag)
         return record
+
+    def summary(self, execution_id: str, item_id: str) -> dict[str, Any] | None:
+        """What the item's result keeps of its reviews: rounds answered and the time spent waiting."""
+        found = self.get(review_key(execution_id, item_id))
+        if found is None:
+            return None
+        record = found[0]
+        return {
+            "rounds": int(record.get("round") or 0),
+            "waited_s": round(float(record.get("waited_s") or 0.0), 3),
+            "answered_at": record.get("answered_at"),
+        }
 
     def list(self, execution_id: str) -> list[dict[str, Any]]:
         prefix = f"{resources.PREFIX_REVIEWS}{execution_name(execution_id)}/"

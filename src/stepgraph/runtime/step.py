@@ -72,9 +72,8 @@ def run_step(
     snapshot = graph.get_state(config)
     started = bool(snapshot.values) or bool(snapshot.tasks)
     if started and not snapshot.tasks:
-        return _done(
-            event, snapshot.values, results, steps=0, last_nodes=[]
-        )  # finished earlier: say so again
+        # finished earlier: say so again
+        return _done(event, snapshot.values, results, steps=0, last_nodes=[], reviews=reviews)
     payload: Any = None if started else graph_input(item)
     pending = _pending(snapshot)
     if pending:
@@ -105,7 +104,7 @@ def run_step(
         return _interrupted_result(event, pending, reviews, steps=steps, last_nodes=last_nodes)
     if snapshot.tasks:
         return StepResult(status="running", steps=steps, last_nodes=last_nodes)
-    return _done(event, snapshot.values, results, steps=steps, last_nodes=last_nodes)
+    return _done(event, snapshot.values, results, steps=steps, last_nodes=last_nodes, reviews=reviews)
 
 
 def _pending(snapshot: Any) -> list[dict[str, Any]]:
@@ -138,7 +137,10 @@ def _done(
     *,
     steps: int,
     last_nodes: list[str],
+    reviews: ReviewStore | None = None,
 ) -> StepResult:
-    body = {"item_id": event.item_id, "graph": event.graph, "state": values}
+    body: dict[str, Any] = {"item_id": event.item_id, "graph": event.graph, "state": values}
+    if event.review is not None and reviews is not None:  # only reviewed items pay for the read
+        body["review"] = reviews.summary(event.execution_id, event.item_id)
     ref = results.put(event.execution_id, event.item_id, body)
     return StepResult(status="done", steps=steps, last_nodes=last_nodes, result_ref=ref)
