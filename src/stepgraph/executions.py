@@ -257,7 +257,8 @@ def status(
     s3 = made.get("s3") or _client("s3", endpoint_url, region)
     if not run.found:  # a run older than the counters, or one whose steps never reached a model
         report["items_done"] = _count_keys(s3, bucket, f"{resources.PREFIX_RESULTS}{name}/")
-    report["items_in_review"] = _in_review(s3, bucket, execution_arn)
+    if desc["status"] == "RUNNING":  # an ended run has nothing waiting, whatever its records say
+        report["items_in_review"], report["longest_review_wait_s"] = _in_review(s3, bucket, execution_arn)
     if not inline:
         failed_count, failed = _failure_records(s3, bucket, name, failures_limit)
         report["failed_count"] = failed_count
@@ -276,11 +277,16 @@ def status(
     return report
 
 
-def _in_review(s3: Any, bucket: str, execution_arn: str) -> int:
-    """Items parked on a review right now (their records under reviews/ say `waiting`)."""
+def _in_review(s3: Any, bucket: str, execution_arn: str) -> tuple[int, float | None]:
+    """Items parked on a review right now (their records under reviews/ say `waiting`), and the longest
+    wait among them in seconds. One listing of the run's reviews/ prefix plus one read per record: it
+    grows with the items that were ever reviewed, not with the batch."""
+    from stepgraph.review.answer import waiting_for
     from stepgraph.review.store import WAITING, ReviewStore, effective_status
 
-    return sum(effective_status(r) == WAITING for r in ReviewStore(bucket, s3).list(execution_arn))
+    waiting = [r for r in ReviewStore(bucket, s3).list(execution_arn) if effective_status(r) == WAITING]
+    waits = [w for r in waiting if (w := waiting_for(r.get("waiting_since"))) is not None]
+    return len(waiting), round(max(waits), 1) if waits else None
 
 
 def map_run_counts(sfn: Any, execution_arn: str) -> dict[str, int] | None:

@@ -62,7 +62,7 @@ def test_list_and_answer_reviews_from_the_cli() -> None:
         table = cli("reviews", arn, *ep_args)
         assert table.exit_code == 0 and "review" in table.stdout and "waiting since" in table.stdout
         status = json.loads(cli("status", arn, "--bucket", ep.bucket, *ep_args).stdout)
-        assert status["items_in_review"] == 3
+        assert status["items_in_review"] == 3 and status["longest_review_wait_s"] >= 0
 
         # One answered alone with an edit, the others all at once.
         res = cli("resume", arn, "2", "--value", '{"action": "edit", "label": "other"}', *ep_args)

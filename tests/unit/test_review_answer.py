@@ -294,3 +294,15 @@ def test_reviews_of_an_ended_execution_say_so(
     assert code == 0 and out.strip() == "no items waiting for a review (the execution has ended: FAILED)"
     code, out, _ = run_cli(monkeypatch, capsys, s3, FakeSfnApi(), "reviews", EXEC, "--json")
     assert code == 0 and [r["item_id"] for r in json.loads(out)] == ["0"]
+
+
+def test_an_answer_from_a_file(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Any
+) -> None:
+    s3, sfn = FakeS3(), FakeSfnApi()
+    parked(s3, waited_since=datetime.now(UTC))
+    answer = tmp_path / "answer.json"
+    answer.write_text('{"action": "edit", "label": "<script>x</script>"}\n')
+    code, out, err = run_cli(monkeypatch, capsys, s3, sfn, "resume", EXEC, "0", "--file", str(answer))
+    assert code == 0, err
+    assert sfn.sent[0]["output"]["answers"]["i-1"] == {"action": "edit", "label": "<script>x</script>"}
