@@ -180,3 +180,24 @@ def test_a_crash_right_after_the_answer_resumes_once(stack: LocalStack) -> None:
     assert review_graphs.crashed == ["0"]  # the step died after the answer was checkpointed, and was retried
     assert any(not i["ok"] and i["error"] == "ContainerDied" for i in stack.invocations)
     assert state["answers"] == [{"ask": {"approved": True}}] and state["finished"]
+
+
+def test_items_of_a_distributed_map_park_and_resume_too(stack: LocalStack) -> None:
+    from stepgraph.runtime.results import ResultStore
+
+    s3 = stack.client("s3")
+    items = [{"text": "a"}, {"text": "b"}]
+    s3.put_object(Bucket=stack.bucket, Key="items/review.json", Body=json.dumps(items).encode())
+    payload = {"graph": "one_review", "items_s3": {"bucket": stack.bucket, "key": "items/review.json"}}
+    sfn = stack.client("stepfunctions")
+    arn = sfn.start_execution(
+        stateMachineArn=stack.state_machine_arn, name="dist", input=json.dumps(payload)
+    )["executionArn"]
+    rv = reviews(stack, arn)  # the records are the parent execution's, the tokens the child executions'
+    for row in wait_pending(rv, 2):
+        rv.answer(row["item_id"], f"yes {row['item_id']}")
+    assert finish(stack, arn)["mode"] == "distributed"
+    store = ResultStore(stack.bucket, s3)
+    for item_id in ("0", "1"):
+        body = json.loads(s3.get_object(Bucket=stack.bucket, Key=store.key(arn, item_id))["Body"].read())
+        assert body["state"]["answers"] == [{"ask": f"yes {item_id}"}] and body["review"]["rounds"] == 1
