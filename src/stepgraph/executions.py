@@ -213,7 +213,9 @@ def status(
     """Execution status, items done, failures and spend so far, in a number of requests that does not
     grow with the batch: one DescribeExecution, the Distributed Map's Map Run (its item counts), one read
     of the run's counters (`stepgraph.progress`: attempts, spend, items done) and one page of failure
-    records (at most `failures_limit` downloaded; 0 skips them, as `--wait` does between polls).
+    records (at most `failures_limit` downloaded; 0 skips them, as `--wait` does between polls). While the
+    run goes on, and unless `failures_limit` is 0, `items_in_review` and `longest_review_wait_s` count the
+    items waiting for a person (one listing of its `reviews/` records, a read per record).
 
     `bucket` is the stack's data bucket; by default it is found from the execution (see `data_bucket`).
     `table` is the limiter table holding the counters (the CLI passes `$STEPGRAPH_LIMITER_TABLE`; default
@@ -257,7 +259,8 @@ def status(
     s3 = made.get("s3") or _client("s3", endpoint_url, region)
     if not run.found:  # a run older than the counters, or one whose steps never reached a model
         report["items_done"] = _count_keys(s3, bucket, f"{resources.PREFIX_RESULTS}{name}/")
-    if desc["status"] == "RUNNING":  # an ended run has nothing waiting, whatever its records say
+    # An ended run has nothing waiting, whatever its records say; a poll (failures_limit 0) reads no records.
+    if desc["status"] == "RUNNING" and failures_limit > 0:
         report["items_in_review"], report["longest_review_wait_s"] = _in_review(s3, bucket, execution_arn)
     if not inline:
         failed_count, failed = _failure_records(s3, bucket, name, failures_limit)
