@@ -125,6 +125,7 @@ class Functions(Construct):
         bucket.grant_delete(step_role, f"{resources.PREFIX_CHECKPOINTS}*")
         bucket.grant_put(step_role, f"{resources.PREFIX_USAGE}*")
         bucket.grant_read_write(step_role, f"{resources.PREFIX_RESULTS}*")
+        bucket.grant_read_write(step_role, f"{resources.PREFIX_REVIEWS}*")  # pending interrupts + task tokens
         bucket.grant_read(step_role, f"{resources.PREFIX_ITEMS}*")
         table.grant(step_role, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
         for secret in secrets.values():

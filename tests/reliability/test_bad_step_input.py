@@ -52,7 +52,7 @@ EVENT_ROWS = [
     ("item_ref gone", event(item=DROP, item_ref=ref("items/gone.json")), InvalidInput, r"^event\.item_ref: s3://stepgraph-data/items/gone\.json cannot be read \(NoSuchKey\) \(point"),
     ("item_ref not JSON", event(item=DROP, item_ref=ref("items/not-json.json")), InvalidInput, r"^event\.item_ref: s3://stepgraph-data/items/not-json\.json is not JSON"),
     ("item_ref bucket", event(item=DROP, item_ref={"bucket": "b", "key": "k"}), InvalidInput, r"^event\.item_ref\.bucket: String should have at least 3"),
-    ("graph nope", event(graph="nope"), UnknownGraph, r"^event\.graph: unknown graph 'nope' \(registered: document_pipeline, echo, fanout\)$"),
+    ("graph nope", event(graph="nope"), UnknownGraph, r"^event\.graph: unknown graph 'nope' \(registered: document_pipeline, echo, fanout, triage_with_review\)$"),
     ("graph os:path", event(graph="os:path"), UnknownGraph, r"^event\.graph: unknown graph 'os:path'"),
     ("graph empty", event(graph=""), InvalidInput, r"^event\.graph: String should have at least 1"),
     ("no item_id", event(item_id=DROP), InvalidInput, r"^event\.item_id: Field required$"),
