@@ -104,6 +104,7 @@ def run_graph_step(
             secrets_client=deps.secrets,
             env=deps.env,
             metrics=metrics,
+            time_scale=settings.time_scale,
         )
         graph = builder.compile(checkpointer=S3Saver(settings.bucket, client=s3))
         context = StepContext(model=model, item_id=event.item_id)

@@ -14,35 +14,11 @@ from typing import Any
 
 import typer
 
+from stepgraph.local.bench.records import bench_record
 from stepgraph.local.bench.report import BenchResult, print_result
 
 BUCKET = "bench-lake"
 DAY = "2026-01-01"
-_TEMPLATE: dict[str, Any] = {
-    "schema_version": 1,
-    "execution_id": "bench",
-    "graph": "document_pipeline",
-    "node": "draft",
-    "attempt": 1,
-    "provider": "openrouter",
-    "key_label": "main",
-    "status": "ok",
-    "http_status": 200,
-    "error_type": "",
-    "prompt_tokens": 100,
-    "completion_tokens": 50,
-    "reasoning_tokens": 10,
-    "cached_tokens": 0,
-    "total_tokens": 150,
-    "cost_usd": 0.0001,
-    "cost_source": "provider",
-    "is_free": False,
-    "streamed": False,
-    "latency_ms": 800,
-    "limiter_wait_ms": 0,
-    "fallback": False,
-}
-MODELS = ["openai/gpt-oss-120b:free", "openai/gpt-oss-120b", "gpt-oss:120b"]
 
 
 def objects(records: int, files: int, days: int = 1) -> Any:
@@ -52,17 +28,8 @@ def objects(records: int, files: int, days: int = 1) -> Any:
         day = f"2026-01-{1 + f % days:02d}"
         lines = []
         for i in range(f * per, (f + 1) * per):
-            m = MODELS[i % 3]
-            rec = dict(
-                _TEMPLATE,
-                record_id=f"r{i}",
-                ts=f"{day}T{i % 24:02d}:{i % 60:02d}:{(i // 60) % 60:02d}.000000Z",
-                item_id=str(i % 997),
-                thread_id=f"t{i % 997}",
-                model_requested=m,
-                model_used=m,
-            )
-            lines.append(json.dumps(rec))
+            ts = f"{day}T{i % 24:02d}:{i % 60:02d}:{(i // 60) % 60:02d}.000000Z"
+            lines.append(json.dumps(bench_record(i, ts)))
         yield f"usage/dt={day}/bench-{f % 50}/{f}.jsonl", ("\n".join(lines) + "\n").encode()
 
 
