@@ -253,6 +253,8 @@ def status(
     run = _read_counters(RunCounters(table, execution_arn, client=ddb))
     report["provider_attempts"], report["spend_usd"] = run.attempts, run.spend_usd
     report["items_done"] = run.items_done
+    if run.deployments:
+        report["deployments"] = _deployments(ddb, table, run.deployments, execution_arn)
     if not bucket:
         report["note"] = "the data bucket is not known: pass --bucket"
         return report
@@ -302,6 +304,15 @@ def map_run_counts(sfn: Any, execution_arn: str) -> dict[str, int] | None:
     except Exception:  # an endpoint without Map Runs (older local stand-ins): the counters still answer
         return None
     return {k: int(v) for k, v in counts.items() if isinstance(v, int)} or None
+
+
+def _deployments(ddb: Any, table: str, counts: dict[str, dict[str, int]], run: str) -> dict[str, Any]:
+    from stepgraph.pool_status import deployment_status
+
+    try:
+        return deployment_status(ddb, table, counts, run_id=run)
+    except Exception:  # the counters are shown; health is an extra
+        return {dep: dict(numbers) for dep, numbers in counts.items()}
 
 
 def _read_counters(counters: RunCounters) -> RunCounts:

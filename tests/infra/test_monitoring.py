@@ -23,7 +23,7 @@ def test_alarms_dashboard_and_outputs(template: Template) -> None:
     assert {"StateMachineArn", "DataBucketName", "AthenaWorkGroup", "GlueDatabase", "DashboardUrl"} <= set(
         outputs
     )
-    template.resource_count_is("AWS::SecretsManager::Secret", 3)  # two providers' keys, one management key
+    template.resource_count_is("AWS::SecretsManager::Secret", 6)  # 5 providers' keys, 1 management key
 
 
 def test_spend_alarms_sum_over_the_utc_wall_clock_day(template: Template) -> None:

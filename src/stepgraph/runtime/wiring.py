@@ -89,7 +89,7 @@ def run_graph_step(
     builder = load_graph(event.graph, deps.graphs)
     item = _item(event, s3)  # a bad item_ref fails before any model call or usage object
     chain = event.config.models or table.chain
-    primary = table.route(chain[0])[0]
+    primary = table.members(chain[0])[0][0]
     metrics = deps.metrics(event.graph)
 
     def remaining_s() -> float:
@@ -101,6 +101,7 @@ def run_graph_step(
             table,
             event.config,
             limiter_factory=deps.limiter_factory(event.config.limits_profile, primary),
+            breaker_factory=deps.breaker_factory(),
             budget_guard=deps.budget_guard(),
             callbacks=[UsageCallbackHandler(ledger, pricing=table.price)],
             remaining_s=lambda: remaining_s() - settings.step_margin_s,
