@@ -80,7 +80,12 @@ def on_fatal(self: Any, attempt: Any, decision: Decision, exc: BaseException, ru
 def on_retry(self: Any, attempt: Any, decision: Decision, exc: BaseException, run_id: str) -> None:
     attempt.failures += 1
     opened = feedback.after_failure(attempt.route, metrics=self.metrics)
-    if opened or attempt.failures > self.retries:
+    if opened:
+        # The deployment is out for its cooldown: another member or entry serves; with none the step
+        # waits the cooldown (the item is not failed for a provider that is down for a while).
+        cooldown = float(getattr(attempt.route.breaker, "cooldown_s", 0.0))
+        raise Refused(cooldown, f"{attempt.route.deployment} circuit open") from exc
+    if attempt.failures > self.retries:
         raise Drop() from exc
     delay = random.uniform(0, self.base_delay_s * 2 ** (attempt.failures - 1))
     if delay > self.remaining_s():

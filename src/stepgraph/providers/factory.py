@@ -31,6 +31,10 @@ LimiterFactory = Callable[[str, ProviderSpec, str], Any]
 # (deployment health key) -> its shared CircuitBreaker, or None.
 BreakerFactory = Callable[[str], Any]
 _warned: set[str] = set()  # providers already reported as left out of a pool (once per process)
+# A model whose next slot is further away than this (real seconds) is passed over for the next model of
+# the chain (the router's `fallback_after_s`); a time-scaled run scales it with its day, or a spent free
+# day with less than this left would hold the item instead of sending it to the paid variant.
+FALLBACK_AFTER_S = 300.0
 
 
 def make_llm_factory(
@@ -77,11 +81,14 @@ def build_chat_model(
     env: Mapping[str, str] | None = None,
     metrics: Any = None,
     http_client: Any = None,
+    time_scale: float = 1.0,
 ) -> ModelRouter:
     """The router over `run_config.models` (or the table's chain): one route per deployment (a `pool:`
     entry gives one per member), each with its account's keys (from `env` or Secrets Manager, kept in
     `keyrings`), limiter and breaker. A pool member whose provider has no key is left out, with one
-    warning; a pool left with none keeps its members (the first call then says which key is missing)."""
+    warning; a pool left with none keeps its members (the first call then says which key is missing).
+    `time_scale` is the run's `STEPGRAPH_TIME_SCALE`: it shrinks the wait past which the next entry
+    serves, as the limiter's windows and days shrink."""
     chain = list(getattr(run_config, "models", None) or table.chain)
     allow_paid = bool(getattr(run_config, "allow_paid", True))
     keyrings = keyrings if keyrings is not None else {}
@@ -132,4 +139,5 @@ def build_chat_model(
         run_state=run_state,
         allow_paid=allow_paid,
         metrics=metrics,
+        fallback_after_s=FALLBACK_AFTER_S * time_scale,
     )

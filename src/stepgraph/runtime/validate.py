@@ -48,6 +48,8 @@ def validate_execution(
     config["max_concurrency"] = config["max_concurrency"] or map_concurrency
     if config["tolerated_failure_percentage"] is None:
         config["tolerated_failure_percentage"] = resources.DEFAULT_TOLERATED_FAILURE_PERCENTAGE
+    # The callback task reads its TimeoutSecondsPath from here: it must be a number, never null.
+    config["review_timeout_s"] = config["review_timeout_s"] or resources.DEFAULT_REVIEW_TIMEOUT_S
     out: dict[str, Any] = {"graph": parsed.graph, "config": config, "execution_id": execution_id}
     if parsed.items_s3 is not None:
         check_items_key(parsed.items_s3, where="input.items_s3")

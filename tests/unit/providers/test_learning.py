@@ -276,3 +276,14 @@ def test_a_404_retires_the_deployment_for_the_run_for_every_worker() -> None:
     assert later.calls == 0
     other.invoke("x", {"metadata": {"execution_id": "run-2"}})  # another run may use it
     assert later.calls == 1
+
+
+def test_a_breaker_opened_by_the_last_member_throttles_the_step_instead_of_failing_it() -> None:
+    clock, store = FakeClock(), MemoryStore()
+    b = breaker(store, clock)
+    b.record_failure()
+    b.record_failure()  # another worker's two failures
+    solo = route(Script("down", http_error(502)), breaker=b)
+    with pytest.raises(Throttled) as info:
+        ModelRouter([solo], clock=clock, remaining_s=lambda: 60).invoke("x")
+    assert info.value.retry_after_s == pytest.approx(30)
