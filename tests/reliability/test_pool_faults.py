@@ -13,6 +13,7 @@ import os
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
+from datetime import datetime, timedelta
 from typing import Any
 from unittest import mock
 
@@ -143,7 +144,11 @@ def test_a_provider_reporting_a_lower_limit_is_held_to_it(stack: LocalStack, poo
     assert all(q["ts"] - first <= 1.5 for q in log), arrivals(log)
     learned = _item(stack, "openrouter:main#learned")
     assert learned and learned["caps"]["rpm"]["capacity"] <= 6, learned
-    later = [r for r in openrouter if r["ts"] > min(r["ts"] for r in limited)]
+    # Attempts admitted once every worker has read it (a record's ts is when the attempt ended).
+    learned_at = datetime.fromisoformat(min(r["ts"] for r in limited).replace("Z", "+00:00")) + timedelta(
+        seconds=1.5
+    )
+    later = [r for r in openrouter if datetime.fromisoformat(r["ts"].replace("Z", "+00:00")) > learned_at]
     assert all("rpm=" in r["learned_limit"] for r in later if r["http_status"] != 429), later
 
 
