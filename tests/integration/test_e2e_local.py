@@ -143,7 +143,7 @@ def test_a_failed_item_of_a_distributed_batch_is_named_by_status(
     key = f"{resources.PREFIX_FAILURES}e2e-dist-bad/1.json"
     record = json.loads(s3.get_object(Bucket=st.bucket, Key=key)["Body"].read())
     assert record["item_id"] == 1 and record["status"] == "failed" and record["error"] == "KeyError"
-    report = status(desc["executionArn"])
+    report = status(desc["executionArn"], endpoint_url=st.endpoint_url)
     assert report["items_done"] == 2 and report["unaccounted"] == 0
     (failed,) = report["failed_items"]
     assert failed == record and "text" in failed["cause"]
@@ -171,5 +171,5 @@ def test_an_item_whose_failure_record_cannot_be_written_still_ends_and_is_counte
     desc = execute(replace(st, state_machine_arn=arn), payload, "e2e-dist-lost")
     assert desc["status"] == "SUCCEEDED", desc  # the lost record did not fail the item, nor the batch
     assert s3.list_objects_v2(Bucket=st.bucket, Prefix=resources.PREFIX_FAILURES).get("KeyCount", 0) == 0
-    report = status(desc["executionArn"])
+    report = status(desc["executionArn"], endpoint_url=st.endpoint_url)
     assert report["items_done"] == 1 and report["failed_items"] == [] and report["unaccounted"] == 1

@@ -8,25 +8,23 @@ exceeded, and spend stayed under the cap.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import signal
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import pytest
-from botocore.awsrequest import AWSResponse
 
-from stepgraph.config import get_settings
 from stepgraph.graphs import fanout
-from stepgraph.local.lambdas import FakeLambdaContext, load_handler
 from stepgraph.local.simulator import DEV_KEY, SimulatorHandle, running_simulator
 from stepgraph.local.stack import LocalStack, local_stack
-from stepgraph.runtime import clients, wiring
-from tests.fixtures.aws import RawBody, execute
+from tests.fixtures.aws import execute
 
 SECOND_KEY = "sk-sim-second"
 PAID = "openrouter:openai/gpt-oss-120b"
@@ -57,7 +55,7 @@ def rig() -> Iterator[tuple[LocalStack, SimulatorHandle]]:
 def fresh(rig: tuple[LocalStack, SimulatorHandle]) -> Iterator[tuple[LocalStack, SimulatorHandle]]:
     st, sim = rig
     sim.reset()
-    wiring._keyrings.clear()  # each row starts on fresh containers: no key retired by an earlier row
+    st.recycle()  # each row starts on fresh containers: no key retired by an earlier row
     st.hooks.clear()
     st.invocations.clear()
     yield st, sim
@@ -124,7 +122,9 @@ def check(
     # A reply the client stopped waiting for is the only answered request without an ok record.
     assert len(answered) - len(ok) == sum(r["status"] == "timeout" for r in records)
     assert sim.stats()["accounts"]["default"]["window_violations"] == 0
-    assert not any(i.get("error") == "_TimedOut" for i in st.invocations), "a Lambda overran its timeout"
+    assert not any(i.get("error_type") == "Sandbox.Timedout" for i in st.invocations), (
+        "a Lambda overran its timeout"
+    )
     return records
 
 
@@ -158,7 +158,7 @@ def test_stream_errors_are_retried(fresh: tuple[LocalStack, SimulatorHandle]) ->
         "chain": [FREE],
     }
     sim.queue_faults(*[{"stream_error": True}] * 4)
-    with _settings(STEPGRAPH_PROVIDERS=json.dumps(table)):
+    with st.configured(STEPGRAPH_PROVIDERS=json.dumps(table)):
         records = check(st, sim, "stream-errors", run(st, "stream-errors"))
     assert sum(r["status"] != "ok" for r in records) == 4
     assert all(q["stream"] for q in sim.requests())
@@ -170,31 +170,42 @@ def test_slow_response_past_the_step_budget_ends_the_step_in_time(
     st, sim = fresh
     st.timeout_s = 5.0  # the function's timeout; the step keeps 2 s for its checkpoint and usage writes
     sim.queue_faults({"delay_ms": 8000})
-    with _settings(STEPGRAPH_STEP_MARGIN_S="2"):
+    with st.configured(STEPGRAPH_STEP_MARGIN_S="2"):
         records = check(st, sim, "slow", run(st, "slow", items=2), items=2)
     assert any(r["status"] == "timeout" for r in records), Counter(r["status"] for r in records)
     assert any(i.get("status") in ("throttled", "running") for i in st.invocations[1:-1])
 
 
-def test_lambda_killed_mid_node_reruns_only_that_node(
-    fresh: tuple[LocalStack, SimulatorHandle], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    st, sim = fresh
-    original, killed = fanout.synthesise, []
+def _die_once_in_synthesis(marker: str) -> None:
+    """In a worker: the first synthesis of ticket 1 gets its model reply (paid for, its usage record
+    written), then the process is killed before the node's result is checkpointed."""
+    original = fanout.synthesise
 
-    class ContainerDied(Exception):
-        error_type = "Lambda.ServiceException"  # what Step Functions sees when the container dies
-
-    def dies_once(state: Any, runtime: Any) -> Any:
-        update = original(state, runtime)  # the model call happened and was paid for
-        if not killed and "ticket 1" in state["notes"][0] + state.get("text", ""):
-            killed.append(True)
-            raise ContainerDied("container died after the model replied")
+    def dies(state: Any, runtime: Any) -> Any:
+        update = original(state, runtime)
+        if "ticket 1" in state["notes"][0] + state.get("text", ""):
+            try:
+                os.close(os.open(marker, os.O_CREAT | os.O_EXCL))  # once, whichever worker gets there
+            except FileExistsError:
+                return update
+            os.kill(os.getpid(), signal.SIGKILL)
         return update
 
-    monkeypatch.setattr(fanout, "synthesise", dies_once)
-    records = check(st, sim, "killed", run(st, "killed"))
-    assert killed
+    fanout.synthesise = dies  # type: ignore[assignment]
+
+
+def test_lambda_killed_mid_node_reruns_only_that_node(
+    fresh: tuple[LocalStack, SimulatorHandle], tmp_path: Path
+) -> None:
+    st, sim = fresh
+    marker = tmp_path / "killed"
+    with st.configured(setup=functools.partial(_die_once_in_synthesis, str(marker))):
+        records = check(st, sim, "killed", run(st, "killed"))
+    assert marker.exists()
+    died = [i for i in st.invocations if not i["ok"]]
+    # A real kill, seen as Lambda shows it.
+    assert [i["error_type"] for i in died] == ["Runtime.ExitError"], died
+    assert "signal: killed" in died[0]["message"]
     per_item_node = Counter((r["item_id"], r["node"]) for r in records if r["status"] == "ok")
     assert per_item_node[("1", "synthesise")] == 2  # the killed node ran again
     assert per_item_node[("1", "analyst")] == 3  # the analysts' checkpointed results were not redone
@@ -208,23 +219,22 @@ def test_s3_412_409_on_a_checkpoint_write_lose_nothing(
     st, sim = fresh
     failed: list[str] = []
 
-    def conflict_once(request: Any, **_: Any) -> AWSResponse | None:
+    def conflict_once(method: str, path: str) -> tuple[int, bytes] | None:
         # moto stores the object before this hook answers, so these are "the write landed but the reply said
         # 412 / 409": the saver must see its own bytes and carry on (409 after a retry), losing nothing.
-        if "/checkpoints/" in request.url and "/c/" in request.url and not failed:
-            failed.append(request.url)
+        if method == "PUT" and "/checkpoints/" in path and "/c/" in path and not failed:
+            failed.append(path)
             body = b"<Error><Code>PreconditionFailed</Code><Message>At least one of the pre-conditions you specified did not hold</Message></Error>"
             if code == 409:
                 body = b"<Error><Code>ConditionalRequestConflict</Code><Message>A conflicting operation is in progress</Message></Error>"
-            return AWSResponse(request.url, code, {}, RawBody(body))
+            return code, body
         return None
 
-    s3 = clients.client("s3", get_settings().endpoint_url)  # the client the handlers use
-    s3.meta.events.register_first("before-send.s3.PutObject", conflict_once)
+    st.response_hooks.append(conflict_once)
     try:
         check(st, sim, f"conflict-{code}", run(st, f"conflict-{code}"))
     finally:
-        s3.meta.events.unregister("before-send.s3.PutObject", conflict_once)
+        st.response_hooks.remove(conflict_once)
     assert failed
     assert all(i["ok"] for i in st.invocations), st.invocations
 
@@ -239,7 +249,7 @@ def test_duplicate_delivery_of_a_step_keeps_one_result(fresh: tuple[LocalStack, 
 
             def twin() -> None:
                 try:
-                    load_handler("graph_step")(dict(event), FakeLambdaContext(function))
+                    st.invoke(function, dict(event))  # on another worker, as a second delivery would run
                 except Exception as exc:  # a losing twin may fail: Step Functions would retry it
                     errors.append(exc)
 
@@ -251,7 +261,7 @@ def test_duplicate_delivery_of_a_step_keeps_one_result(fresh: tuple[LocalStack, 
     twins[0].join(30)
     records = check(st, sim, "twice", out)
     assert sum(r["item_id"] == "0" and r["node"] == "synthesise" for r in records) >= 1
-    assert all(type(e).__name__ in ("CheckpointConflict",) for e in errors), errors
+    assert all(getattr(e, "error_type", None) in ("CheckpointConflict",) for e in errors), errors
 
 
 def test_a_key_revoked_mid_run_hands_over_to_the_next_key(fresh: tuple[LocalStack, SimulatorHandle]) -> None:
@@ -313,26 +323,10 @@ def test_the_budget_cap_holds_under_parallel_items(fresh: tuple[LocalStack, Simu
     # One worst-case reservation (~$0.002) fits beside a few calls' real spend (~$0.00002 each), so the
     # cap binds after a handful of the batch's 16 paid calls, however they interleave.
     cap = 0.0021
-    with _settings(STEPGRAPH_TOTAL_BUDGET_USD=str(cap)):
+    with st.configured(STEPGRAPH_TOTAL_BUDGET_USD=str(cap)):
         out = run(st, "budget", items=4, config={"models": [PAID]})
     records = usage(st, "budget")
     assert len(records) == len(sim.requests())
     assert sum(r["cost_usd"] or 0 for r in records) <= cap
     failed = [i for i in out["items"] if i["status"] == "failed"]
     assert failed and all(i["error"] == "BudgetExceeded" for i in failed), out["items"]
-
-
-def _settings(**values: str) -> Any:
-    """Change the settings the in-process handlers read, for one row."""
-
-    class _Patch:
-        def __enter__(self) -> None:
-            self.patch = mock.patch.dict(os.environ, values)
-            self.patch.start()
-            get_settings.cache_clear()
-
-        def __exit__(self, *exc: object) -> None:
-            self.patch.stop()
-            get_settings.cache_clear()
-
-    return _Patch()
