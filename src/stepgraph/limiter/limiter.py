@@ -102,11 +102,13 @@ class DynamoDBRateLimiter(BaseRateLimiter):
             self._cache[pk] = item
 
     def _order(self) -> list[Limit]:
-        """Request windows first (they refuse most and must never be retracted blindly), then token
-        windows, day counters and leases, whose refunds are exact."""
-        rank = {"sliding": 0, "utc_day": 2, "concurrency": 3}
+        """Day counters and leases first (their refunds are exact), then token windows, and the request
+        window last: its slot is the send time, so no other write may sit between reserving it and
+        sending (a send that leaves later than its slot by a write's latency bunches up in the
+        provider's window). A refusal seen in what we last read costs no write at all."""
+        rank = {"utc_day": 0, "concurrency": 1, "sliding": 3}
         paced = self._paced.values()
-        return sorted(paced, key=lambda lim: rank[lim.kind] + (1 if lim.counts_tokens else 0))
+        return sorted(paced, key=lambda lim: rank[lim.kind] - (1 if lim.counts_tokens else 0))
 
     # -- the protocol --------------------------------------------------------------------------
     def try_acquire(self, costs: Costs = 1, *, horizon: float | None = None) -> Grant:
@@ -144,7 +146,8 @@ class DynamoDBRateLimiter(BaseRateLimiter):
                 return Grant(False, outcome, costs=want, refused_by=lim.name)
             op, item, start = outcome
             taken.append((lim, op.pk, op, item))
-            send_at = max(send_at, start)
+            if lim.kind == "sliding":  # counters and leases have no place in time
+                send_at = max(send_at, start)
         has_lease = any(lim.kind == "concurrency" for lim in dims)
         wait = max(0.0, send_at - self.clock.now())
         day = algorithm.utc_day(now)

@@ -241,6 +241,35 @@ def test_a_store_failure_mid_request_gives_back_what_was_taken() -> None:
     with pytest.raises(LimiterUnavailable):
         lim.try_acquire()
     assert lim.used_today("rpd") == 0  # the day's count was taken before the lease failed, then returned
-    assert store.get("acct#rpm")["tat"] <= lim.clock.now()  # the window slot was retracted too
+    assert (store.get("acct#rpm") or {}).get("tat", 0) <= lim.clock.now()  # and no window slot is held
     store.pk_part = "#nothing"  # the store is back: the full day is still there
     assert [lim.try_acquire().granted for _ in range(2)] == [True, True]
+
+
+class SlowStore(MemoryStore):
+    """Each write takes `latency_s` of the injected clock, and the order of the writes is kept."""
+
+    def __init__(self, clock: FakeClock, latency_s: float) -> None:
+        super().__init__()
+        self.clock, self.latency_s, self.order = clock, latency_s, []
+
+    def apply(self, op):  # type: ignore[no-untyped-def]
+        self.clock.advance(self.latency_s)
+        self.order.append(op.pk)
+        return super().apply(op)
+
+
+def test_the_request_window_is_reserved_last_and_its_slot_is_the_send_time() -> None:
+    # A send must leave at its reserved slot: a write after the slot (the day's counter) would make
+    # it leave late by that write's latency, and late sends bunch up in the provider's window.
+    clock = FakeClock()
+    store = SlowStore(clock, latency_s=0.2)
+    lim, _, _ = make([Limit("rpm", 20, 60), Limit("rpd", 1000, 86_400, "utc_day")], clock=clock, store=store)
+    first = lim.try_acquire()
+    slot = store.get("acct#rpm")["tat"] - 3.0  # the window's reserved slot (emission interval 3 s)
+    assert [pk.split("#")[1] for pk in store.order] == ["rpd", "rpm"]  # the window's write is the last
+    assert first.send_at == pytest.approx(slot)  # the slot, not the time of a later write
+    assert clock.now() - slot == pytest.approx(0.2)  # it returns one write (the window's own) after its slot
+    second = lim.try_acquire()
+    assert second.send_at - first.send_at == pytest.approx(3.0)
+    assert second.wait_s == pytest.approx(second.send_at - clock.now())
