@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -173,3 +174,18 @@ def test_an_item_whose_failure_record_cannot_be_written_still_ends_and_is_counte
     assert s3.list_objects_v2(Bucket=st.bucket, Prefix=resources.PREFIX_FAILURES).get("KeyCount", 0) == 0
     report = status(desc["executionArn"], endpoint_url=st.endpoint_url)
     assert report["items_done"] == 1 and report["failed_items"] == [] and report["unaccounted"] == 1
+
+
+def test_the_functions_get_their_environment_and_the_callers_is_left_alone(
+    stack: tuple[LocalStack, SimulatorHandle],
+) -> None:
+    st, sim = stack
+    before = dict(os.environ)
+    payload = {"graph": "fanout", "items": [{"text": "row 0"}]}
+    out = st.invoke(resources.VALIDATE_FUNCTION, {"input": payload, "execution_id": "arn:x:execution:sm:env"})
+    assert out["mode"] == "inline"  # the handler read its settings from its own environment
+    assert st.function_env["STEPGRAPH_OPENROUTER_BASE_URL"] == sim.base_url
+    assert "STEPGRAPH_OPENROUTER_BASE_URL" not in os.environ and "STEPGRAPH_ENDPOINT_URL" not in os.environ
+    assert dict(os.environ) == before
+    (entry,) = [i for i in st.invocations if i["function"] == resources.VALIDATE_FUNCTION]
+    assert entry["ok"] and entry["pid"] not in (0, os.getpid())  # it ran in a worker process
