@@ -1,7 +1,8 @@
 """The Lambda functions (graph-step, validate-input, credits-poller) and the dependency layer.
 
 Each function gets only what it needs: graph-step reads and writes its bucket prefixes and the limiter
-table and reads the provider secrets; validate-input reads and writes items/; the poller reads secrets.
+table and reads the provider secrets; validate-input reads and writes items/; the poller reads the
+provider secrets, the management-key secrets (it alone) and the limiter's day counters.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class Functions(Construct):
         bucket: s3.IBucket,
         table: dynamodb.ITableV2,
         secrets: dict[str, sm.Secret],
+        management_secrets: dict[str, sm.Secret],
         layer_dir: str,
         graph_package: str | None,
         providers: str | None,
@@ -101,6 +103,8 @@ class Functions(Construct):
         table.grant(step_role, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
         for secret in secrets.values():
             secret.grant_read(step_role)
+            secret.grant_read(self.poller)
+        for secret in management_secrets.values():
             secret.grant_read(self.poller)
         bucket.grant_read_write(self.validate, f"{resources.PREFIX_ITEMS}*")
         table.grant(self.poller, "dynamodb:GetItem")

@@ -1,6 +1,12 @@
-"""Alarms (to an SNS topic, optional email), and a dashboard of spend, tokens, limits and progress."""
+"""Alarms (to an SNS topic, optional email), and a dashboard of spend, tokens, limits and progress.
+
+"Today" is the UTC day, as for the budget guard's daily cap: the spend alarms sum over a UTC wall-clock
+day (CloudWatch's default would be the last 24 hours) and the dashboard shows spend per UTC day.
+"""
 
 from __future__ import annotations
+
+from typing import cast
 
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cw
@@ -13,6 +19,8 @@ from constructs import Construct
 
 from stepgraph import metrics as names
 from stepgraph.resources import SERVICE_NAME
+
+UTC = "UTC"  # the budget guard's day
 
 
 def metric(name: str, stat: str = "Sum", period: Duration = Duration.minutes(5)) -> cw.Metric:
@@ -48,11 +56,20 @@ class Monitoring(Construct):
             expression="FILL(spend, 0)",
             using_metrics={"spend": metric(names.CREDITS_SPENT_USD, period=Duration.days(1))},
             period=Duration.days(1),
-            label="spend today (USD)",
+            label="spend per UTC day (USD)",
         )
         self.alarms: list[cw.Alarm] = []
 
-        def alarm(name: str, m: cw.IMetric, threshold: float, op: cw.ComparisonOperator, desc: str) -> None:
+        def alarm(
+            name: str,
+            m: cw.IMetric,
+            threshold: float,
+            op: cw.ComparisonOperator,
+            desc: str,
+            *,
+            missing: cw.TreatMissingData = cw.TreatMissingData.NOT_BREACHING,
+            utc_day: bool = False,
+        ) -> None:
             a = cw.Alarm(
                 self,
                 name,
@@ -60,9 +77,15 @@ class Monitoring(Construct):
                 threshold=threshold,
                 evaluation_periods=1,
                 comparison_operator=op,
-                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+                treat_missing_data=missing,
                 alarm_description=desc,
             )
+            if utc_day:
+                # The L2 Alarm has no evaluation window (aws-cdk-lib 2.275): set it on the L1 resource.
+                cfn = cast(cw.CfnAlarm, a.node.default_child)
+                cfn.evaluation_window = cw.CfnAlarm.EvaluationWindowProperty(
+                    wall_clock_window=cw.CfnAlarm.WallClockWindowProperty(timezone=UTC)
+                )
             a.add_alarm_action(notify)
             self.alarms.append(a)
 
@@ -71,10 +94,15 @@ class Monitoring(Construct):
             cw.ComparisonOperator.LESS_THAN_THRESHOLD,
             cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
         )
-        alarm("Spend80", daily_spend, daily_budget_usd * 0.8, gte, "stepgraph: 80% of the daily budget spent")
-        alarm(
-            "Spend95", daily_spend, daily_budget_usd * 0.95, gte, "stepgraph: 95% of the daily budget spent"
-        )
+        for pct in (80, 95):
+            alarm(
+                f"Spend{pct}",
+                daily_spend,
+                daily_budget_usd * pct / 100,
+                gte,
+                f"stepgraph: {pct}% of the daily budget spent in a UTC day",
+                utc_day=True,
+            )
         alarm(
             "CreditsLow",
             metric(names.CREDITS_REMAINING_USD, "Minimum", Duration.minutes(15)),
@@ -88,6 +116,16 @@ class Monitoring(Construct):
             free_requests_alarm,
             lt,
             "stepgraph: few free-model requests left today",
+        )
+        # The poller publishes CreditsKnown for each account it could poll; none for an hour means it
+        # fails or no longer runs, so here missing data breaches.
+        alarm(
+            "CreditsPollerDown",
+            metric(names.CREDITS_KNOWN, "SampleCount", Duration.hours(1)),
+            1,
+            lt,
+            "stepgraph: the credits poller has not polled any account for an hour",
+            missing=cw.TreatMissingData.BREACHING,
         )
         alarm("RateLimited", metric(names.RATE_LIMITED), 50, gt, "stepgraph: many 429s or limiter refusals")
         alarm("ProviderErrors", metric(names.PROVIDER_ERRORS), 20, gt, "stepgraph: provider errors")
@@ -115,7 +153,33 @@ class Monitoring(Construct):
 
         self.dashboard = cw.Dashboard(self, "Dashboard", dashboard_name="stepgraph")
         self.dashboard.add_widgets(
-            cw.GraphWidget(title="Spend (USD)", left=[metric(names.CREDITS_SPENT_USD)], right=[daily_spend]),
+            cw.GraphWidget(title="Spend per 5 minutes (USD)", left=[metric(names.CREDITS_SPENT_USD)]),
+            cw.GraphWidget(
+                title="Spend per UTC day (USD), as the spend alarms and the daily cap count it",
+                left=[
+                    daily_spend,
+                    cw.Metric(
+                        namespace=names.NAMESPACE,
+                        metric_name=names.SPENT_TODAY_USD,
+                        dimensions_map={"service": SERVICE_NAME},
+                        statistic="Maximum",
+                        period=Duration.days(1),
+                        label="the budget guard's counter (reservations included)",
+                    ),
+                ],
+                left_annotations=[
+                    cw.HorizontalAnnotation(value=daily_budget_usd * pct / 100, label=f"{pct}% of the budget")
+                    for pct in (80, 95)
+                ],
+                period=Duration.days(1),
+                start="-P14D",
+                view=cw.GraphWidgetView.BAR,
+            ),
+            cw.SingleValueWidget(
+                title="Spent today, UTC day (the budget guard's counter)",
+                metrics=[metric(names.SPENT_TODAY_USD, "Maximum", Duration.minutes(15))],
+                width=6,
+            ),
             cw.GraphWidget(
                 title="Tokens", left=[metric(names.PROMPT_TOKENS), metric(names.COMPLETION_TOKENS)]
             ),
@@ -142,7 +206,10 @@ class Monitoring(Construct):
                     metric(names.CREDITS_REMAINING_USD, "Minimum"),
                     metric(names.USAGE_DAILY_USD, "Maximum"),
                 ],
-                right=[metric(names.FREE_REQUESTS_REMAINING, "Minimum")],
+                right=[
+                    metric(names.FREE_REQUESTS_REMAINING, "Minimum"),
+                    metric(names.CREDITS_KNOWN, "Minimum"),  # 0: the balance is unknown (no management key)
+                ],
             ),
             cw.GraphWidget(
                 title="graph-step",

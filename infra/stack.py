@@ -41,6 +41,7 @@ class StepGraphStack(cdk.Stack):
             bucket=data.bucket,
             table=table.table,
             secrets=secrets.secrets,
+            management_secrets=secrets.management,
             layer_dir=settings.layer_dir,
             graph_package=settings.graph_package,
             providers=settings.providers,

@@ -15,6 +15,12 @@ LIMITER_WAIT_MS = "LimiterWaitMs"
 CREDITS_REMAINING_USD = "CreditsRemainingUSD"
 USAGE_DAILY_USD = "UsageDailyUSD"
 FREE_REQUESTS_REMAINING = "FreeRequestsRemaining"
+# 1 when the poller learned an account's balance, 0 when it could not (no management key, uncapped
+# key); emitted once per account per successful poll, so its absence means the poller is down.
+CREDITS_KNOWN = "CreditsKnown"
+# The budget guard's counter of the current UTC day (spent or reserved), published by the poller:
+# the very number the daily cap is checked against.
+SPENT_TODAY_USD = "SpentTodayUSD"
 
 ALL = (
     CREDITS_SPENT_USD,
@@ -28,6 +34,8 @@ ALL = (
     CREDITS_REMAINING_USD,
     USAGE_DAILY_USD,
     FREE_REQUESTS_REMAINING,
+    CREDITS_KNOWN,
+    SPENT_TODAY_USD,
 )
 
 # Every metric is emitted twice: with the full dimension set and with the service alone,

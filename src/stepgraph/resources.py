@@ -21,6 +21,7 @@ PREFIX_FAILURES = "failures/"
 PREFIX_ITEMS = "items/"
 
 # Limiter table (also holds BudgetGuard counters under their own keys).
+BUDGET_KEY = "spend"  # the stack-wide budget guard's key (graph-step charges it, the poller reads it)
 LIMITER_PARTITION_KEY = "pk"
 LIMITER_TTL_ATTRIBUTE = "ttl"
 
@@ -40,6 +41,9 @@ ATHENA_WORKGROUP = "stepgraph"
 
 # Provider keys live in Secrets Manager in AWS, as JSON {"keys": [{"label": ..., "key": ...}]}.
 SECRET_PREFIX = "stepgraph/providers/"
+# An OpenRouter management key (reads the account balance, GET /api/v1/credits) has its own secret,
+# {"key": "..."}, read by the credits poller only.
+MANAGEMENT_SECRET_SUFFIX = "-management"
 
 # Environment of the graph-step and credits-poller functions (read by stepgraph.config).
 ENV_BUCKET = "STEPGRAPH_BUCKET"

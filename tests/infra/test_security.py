@@ -209,9 +209,14 @@ def test_keys_reach_the_functions_only_through_the_provider_secrets(tpl: dict[st
     secrets = {rid: r["Properties"] for rid, r in res.items() if r["Type"] == "AWS::SecretsManager::Secret"}
     # The secrets are the ones the runtime reads, and the template itself holds no key.
     names = {p["Name"] for p in secrets.values()}
-    assert names == {spec["secret_id"] for spec in DEFAULT_TABLE["providers"].values()}
+    providers = DEFAULT_TABLE["providers"].values()
+    key_names = {spec["secret_id"] for spec in providers}
+    management = {spec["management_secret_id"] for spec in providers if spec.get("management_secret_id")}
+    assert names == key_names | management and management
     assert all(n.startswith(resources.SECRET_PREFIX) for n in names)
-    assert all(json.loads(p["SecretString"]) == {"keys": []} for p in secrets.values())
+    by_name = {p["Name"]: (rid, json.loads(p["SecretString"])) for rid, p in secrets.items()}
+    assert all(by_name[n][1] == {"keys": []} for n in key_names)
+    assert all(by_name[n][1] == {"key": ""} for n in management)  # created empty: no key in the template
     assert "sk-" not in json.dumps(tpl)
     readers = {
         rid
@@ -231,6 +236,19 @@ def test_keys_reach_the_functions_only_through_the_provider_secrets(tpl: dict[st
         assert any(res[p]["Properties"]["Roles"] == [{"Ref": role}] for p in readers), (
             f"{fn['Properties']['Description']} cannot read the provider secrets"
         )
+    # The management key (it can manage keys) is read by the credits poller alone.
+    management_ids = {by_name[n][0] for n in management}
+    management_readers = {
+        rid
+        for rid, st in allows(tpl)
+        if any(isinstance(r, dict) and r.get("Ref") in management_ids for r in as_list(st["Resource"]))
+    }
+    poller_role = next(
+        f["Properties"]["Role"]["Fn::GetAtt"][0] for f in fns if "poller" in f["Properties"]["Description"]
+    )
+    assert management_readers and all(
+        res[p]["Properties"]["Roles"] == [{"Ref": poller_role}] for p in management_readers
+    )
     # Any other grant on a secret would be a way around the scoped reads above.
     assert not [
         (rid, st)

@@ -209,7 +209,7 @@ def test_distributed_items_record_their_failure_in_the_data_bucket_and_always_en
 
 def test_alarms_dashboard_and_outputs(template: Template) -> None:
     alarms = template.find_resources("AWS::CloudWatch::Alarm")
-    assert len(alarms) == 9
+    assert len(alarms) == 10
     spend = [a for a in alarms.values() if "daily budget" in a["Properties"]["AlarmDescription"]]
     assert sorted(a["Properties"]["Threshold"] for a in spend) == [4.0, 4.75]  # 80% and 95% of $5
     template.resource_count_is("AWS::CloudWatch::Dashboard", 1)
@@ -220,7 +220,57 @@ def test_alarms_dashboard_and_outputs(template: Template) -> None:
     assert {"StateMachineArn", "DataBucketName", "AthenaWorkGroup", "GlueDatabase", "DashboardUrl"} <= set(
         outputs
     )
-    template.resource_count_is("AWS::SecretsManager::Secret", 2)
+    template.resource_count_is("AWS::SecretsManager::Secret", 3)  # two providers' keys, one management key
+
+
+def test_spend_alarms_sum_over_the_utc_wall_clock_day(template: Template) -> None:
+    alarms = template.find_resources("AWS::CloudWatch::Alarm")
+    spend = [
+        a["Properties"] for a in alarms.values() if "daily budget" in a["Properties"]["AlarmDescription"]
+    ]
+    assert len(spend) == 2
+    for props in spend:
+        # "Today" is the budget guard's UTC day, not the last 24 hours (CloudWatch's sliding default).
+        assert props["EvaluationWindow"] == {"WallClockWindow": {"Timezone": "UTC"}}
+        stats = [m["MetricStat"] for m in props["Metrics"] if "MetricStat" in m]
+        assert stats and all(st["Period"] == 86_400 and st["Stat"] == "Sum" for st in stats)
+        assert [st["Metric"]["MetricName"] for st in stats] == ["CreditsSpentUSD"]
+        assert props["EvaluationPeriods"] == 1
+    # Only the day-sized spend alarms take the wall clock: the others watch the last minutes.
+    others = [
+        a["Properties"] for a in alarms.values() if "daily budget" not in a["Properties"]["AlarmDescription"]
+    ]
+    assert others and not any("EvaluationWindow" in p for p in others)
+
+
+def test_an_alarm_fires_when_the_credits_poller_stops_reporting_for_an_hour(template: Template) -> None:
+    template.has_resource_properties(
+        "AWS::CloudWatch::Alarm",
+        {
+            "MetricName": "CreditsKnown",
+            "Namespace": "StepGraph",
+            "Dimensions": [{"Name": "service", "Value": resources.SERVICE_NAME}],
+            "Statistic": "SampleCount",
+            "Period": 3600,
+            "Threshold": 1,
+            "ComparisonOperator": "LessThanThreshold",
+            "TreatMissingData": "breaching",  # no data at all is the poller being down
+            "AlarmActions": Match.any_value(),
+        },
+    )
+
+
+def test_the_dashboard_shows_spend_per_utc_day_and_whether_the_balance_is_known(template: Template) -> None:
+    (board,) = template.find_resources("AWS::CloudWatch::Dashboard").values()
+    body = board["Properties"]["DashboardBody"]
+    text = "".join(p if isinstance(p, str) else "region" for p in body["Fn::Join"][1])
+    widgets = json.loads(text)["widgets"]
+    daily = [
+        w["properties"] for w in widgets if w["properties"].get("title", "").startswith("Spend per UTC day")
+    ]
+    assert len(daily) == 1 and daily[0]["period"] == 86_400
+    assert [a["value"] for a in daily[0]["annotations"]["horizontal"]] == [4.0, 4.75]
+    assert "CreditsKnown" in text and "SpentTodayUSD" in text
 
 
 def test_every_acknowledgment_suppresses_a_real_finding(layer_dir: Path) -> None:

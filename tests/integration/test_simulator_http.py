@@ -10,7 +10,10 @@ import httpx
 import pytest
 from langchain_openai import ChatOpenAI
 
-from stepgraph.local.simulator import DEV_KEY, SimulatorHandle
+from stepgraph.config import load_settings
+from stepgraph.local.simulator import DEV_KEY, DEV_MANAGEMENT_KEY, SimulatorHandle
+from stepgraph.providers.credits import poll_all
+from stepgraph.providers.metrics import MetricsEmitter
 
 FREE = "openai/gpt-oss-120b:free"
 PAID = "openai/gpt-oss-120b"
@@ -119,6 +122,60 @@ def test_credits_run_out_with_402_for_paid_only(make_simulator: Any) -> None:
     sim = make_simulator(rpm=100, credits_usd=0.0)
     assert chat(sim, model=PAID).status_code == 402
     assert chat(sim, model=FREE).status_code == 200
+
+
+def test_key_is_uncapped_by_default_and_credits_need_a_management_key(make_simulator: Any) -> None:
+    sim = make_simulator(rpm=100, credits_usd=12.0)
+    assert chat(sim, model=PAID).status_code == 200
+    key = httpx.get(sim.base_url + "/key", headers=AUTH).json()["data"]
+    assert key["limit"] is None and key["limit_remaining"] is None  # the common, uncapped key
+    assert key["usage"] > 0
+    mgmt = {"Authorization": f"Bearer {DEV_MANAGEMENT_KEY}"}
+    data = httpx.get(sim.base_url + "/credits", headers=mgmt).json()["data"]
+    assert data == {"total_credits": 12.0, "total_usage": key["usage"]}
+    assert httpx.get(sim.base_url + "/credits", headers=AUTH).status_code == 401  # an API key may not
+    assert httpx.get(sim.base_url + "/credits").status_code == 401
+    # ... and a management key makes no model calls.
+    body = {"model": FREE, "messages": [{"role": "user", "content": "x"}]}
+    assert httpx.post(sim.base_url + "/chat/completions", json=body, headers=mgmt).status_code == 401
+    sim.revoke(DEV_MANAGEMENT_KEY)
+    assert httpx.get(sim.base_url + "/credits", headers=mgmt).status_code == 401
+
+
+def test_a_capped_key_reports_its_cap_and_stops_at_it(make_simulator: Any) -> None:
+    probe = make_simulator(rpm=100)
+    chat(probe, "paid", model=PAID)
+    cost = httpx.get(probe.base_url + "/key", headers=AUTH).json()["data"]["usage"]
+    cap = cost * 2.5  # two paid replies' worth
+    spec = {"accounts": {"main": {"keys": {DEV_KEY: "dev"}, "credits_usd": 50.0, "key_limit_usd": cap}}}
+    sim = make_simulator(rpm=100, accounts=spec)
+    key = httpx.get(sim.base_url + "/key", headers=AUTH).json()["data"]
+    assert key["limit"] == cap and key["limit_remaining"] == cap
+    codes = [chat(sim, "paid", model=PAID).status_code for _ in range(4)]
+    assert codes == [200, 200, 402, 402]  # over the key's cap long before the balance runs out
+    after = httpx.get(sim.base_url + "/key", headers=AUTH).json()["data"]
+    assert after["limit_remaining"] == pytest.approx(cap - 2 * cost)
+
+
+def test_the_poller_reads_the_balance_of_an_uncapped_key_from_the_simulator(make_simulator: Any) -> None:
+    sim = make_simulator(rpm=100, credits_usd=9.0)
+    assert chat(sim, model=PAID).status_code == 200
+    spent = httpx.get(sim.base_url + "/key", headers=AUTH).json()["data"]["usage"]
+    env = {
+        "STEPGRAPH_OPENROUTER_BASE_URL": sim.base_url,
+        "OPENROUTER_API_KEY": DEV_KEY,
+        "OPENROUTER_MANAGEMENT_KEY": DEV_MANAGEMENT_KEY,
+    }
+    emitter = MetricsEmitter()
+    report = poll_all(load_settings(), emitter=emitter, env=env)
+    assert report["openrouter:main"]["credits_remaining"] == pytest.approx(9.0 - spent)
+    assert report["openrouter:main"]["credits_source"] == "credits"
+    known = [v for m, v, d in emitter.emitted if m == "CreditsKnown" and set(d) == {"service"}]
+    assert known == [1]
+    without = poll_all(
+        load_settings(), emitter=MetricsEmitter(), env={**env, "OPENROUTER_MANAGEMENT_KEY": ""}
+    )
+    assert without["openrouter:main"]["credits_remaining"] is None
 
 
 def test_all_keys_of_an_account_share_limits_and_revoke(make_simulator: Any) -> None:

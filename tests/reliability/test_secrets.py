@@ -23,10 +23,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from unittest import mock
 
+import boto3
 import pytest
 
 from stepgraph import resources
 from stepgraph.config import Settings, get_settings
+from stepgraph.limiter import BudgetGuard, ensure_limiter_table
 from stepgraph.local import lambdas
 from stepgraph.local.simulator import SimulatorHandle
 from stepgraph.local.stack import LocalStack, local_stack
@@ -177,7 +179,7 @@ def debug_logs(caplog: pytest.LogCaptureFixture) -> Iterator[Logs]:
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     # Keys must come only from where each test puts them.
-    for name in ("OPENROUTER_API_KEY", "OLLAMA_API_KEY", "STEPGRAPH_PROVIDERS"):
+    for name in ("OPENROUTER_API_KEY", "OPENROUTER_MANAGEMENT_KEY", "OLLAMA_API_KEY", "STEPGRAPH_PROVIDERS"):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
 
@@ -289,8 +291,8 @@ def test_keys_from_secrets_manager_leak_nowhere(
     debug_logs: Logs,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    canary = new_key("CANARY")
-    sim = simulator(make_simulator, {canary: "sim-canary"})
+    canary, management = new_key("CANARY"), new_key("MGMT")
+    sim = simulator(make_simulator, {canary: "sim-canary"}, management_keys={management: "ops"})
     table = load_provider_table()
     with local_stack(env=stack_env(sim), use_dynamodb_local=False) as st:
         sm = st.client("secretsmanager")
@@ -300,6 +302,9 @@ def test_keys_from_secrets_manager_leak_nowhere(
             sm.create_secret(
                 Name=name, SecretString=json.dumps({"keys": [{"label": "sm-main", "key": canary}]})
             )
+        management_secret = table.providers["openrouter"].management_secret_id
+        assert management_secret == f"{resources.SECRET_PREFIX}openrouter{resources.MANAGEMENT_SECRET_SUFFIX}"
+        sm.create_secret(Name=management_secret, SecretString=json.dumps({"key": management}))
         debug_logs.records.clear()  # botocore's lines of the operator filling the secret, not the product's
         sim.queue_faults({"status": 429, "retry_after_s": 1}, {"status": 502}, {"status": 400})
         result = run(st, "canary-secrets", items(3))
@@ -311,13 +316,14 @@ def test_keys_from_secrets_manager_leak_nowhere(
     collect_process(corpus, capfd, debug_logs)
 
     assert report["openrouter:main"]["credits_remaining"] is not None, report
+    assert report["openrouter:main"]["credits_source"] == "credits", report  # read with the management key
     assert item_statuses(result) == ["done", "done", "failed"]
     assert any(q["key_label"] == "sim-canary" and q["status"] == 200 for q in sim.requests())
     # Only the secret held the key, and the runtime used it under the secret's label.
     assert usage_labels(corpus) == {"sm-main"}
     assert {o.split("/")[0] for o in objects} >= {"checkpoints", "usage", "results"}
     assert b"CreditsRemainingUSD" in corpus.parts["stdout"] and corpus.size > 100_000
-    assert_no_leak(corpus, canary)
+    assert_no_leak(corpus, canary, management)
 
 
 def test_the_credits_poller_leaks_no_key(
@@ -326,15 +332,29 @@ def test_the_credits_poller_leaks_no_key(
     calls: Calls,
     debug_logs: Logs,
     capfd: pytest.CaptureFixture[str],
+    moto_aws: None,
 ) -> None:
+    # The poller also reads the budget guard's day counter from the limiter table (moto here).
+    ddb = boto3.client("dynamodb")
+    ensure_limiter_table(ddb, resources.LIMITER_TABLE_NAME)
+    BudgetGuard(resources.LIMITER_TABLE_NAME, resources.BUDGET_KEY, client=ddb).reserve(0.25)
     canary, revoked = new_key("CANARY"), new_key("REVOKED")
-    sim = simulator(make_simulator, {canary: "a", revoked: "b"}, credits_usd=7.5)
+    management, revoked_management = new_key("MGMT"), new_key("MGMTREVOKED")
+    sim = simulator(
+        make_simulator,
+        {canary: "a", revoked: "b"},
+        credits_usd=7.5,
+        management_keys={management: "ops", revoked_management: "old-ops"},
+    )
     sim.revoke(revoked)
+    sim.revoke(revoked_management)
     for name, value in stack_env(sim).items():
         clean_env.setenv(name, value)
     reports = []
-    for key in (canary, revoked):  # a working key, then one the provider refuses with a 401
+    # Working keys, then keys the provider refuses with a 401.
+    for key, mgmt in ((canary, management), (revoked, revoked_management)):
         clean_env.setenv("OPENROUTER_API_KEY", f"poller={key}")
+        clean_env.setenv("OPENROUTER_MANAGEMENT_KEY", mgmt)
         get_settings.cache_clear()
         reports.append(lambdas.invoke(resources.CREDITS_POLLER_FUNCTION, {}))
     get_settings.cache_clear()
@@ -343,10 +363,11 @@ def test_the_credits_poller_leaks_no_key(
     collect_process(corpus, capfd, debug_logs)
 
     assert reports[0]["accounts"]["openrouter:main"]["credits_remaining"] == 7.5, reports
+    assert reports[0]["spent_today_usd"] == 0.25 and b"SpentTodayUSD" in corpus.parts["stdout"]
     assert reports[1]["accounts"]["openrouter:main"] == {"error": "HTTPStatusError"}, reports
     assert b"CreditsRemainingUSD" in corpus.parts["stdout"] and b"ProviderErrors" in corpus.parts["stdout"]
     assert len(debug_logs.records.records) > 10 and corpus.size > 5_000
-    assert_no_leak(corpus, canary, revoked)
+    assert_no_leak(corpus, canary, revoked, management, revoked_management)
 
 
 def test_the_scan_finds_a_planted_key_in_every_channel(

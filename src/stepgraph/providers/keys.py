@@ -88,3 +88,34 @@ def load_keys(
             ) from None
         return KeyRing(name, keys)
     return KeyRing(name, [])
+
+
+def load_management_key(
+    name: str, spec: ProviderSpec, *, secrets_client: Any = None, env: dict[str, str] | None = None
+) -> str | None:
+    """The account's management key (reads the balance, GET /credits), or None when none is set.
+
+    From `spec.management_key_env` locally, else from the secret `{"key": "..."}`; the stack creates
+    that secret empty, and a secret that does not exist (an older stack) means no key too."""
+    env = dict(os.environ if env is None else env)
+    if spec.management_key_env and env.get(spec.management_key_env, "").strip():
+        return env[spec.management_key_env].strip()
+    if not spec.management_secret_id or secrets_client is None:
+        return None
+    try:
+        raw = _secret_string(secrets_client, spec.management_secret_id)
+        key = json.loads(raw or "{}").get("key") or ""
+    except Exception as exc:
+        code = (getattr(exc, "response", None) or {}).get("Error", {}).get("Code")
+        if code == "ResourceNotFoundException":
+            return None
+        raise ConfigError(
+            f"cannot read the management key of provider {name!r} from secret "
+            f"{spec.management_secret_id} ({code or type(exc).__name__})",
+            hint='fill it with {"key": "..."}, or leave it {"key": ""} to go without',
+        ) from None
+    if not isinstance(key, str):
+        raise ConfigError(
+            f"secret {spec.management_secret_id}: 'key' must be a string", hint='write {"key": "..."}'
+        )
+    return key.strip() or None

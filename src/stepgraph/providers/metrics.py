@@ -25,7 +25,9 @@ class MetricsEmitter:
 
     def emit(self, metric: str, value: float, unit: str = "Count", **dims: str) -> None:
         full = {"service": SERVICE_NAME, **{k: v for k, v in dims.items() if v}}
-        for dimensions in (full, {"service": SERVICE_NAME}):
+        service = {"service": SERVICE_NAME}
+        # A metric with no dimension beyond the service is one series, sent once.
+        for dimensions in (full, service) if full != service else (service,):
             self.emitted.append((metric, value, dimensions))
             if not _enabled():
                 continue

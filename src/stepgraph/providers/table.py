@@ -39,6 +39,10 @@ class ProviderSpec(BaseModel):
     limits_profile: str = "unlimited"
     keys_env: str | None = Field(None, description="Env var with a key or 'label=key,label=key'")
     secret_id: str | None = Field(None, description="Secrets Manager secret: {'keys': [{'label', 'key'}]}")
+    # The account balance (GET /credits) needs a management key, which cannot make model calls: it is
+    # read by the credits poller only, from its own env var or secret ({"key": "..."}).
+    management_key_env: str | None = Field(None, description="Env var with the account's management key")
+    management_secret_id: str | None = Field(None, description="Secrets Manager secret: {'key': '...'}")
     attribution: bool = Field(False, description="Send OpenRouter's HTTP-Referer / X-OpenRouter-Title")
     models: dict[str, ModelSpec] = Field(default_factory=dict)
 
@@ -76,6 +80,8 @@ DEFAULT_TABLE: dict[str, Any] = {
             "limits_profile": "openrouter-free",
             "keys_env": "OPENROUTER_API_KEY",
             "secret_id": "stepgraph/providers/openrouter",
+            "management_key_env": "OPENROUTER_MANAGEMENT_KEY",
+            "management_secret_id": "stepgraph/providers/openrouter-management",
             "attribution": True,
             "models": {
                 "openai/gpt-oss-120b:free": {"free": True},

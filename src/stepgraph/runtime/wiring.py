@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from stepgraph import resources
 from stepgraph.checkpoint import S3Saver
 from stepgraph.config import Settings, get_settings
 from stepgraph.errors import InvalidInput, UnknownGraph
@@ -141,7 +142,7 @@ def run_graph_step(
     if settings.daily_budget_usd is not None or settings.total_budget_usd is not None:
         budget = BudgetGuard(
             settings.limiter_table,
-            "spend",
+            resources.BUDGET_KEY,
             daily_cap_usd=settings.daily_budget_usd,
             total_cap_usd=settings.total_budget_usd,
             client=clients.client("dynamodb", settings.dynamodb_endpoint_url or settings.endpoint_url),

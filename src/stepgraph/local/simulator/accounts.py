@@ -5,7 +5,9 @@
     accounts:
       main:
         keys: {sk-sim-dev: dev, sk-sim-second: second}
-        credits_usd: 5.0
+        credits_usd: 5.0          # the account balance (GET /api/v1/credits: total_credits)
+        key_limit_usd: null       # every key's own spending cap (GET /api/v1/key: limit); null: uncapped
+        management_keys: {sk-sim-mgmt: management}   # read /api/v1/credits, cannot make model calls
         rpm: 20
         rpd: 1000
         max_concurrency: null
@@ -26,6 +28,7 @@ from stepgraph.errors import ConfigError
 from stepgraph.local.simulator.limits import AccountLimits
 
 DEV_KEY = "sk-sim-dev"
+DEV_MANAGEMENT_KEY = "sk-sim-mgmt"
 
 
 @dataclass
@@ -35,6 +38,8 @@ class Account:
     limits: AccountLimits
     credits_usd: float | None = 10.0  # None: unlimited
     usage_usd: float = 0.0
+    management_keys: dict[str, str] = field(default_factory=dict)  # key -> label
+    key_limit_usd: float | None = None  # each key's cap (counted on the account's usage); None: uncapped
     revoked: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -46,17 +51,31 @@ class Account:
         with self.lock:
             return None if self.credits_usd is None else max(0.0, self.credits_usd - self.usage_usd)
 
+    def key_limit_left(self) -> float | None:
+        with self.lock:
+            return None if self.key_limit_usd is None else max(0.0, self.key_limit_usd - self.usage_usd)
+
+    def spendable(self) -> float | None:
+        """What a paid call may still cost: the balance and the key's cap, whichever is less."""
+        left = [v for v in (self.credits_left(), self.key_limit_left()) if v is not None]
+        return min(left) if left else None
+
 
 class Accounts:
     def __init__(self, accounts: list[Account]) -> None:
         self.accounts = {a.name: a for a in accounts}
         self._by_key = {k: a for a in accounts for k in a.keys}
+        self._by_management_key = {k: a for a in accounts for k in a.management_keys}
 
     def by_key(self, key: str) -> Account | None:
         return self._by_key.get(key)
 
+    def by_management_key(self, key: str) -> Account | None:
+        account = self._by_management_key.get(key)
+        return None if account is None or key in account.revoked else account
+
     def revoke(self, key: str) -> bool:
-        account = self._by_key.get(key)
+        account = self._by_key.get(key) or self._by_management_key.get(key)
         if account is None:
             return False
         account.revoked.add(key)
@@ -74,7 +93,9 @@ def build_accounts(
     clock: Clock = SYSTEM_CLOCK,
 ) -> Accounts:
     """Accounts from a parsed file, or one account holding the dev key; flags give the defaults."""
-    entries = (spec or {}).get("accounts") or {"default": {"keys": {DEV_KEY: "dev"}}}
+    entries = (spec or {}).get("accounts") or {
+        "default": {"keys": {DEV_KEY: "dev"}, "management_keys": {DEV_MANAGEMENT_KEY: "management"}}
+    }
     accounts = []
     for name, raw in entries.items():
         if not isinstance(raw, dict) or not raw.get("keys"):
@@ -89,9 +110,17 @@ def build_accounts(
             time_scale=time_scale,
             clock=clock,
         )
+        management = raw.get("management_keys") or {}
+        if isinstance(management, list):
+            management = {k: f"management{i + 1}" for i, k in enumerate(management)}
         accounts.append(
             Account(
-                name, {str(k): str(v) for k, v in keys.items()}, limits, raw.get("credits_usd", credits_usd)
+                name,
+                {str(k): str(v) for k, v in keys.items()},
+                limits,
+                raw.get("credits_usd", credits_usd),
+                management_keys={str(k): str(v) for k, v in management.items()},
+                key_limit_usd=raw.get("key_limit_usd"),
             )
         )
     return Accounts(accounts)

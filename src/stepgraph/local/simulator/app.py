@@ -156,7 +156,7 @@ async def _admitted(
         state.seen_prompts.add((account.name, prompt))  # type: ignore[arg-type]
     usage = usage_block(model, prompt_tokens, text, cached)
     if not model.is_free:
-        left = account.credits_left()
+        left = account.spendable()
         if left is not None and left < usage["cost"]:
             return finish(_error(402, "Insufficient credits: add more at /settings/credits"))
     gen_id = state.new_generation_id()
@@ -203,8 +203,9 @@ async def key_info(request: Request) -> Response:
     used = lim.day_count
     data = {
         "label": account.keys[key],
-        "limit": account.credits_usd,
-        "limit_remaining": account.credits_left(),
+        # The key's own cap, not the balance (that is GET /credits): null for an uncapped key.
+        "limit": account.key_limit_usd,
+        "limit_remaining": account.key_limit_left(),
         "usage": round(account.usage_usd, 10),
         "usage_daily": round(account.usage_usd, 10),
         "usage_weekly": round(account.usage_usd, 10),
@@ -218,6 +219,18 @@ async def key_info(request: Request) -> Response:
         },
     }
     return JSONResponse({"data": data})
+
+
+async def credits(request: Request) -> Response:
+    """The account balance; as on OpenRouter, only a management key may read it."""
+    state: SimState = request.app.state.sim
+    key = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+    account = state.accounts.by_management_key(key)
+    if account is None:
+        return _error(401, "A management key is required for this endpoint")
+    with account.lock:
+        total, used = account.credits_usd, account.usage_usd
+    return JSONResponse({"data": {"total_credits": total, "total_usage": round(used, 10)}})
 
 
 async def generation(request: Request) -> Response:
@@ -269,6 +282,7 @@ def create_app(state: SimState) -> Starlette:
         Route("/api/v1/chat/completions", chat_completions, methods=["POST"]),
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
         Route("/api/v1/key", key_info, methods=["GET"]),
+        Route("/api/v1/credits", credits, methods=["GET"]),
         Route("/api/v1/generation", generation, methods=["GET"]),
         Route("/_sim/faults", sim_faults, methods=["POST"]),
         Route("/_sim/reset", sim_reset, methods=["POST"]),
