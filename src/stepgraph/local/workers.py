@@ -145,9 +145,11 @@ def _worker_main(
             return
         if message is None:
             return
-        request_id, event, timeout_s = message
+        request_id, event, timeout_s, begun = message
+        # The deadline is the caller's (CLOCK_MONOTONIC is one clock for every process of the machine):
+        # time the message spent in the pipe is already spent, as Lambda's deadline counts from the invoke.
         context = FakeLambdaContext(
-            config.name, timeout_s, config.memory_mb, aws_request_id=request_id, started=time.monotonic()
+            config.name, timeout_s, config.memory_mb, aws_request_id=request_id, started=begun
         )
         try:
             result: tuple[Any, ...] = ("ok", json.dumps(handler(json.loads(event), context), default=str))
@@ -356,7 +358,7 @@ class FunctionPool:
                     worker.init_error, worker.init_error["errorType"], cold=cold, pid=worker.pid
                 )
             begun = time.monotonic()  # Lambda's timeout counts from the invocation, not the init
-            worker.conn.send((request_id, event, timeout))
+            worker.conn.send((request_id, event, timeout, begun))
             answer = worker.receive(begun + timeout)
         except (EOFError, OSError, BrokenPipeError):
             answer = "died"
