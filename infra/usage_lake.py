@@ -63,7 +63,7 @@ class UsageLake(Construct):
                 ),
             ),
         )
-        table.add_dependency(db)
+        table.add_resource_dependency(db)
         self.workgroup = athena.CfnWorkGroup(
             self,
             "WorkGroup",
@@ -97,4 +97,4 @@ class UsageLake(Construct):
                 work_group=self.workgroup.ref,
                 description=sql.splitlines()[0].lstrip("- ")[:1024],
             )
-            query.add_dependency(self.workgroup)
+            query.add_resource_dependency(self.workgroup)

@@ -61,7 +61,11 @@ def main() -> None:
         "--only-binary=:all:",
     ]
     subprocess.run([*pip, "-r", str(ROOT / "layers" / "requirements.txt")], check=True)
+    # Console scripts (bin/) are of no use in Lambda; gone before the second install, pip does not
+    # warn that python/bin exists.
+    shutil.rmtree(SITE / "bin", ignore_errors=True)
     subprocess.run([*pip, "--no-deps", str(ROOT)], check=True)
+    shutil.rmtree(SITE / "bin", ignore_errors=True)
     naive = size_mb(SITE)
     for name in DROP:
         for p in SITE.glob(name + "*"):

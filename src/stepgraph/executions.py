@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -36,8 +38,16 @@ def resolve_state_machine(target: str, *, endpoint_url: str | None = None, regio
 
 
 def read_items(path: Path) -> list[Any]:
+    """The items of a JSONL file, one JSON value per line; a bad line is named by file and line."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(
+            f"cannot read the items file {path}: {reason}", hint="a JSONL file, one item per line"
+        ) from None
     items = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
+    for n, line in enumerate(text.splitlines(), 1):
         if line.strip():
             try:
                 items.append(json.loads(line))
@@ -46,6 +56,46 @@ def read_items(path: Path) -> list[Any]:
                     f"{path}:{n}: not JSON ({exc.msg})", hint="one JSON value per line (JSONL)"
                 ) from None
     return items
+
+
+NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
+BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+def _check_bucket(bucket: str, flag: str) -> None:
+    if not BUCKET_RE.match(bucket):
+        raise ConfigError(
+            f"{flag}: {bucket!r} is not an S3 bucket name", hint="3-63 lowercase letters, digits, '.' or '-'"
+        )
+
+
+def _execution_arn(state_machine_arn: str, name: str) -> str:
+    return f"{state_machine_arn.replace(':stateMachine:', ':execution:', 1)}:{name}"
+
+
+def _name_taken(sfn: Any, state_machine_arn: str, name: str) -> bool:
+    from botocore.exceptions import ClientError
+
+    try:
+        sfn.describe_execution(executionArn=_execution_arn(state_machine_arn, name))
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ExecutionDoesNotExist":
+            return False
+        raise
+    return True
+
+
+def _s3_error(exc: Any, where: str, action: str) -> ConfigError:
+    code = exc.response.get("Error", {}).get("Code", "?")
+    hints = {
+        "NoSuchBucket": "check --bucket: the stack's DataBucketName output",
+        "NoSuchKey": "check the key",
+        "404": "check the bucket and key",
+        "AccessDenied": "check the credentials' permissions there",
+        "403": "check the credentials' permissions there",
+        "PreconditionFailed": "an object is there already and is never overwritten: pick another --name",
+    }
+    return ConfigError(f"cannot {action} {where} ({code})", hint=hints.get(code, "check the bucket and key"))
 
 
 def start(
@@ -58,27 +108,79 @@ def start(
     name: str | None = None,
     endpoint_url: str | None = None,
     region: str | None = None,
+    force_new_name: bool = False,
 ) -> str:
-    """Start one execution. `items` is a JSONL file (uploaded as a JSON array under items/) or s3://b/k."""
-    arn = resolve_state_machine(state_machine, endpoint_url=endpoint_url, region=region)
+    """Start one execution. `items` is a JSONL file (uploaded as a JSON array under items/) or s3://b/k.
+
+    Everything is checked before anything is written: the items (a file with none is refused), the
+    input with its config, the state machine and the name. A name already used is refused, or with
+    `force_new_name` replaced by a fresh one; the items object is created, never overwritten."""
+    from botocore.exceptions import ClientError
+
+    if name is not None and not NAME_RE.match(name):
+        raise ConfigError(
+            f"--name {name!r} is not a valid execution name", hint="1-80 letters, digits, - or _"
+        )
     name = name or f"run-{uuid.uuid4().hex[:12]}"
+    rows: list[Any] | None = None
     if items.startswith("s3://"):
         b, _, key = items.removeprefix("s3://").partition("/")
+        if not b or not key:
+            raise ConfigError(f"--items {items!r} names no object", hint="s3://bucket/key of a JSON array")
+        _check_bucket(b, "--items")
         payload: dict[str, Any] = {"graph": graph, "items_s3": {"bucket": b, "key": key}}
     else:
         rows = read_items(Path(items))
+        if not rows:
+            raise ConfigError(f"--items {items}: the file holds no items", hint="one JSON value per line")
         if not bucket:
             raise ConfigError(
                 "--bucket is needed to upload a local JSONL file", hint="the stack's DataBucketName output"
             )
-        key = f"{resources.PREFIX_ITEMS}{name}/items.json"
-        _client("s3", endpoint_url, region).put_object(Bucket=bucket, Key=key, Body=json.dumps(rows).encode())
-        payload = {"graph": graph, "items_s3": {"bucket": bucket, "key": key}}
+        _check_bucket(bucket, "--bucket")
+        payload = {
+            "graph": graph,
+            "items_s3": {"bucket": bucket, "key": f"{resources.PREFIX_ITEMS}{name}/items.json"},
+        }
     if config:
         payload["config"] = config
     parse_execution_input(payload)  # fail here, with the field named, rather than in the state machine
+    arn = resolve_state_machine(state_machine, endpoint_url=endpoint_url, region=region)
     sfn = _client("stepfunctions", endpoint_url, region)
-    return str(sfn.start_execution(stateMachineArn=arn, name=name, input=json.dumps(payload))["executionArn"])
+    sfn.describe_state_machine(stateMachineArn=arn)  # StateMachineDoesNotExist before any upload
+    if _name_taken(sfn, arn, name):
+        if not force_new_name:
+            raise ConfigError(
+                f"--name {name}: an execution of that name exists already",
+                hint="pick another name, or pass --force-new-name for a fresh one",
+            )
+        base = name
+        while _name_taken(sfn, arn, name):
+            name = f"{base[:67]}-{uuid.uuid4().hex[:12]}"
+    s3 = _client("s3", endpoint_url, region)
+    ref = payload["items_s3"]
+    if rows is not None:
+        ref["key"] = f"{resources.PREFIX_ITEMS}{name}/items.json"
+        where = f"s3://{ref['bucket']}/{ref['key']}"
+        try:  # create-only: an earlier run's items are never replaced
+            s3.put_object(
+                Bucket=ref["bucket"], Key=ref["key"], Body=json.dumps(rows).encode(), IfNoneMatch="*"
+            )
+        except ClientError as exc:
+            raise _s3_error(exc, where, "upload the items to") from None
+    else:
+        try:
+            s3.head_object(Bucket=ref["bucket"], Key=ref["key"])
+        except ClientError as exc:
+            raise _s3_error(exc, items, "read the items at") from None
+    try:
+        return str(
+            sfn.start_execution(stateMachineArn=arn, name=name, input=json.dumps(payload))["executionArn"]
+        )
+    except ClientError:
+        if rows is not None:  # nothing started: leave no orphaned upload behind
+            s3.delete_object(Bucket=ref["bucket"], Key=ref["key"])
+        raise
 
 
 def status(
@@ -90,7 +192,9 @@ def status(
 ) -> dict[str, Any]:
     """Execution status, items done so far (results in S3), failures, and spend so far (usage records).
 
-    `bucket` is the stack's data bucket; by default the bucket the items were read from. Inline runs list
+    `bucket` is the stack's data bucket; by default it is found from the execution (see `data_bucket`).
+    An execution the validate-input step refused reports `rejected_at_validation` (its error) and no
+    counts, since no item ran. Inline runs list
     their failed items in the execution output; Distributed Map runs write one record per failed item under
     `failures/{name}/`, and once such a run has ended, items with neither a result nor a failure record are
     counted as `unaccounted`.
@@ -102,14 +206,19 @@ def status(
     out = out if isinstance(out, dict) else {}
     name = execution_arn.rsplit(":", 1)[-1]
     items_s3 = inp.get("items_s3") or out.get("items_s3") or {}
-    bucket = bucket or items_s3.get("bucket")
     report: dict[str, Any] = {"status": desc["status"], "name": name, "graph": inp.get("graph")}
     inline = isinstance(out.get("items"), list)
     if inline:
         report["failed_items"] = [i for i in out["items"] if i.get("status") == "failed"]
     if desc["status"] == "FAILED":
         report["error"], report["cause"] = desc.get("error"), desc.get("cause")
+        rejected = _rejected_at_validation(sfn, execution_arn, desc)
+        if rejected is not None:  # no item ran: there is nothing to count
+            report["rejected_at_validation"] = rejected
+            return report
+    bucket = bucket or data_bucket(desc, out, items_s3, sfn=sfn, endpoint_url=endpoint_url, region=region)
     if not bucket:
+        report["note"] = "the data bucket is not known: pass --bucket"
         return report
     s3 = _client("s3", endpoint_url, region)
     done = {_item_id(k) for k in _keys(s3, bucket, f"{resources.PREFIX_RESULTS}{name}/")}
@@ -126,6 +235,98 @@ def status(
                 report["unaccounted"] = max(total - len(accounted), 0)
     report["provider_attempts"], report["spend_usd"] = _spend(s3, bucket, name)
     return report
+
+
+def _rejected_at_validation(sfn: Any, execution_arn: str, desc: dict[str, Any]) -> str | None:
+    """The validate-input error when the execution ended in InputRejected (its last few events)."""
+    events = sfn.get_execution_history(executionArn=execution_arn, reverseOrder=True, maxResults=5)["events"]
+    if not any(
+        e.get("stateEnteredEventDetails", {}).get("name") == "InputRejected"
+        for e in events
+        if e["type"] == "FailStateEntered"
+    ):
+        return None
+    cause = desc.get("cause") or ""
+    with contextlib.suppress(json.JSONDecodeError, TypeError, AttributeError):
+        cause = json.loads(cause).get("errorMessage") or cause  # a Lambda error's cause is its JSON
+    return f"{desc.get('error')}: {cause}" if cause else str(desc.get("error"))
+
+
+def data_bucket(
+    desc: dict[str, Any],
+    out: dict[str, Any],
+    items_s3: dict[str, Any],
+    *,
+    sfn: Any,
+    endpoint_url: str | None,
+    region: str | None,
+) -> str | None:
+    """The stack's data bucket, found from the execution: a result's `result_ref`, the items' bucket,
+    the bucket the state machine writes failure records to, or the stack's DataBucketName output."""
+    for item in out.get("items") or []:
+        ref = item.get("result_ref") if isinstance(item, dict) else None
+        if isinstance(ref, dict) and ref.get("bucket"):
+            return str(ref["bucket"])
+    if items_s3.get("bucket"):  # the stack grants reading items only under items/ of its data bucket
+        return str(items_s3["bucket"])
+    with contextlib.suppress(Exception):  # reading the definition may be denied: try the next source
+        definition = sfn.describe_state_machine(stateMachineArn=desc["stateMachineArn"])["definition"]
+        found = _written_bucket(json.loads(definition))
+        if found:
+            return found
+    with contextlib.suppress(Exception):  # no CloudFormation (a local endpoint) or no permission
+        cfn = _client("cloudformation", endpoint_url, region)
+        for page in cfn.get_paginator("describe_stacks").paginate():
+            for stack in page["Stacks"]:
+                outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+                if outputs.get("StateMachineArn") == desc["stateMachineArn"] and outputs.get(
+                    "DataBucketName"
+                ):
+                    return str(outputs["DataBucketName"])
+    return None
+
+
+def _written_bucket(node: Any) -> str | None:
+    """The Bucket of the definition's S3 putObject task (the failure records of the data bucket)."""
+    if isinstance(node, dict):
+        if str(node.get("Resource", "")).endswith(":s3:putObject"):
+            bucket = node.get("Parameters", {}).get("Bucket")
+            if isinstance(bucket, str):
+                return bucket
+        node = list(node.values())
+    if isinstance(node, list):
+        for v in node:
+            found = _written_bucket(v)
+            if found:
+                return found
+    return None
+
+
+def item_states(
+    execution_arn: str, *, endpoint_url: str | None = None, region: str | None = None
+) -> list[dict[str, Any]]:
+    """Each item's state: from an inline run's output, or from a Distributed Map's child executions."""
+    sfn = _client("stepfunctions", endpoint_url, region)
+    desc = sfn.describe_execution(executionArn=execution_arn)
+    out = json.loads(desc.get("output") or "null")
+    if isinstance(out, dict) and isinstance(out.get("items"), list):
+        return list(out["items"])
+    rows = []
+    for run in sfn.list_map_runs(executionArn=execution_arn).get("mapRuns", []):
+        for page in sfn.get_paginator("list_executions").paginate(mapRunArn=run["mapRunArn"]):
+            for child in page["executions"]:
+                d = sfn.describe_execution(executionArn=child["executionArn"])
+                item = json.loads(d.get("input") or "{}")
+                row: dict[str, Any] = {"item_id": item.get("item_id"), "execution": child["status"]}
+                result = json.loads(d.get("output") or "null")
+                if isinstance(result, dict):
+                    row.update(
+                        {k: result[k] for k in ("status", "result_ref", "error", "cause") if k in result}
+                    )
+                else:
+                    row["status"] = child["status"].lower()
+                rows.append(row)
+    return sorted(rows, key=lambda r: (len(str(r["item_id"])), str(r["item_id"])))
 
 
 def _keys(s3: Any, bucket: str, prefix: str) -> list[str]:
@@ -170,4 +371,4 @@ def _spend(s3: Any, bucket: str, name: str) -> tuple[int, float]:
             rec = json.loads(line)
             attempts += 1
             spend += rec.get("cost_usd") or 0.0
-    return attempts, round(spend, 6)
+    return attempts, round(spend, 12)  # a fraction of a cent stays visible

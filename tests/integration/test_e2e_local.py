@@ -143,7 +143,7 @@ def test_a_failed_item_of_a_distributed_batch_is_named_by_status(
     assert desc["status"] == "SUCCEEDED", desc  # a failed item never fails the batch
     key = f"{resources.PREFIX_FAILURES}e2e-dist-bad/1.json"
     record = json.loads(s3.get_object(Bucket=st.bucket, Key=key)["Body"].read())
-    assert record["item_id"] == 1 and record["status"] == "failed" and record["error"] == "KeyError"
+    assert record["item_id"] == 1 and record["status"] == "failed" and record["error"] == "MissingField"
     report = status(desc["executionArn"], endpoint_url=st.endpoint_url)
     assert report["items_done"] == 2 and report["unaccounted"] == 0
     (failed,) = report["failed_items"]

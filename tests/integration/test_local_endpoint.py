@@ -57,7 +57,7 @@ def test_boto3_and_the_cli_drive_the_local_endpoint(tmp_path: Path) -> None:
             and report["provider_attempts"] >= 12
         )
         # The item without text failed; moto's Step Functions wrote its record through this very endpoint.
-        assert [(f["item_id"], f["error"]) for f in report["failed_items"]] == [(3, "KeyError")]
+        assert [(f["item_id"], f["error"]) for f in report["failed_items"]] == [(3, "MissingField")]
         assert report["unaccounted"] == 0
         bad = runner.invoke(
             app,

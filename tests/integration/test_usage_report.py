@@ -138,7 +138,11 @@ def test_failures_and_free_tier(report: dict, dataset: tuple) -> None:
     rows = {(x["dt"], x["provider"]): x for x in report["free_tier_daily"]}
     assert {k: v["free_requests"] for k, v in rows.items()} == dict(free)
     for k, v in rows.items():
-        assert v["remaining_of_1000"] == 1000 - free[k]
+        assert v["remaining_of_1000"] == max(1000 - free[k], 0) and v["over_1000_by"] == max(
+            free[k] - 1000, 0
+        )
+        assert v["remaining_of_50"] == max(50 - free[k], 0) and v["over_50_by"] == max(free[k] - 50, 0)
+    assert any(free[k] > 50 for k in rows), "the data set should go over 50 on some day"
 
 
 def test_since_filters_days(dataset: tuple) -> None:
@@ -166,8 +170,8 @@ def test_cli_json_and_plot(dataset: tuple, tmp_path: Path) -> None:
         ],
     )
     assert res.exit_code == 0, res.output
-    line = json.loads(res.stdout.strip().splitlines()[0])
-    assert line["query"] == "failures_by_status" and line["rows"]
+    doc = json.loads(res.stdout)  # one document, loadable as a whole
+    assert list(doc["queries"]) == ["failures_by_status"] and doc["queries"]["failures_by_status"]
     assert out.read_bytes()[:4] == b"\x89PNG"
 
 

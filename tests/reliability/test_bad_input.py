@@ -390,10 +390,23 @@ def test_corrupt_usage_object(
     assert err.startswith(f"error: usage object {source}/{bad_key} "), err
     assert re.search(match, err) and "(move that object out of usage/" in err, err
     assert objects(s3_client, s3_bucket) == before and (root / bad_key).read_bytes() == body  # only read
+    # --skip-bad-lines reports the bad line and counts every sound record, the bad object's too.
+    monkeypatch.setattr(sys, "argv", ["stepgraph", *cmd.split(), source, "--skip-bad-lines"])
+    with pytest.raises(SystemExit) as code:
+        main()
+    captured = capsys.readouterr()
+    sound = 3 + (0 if name.endswith(".gz") else 1)
+    assert code.value.code == 0 and [
+        r["requests"] for r in json.loads(captured.out)["queries"]["spend_by_day_model"]
+    ] == [sound]
+    assert (
+        f"skipped: {source}/{bad_key}" in captured.err and "skipped 1 corrupt usage line(s)" in captured.err
+    )
+    monkeypatch.setattr(sys, "argv", ["stepgraph", *cmd.split(), source])
     # The rest is sound: without the bad object, the report counts the other records.
     s3_client.delete_object(Bucket=s3_bucket, Key=bad_key)
     (root / bad_key).unlink()
     with pytest.raises(SystemExit) as code:
         main()
     out = json.loads(capsys.readouterr().out)
-    assert code.value.code == 0 and [r["requests"] for r in out["rows"]] == [3]
+    assert code.value.code == 0 and [r["requests"] for r in out["queries"]["spend_by_day_model"]] == [3]

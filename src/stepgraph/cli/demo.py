@@ -10,7 +10,12 @@ import typer
 def register(app: typer.Typer) -> None:
     @app.command("demo")
     def demo(
-        items: int = typer.Option(40, min=1, max=2000, help="How many items (the shipped examples, cycled)"),
+        items: int = typer.Option(
+            None,
+            min=1,
+            max=2000,
+            help="How many items, the file cycled [default: 40, or exactly the --items-file's items]",
+        ),
         graph: str = typer.Option("document_pipeline", help="Registered graph: document_pipeline or fanout"),
         concurrency: int = typer.Option(10, min=1, max=1000, help="Map concurrency"),
         rpm: int = typer.Option(20, min=1, help="Provider requests per minute (simulator and limiter)"),
@@ -23,12 +28,10 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(Path(".stepgraph/demo"), help="Where results and usage records are copied"),
     ) -> None:
         """Run a real batch through the real state machine definition, locally (no AWS account, no key)."""
-        from stepgraph.errors import ConfigError
-        from stepgraph.local.demo import FAULTS, DemoOptions, run_demo
+        from stepgraph.local.demo import DemoOptions, run_demo
 
-        if faults not in FAULTS:
-            raise ConfigError(f"--faults {faults!r} is not known", hint=f"use one of {', '.join(FAULTS)}")
-        opts = DemoOptions(items, graph, concurrency, rpm, rpd, faults, time_scale, out_dir=out)
+        count = items if items is not None or items_file else 40
+        opts = DemoOptions(count, graph, concurrency, rpm, rpd, faults, time_scale, out_dir=out)
         if items_file:
             opts.items_file = items_file
         result = run_demo(opts)

@@ -14,7 +14,7 @@ def register(app: typer.Typer) -> None:
 
     @local_app.command("up")
     def up(
-        port: int = typer.Option(5000, help="Port of the AWS endpoint"),
+        port: int = typer.Option(5000, min=1, max=65535, help="Port of the AWS endpoint"),
         rpm: int = typer.Option(20, min=1, help="Simulated provider requests per minute"),
         rpd: int = typer.Option(1000, min=1, help="Simulated provider requests per UTC day"),
         time_scale: float = typer.Option(

@@ -11,7 +11,7 @@ def register(app: typer.Typer) -> None:
     @app.command("simulator")
     def simulator(
         host: str = typer.Option("127.0.0.1", help="Interface to bind (keep it on loopback)"),
-        port: int = typer.Option(8787, help="Port"),
+        port: int = typer.Option(8787, min=1, max=65535, help="Port"),
         rpm: int = typer.Option(20, min=1, help="Requests per sliding minute, per account"),
         rpd: int = typer.Option(1000, min=1, help="Requests per UTC day, per account"),
         max_concurrency: int | None = typer.Option(None, min=1, help="Concurrent requests per account"),
@@ -33,8 +33,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run a local OpenRouter-compatible provider (limits, 429s, usage, cost, faults)."""
         from stepgraph.config import load_settings
+        from stepgraph.local.ports import ensure_free
         from stepgraph.local.simulator import DEV_KEY, serve_forever
         from stepgraph.local.simulator.accounts import load_accounts_file
+
+        ensure_free(port, host=host)
 
         scale = load_settings(time_scale=time_scale).time_scale
         spec = load_accounts_file(accounts) if accounts else None

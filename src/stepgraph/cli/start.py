@@ -19,7 +19,10 @@ def register(app: typer.Typer) -> None:
             None, help="Data bucket to upload a local JSONL file to (the stack's DataBucketName)"
         ),
         config: str = typer.Option(None, help='Run config as JSON, e.g. {"max_concurrency": 20}'),
-        name: str = typer.Option(None, help="Execution name (default: run-<random>)"),
+        name: str = typer.Option(None, help="Execution name (default: run-<random>); a used name is refused"),
+        force_new_name: bool = typer.Option(
+            False, "--force-new-name", help="When --name is taken, use it with a random suffix instead"
+        ),
         wait: bool = typer.Option(False, "--wait", help="Show progress until the execution ends"),
         endpoint_url: str = typer.Option(
             None, help="AWS endpoint (e.g. the one `stepgraph local up` prints)"
@@ -33,7 +36,11 @@ def register(app: typer.Typer) -> None:
         try:
             cfg = json.loads(config) if config else None
         except json.JSONDecodeError as exc:
-            raise ConfigError(f"--config is not JSON ({exc.msg})") from None
+            raise ConfigError(
+                f"--config is not JSON ({exc.msg})", hint='e.g. {"max_concurrency": 20}'
+            ) from None
+        if cfg is not None and not isinstance(cfg, dict):
+            raise ConfigError("--config must be a JSON object", hint='e.g. {"max_concurrency": 20}')
         arn = start_execution(
             state_machine,
             graph=graph,
@@ -41,6 +48,7 @@ def register(app: typer.Typer) -> None:
             bucket=bucket,
             config=cfg,
             name=name,
+            force_new_name=force_new_name,
             endpoint_url=endpoint_url,
             region=region,
         )

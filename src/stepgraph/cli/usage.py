@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+PLOT_FORMATS = (".png", ".svg", ".pdf", ".html")
+
 
 def register(app: typer.Typer) -> None:
     usage_app = typer.Typer(help="Usage records: spend, tokens, 429s, latency.", no_args_is_help=True)
@@ -21,9 +23,19 @@ def register(app: typer.Typer) -> None:
             None, "--query", "-q", help="Query name (file in athena/queries); all if omitted"
         ),
         since: str = typer.Option(None, help="First UTC day, YYYY-MM-DD"),
-        fmt: str = typer.Option("table", "--format", help="table, json or csv"),
+        fmt: str = typer.Option(
+            "table",
+            "--format",
+            help='table, json ({"queries": {name: rows}}) or csv (one query, or --out-dir)',
+        ),
+        out_dir: Path = typer.Option(None, help="With --format csv: write one <query>.csv per query here"),
         plot: Path = typer.Option(
-            None, help="Also draw spend and requests per model over time (.png or .html)"
+            None, help="Also draw requests and spend per model over time (.png, .svg, .pdf or .html)"
+        ),
+        skip_bad_lines: bool = typer.Option(
+            False,
+            "--skip-bad-lines",
+            help="Leave out corrupt usage lines (each is listed) instead of stopping",
         ),
         endpoint_url: str = typer.Option(None, help="S3 endpoint (local stack), e.g. http://127.0.0.1:5000"),
         athena: bool = typer.Option(False, "--athena", help="Run on Athena instead of DuckDB"),
@@ -32,7 +44,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run the usage queries and print their rows."""
         from stepgraph.errors import ConfigError
-        from stepgraph.usage.report import render
+        from stepgraph.usage.render import render, write_csv_files
 
         try:
             since_day = datetime.strptime(since, "%Y-%m-%d").date() if since else None
@@ -40,7 +52,22 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(f"--since {since!r} is not a date", hint="use YYYY-MM-DD") from None
         if fmt not in ("table", "json", "csv"):
             raise ConfigError(f"--format {fmt!r} is not known", hint="use table, json or csv")
+        if out_dir is not None and fmt != "csv":
+            raise ConfigError("--out-dir writes CSV files", hint="add --format csv")
+        if fmt == "csv" and out_dir is None and len(query or []) != 1:
+            raise ConfigError(
+                "--format csv prints one query",
+                hint="name it with -q NAME, or pass --out-dir DIR for one file each",
+            )
+        if plot is not None and plot.suffix.lower() not in PLOT_FORMATS:
+            raise ConfigError(
+                f"--plot {plot}: unknown format {plot.suffix!r}", hint=f"end it in {', '.join(PLOT_FORMATS)}"
+            )
         if athena:
+            if plot or skip_bad_lines or source:
+                raise ConfigError(
+                    "--source, --plot and --skip-bad-lines are for DuckDB", hint="drop them with --athena"
+                )
             from stepgraph.usage.athena_runner import run_athena
 
             results = run_athena(
@@ -49,14 +76,23 @@ def register(app: typer.Typer) -> None:
         else:
             if not source:
                 raise ConfigError("--source is required", hint="a directory or s3://bucket; or use --athena")
-            results = _duckdb(source, query, since_day, endpoint_url, plot)
+            results = _duckdb(source, query, since_day, endpoint_url, plot, skip_bad_lines)
+        if out_dir is not None:
+            for path in write_csv_files(results, out_dir):
+                typer.echo(f"wrote {path}", err=True)
+            return
         typer.echo(render(results, fmt))
 
     app.add_typer(usage_app, name="usage")
 
 
 def _duckdb(
-    source: str, query: list[str] | None, since: date | None, endpoint_url: str | None, plot: Path | None
+    source: str,
+    query: list[str] | None,
+    since: date | None,
+    endpoint_url: str | None,
+    plot: Path | None,
+    skip_bad_lines: bool,
 ):  # type: ignore[no-untyped-def]
     from stepgraph.usage.plot import PLOT_SQL, plot_usage
     from stepgraph.usage.report import run_report
@@ -67,7 +103,14 @@ def _duckdb(
 
         client = boto3.client("s3", endpoint_url=endpoint_url)
     extra = {"_plot": PLOT_SQL} if plot else None
-    results = run_report(source, queries=query or None, since=since, s3_client=client, extra=extra)
+    skipped: list[str] | None = [] if skip_bad_lines else None
+    results = run_report(
+        source, queries=query or None, since=since, s3_client=client, extra=extra, skipped=skipped
+    )
+    for line in (skipped or [])[:20]:
+        typer.echo(f"skipped: {line}", err=True)
+    if skipped:
+        typer.echo(f"skipped {len(skipped)} corrupt usage line(s); the report counts the rest", err=True)
     if plot:
         path = plot_usage(results.pop("_plot"), plot)
         typer.echo(f"wrote {path}", err=True)

@@ -1,6 +1,6 @@
 """Example graph: draft → critique → revise, looping until the critique approves or `max_rounds`.
 
-Item: `{"text": "...", "max_rounds": 2}` (max_rounds optional). Result: the final draft, the rounds
+Item: `{"text": "...", "max_rounds": 2}` (max_rounds optional; a plain string item is the text). Result: the final draft, the rounds
 taken and whether the critique approved it.
 """
 
@@ -12,13 +12,14 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
-from stepgraph.graphs.context import StepContext, text_of
+from stepgraph.graphs.context import StepContext, item_text, text_of
 
 DEFAULT_MAX_ROUNDS = 2
 
 
 class DocumentState(TypedDict, total=False):
     text: str
+    input: str  # a plain (non-object) item
     max_rounds: int
     draft: str
     critique: str
@@ -27,13 +28,14 @@ class DocumentState(TypedDict, total=False):
 
 
 def draft(state: DocumentState, runtime: Runtime[StepContext]) -> dict[str, Any]:
+    text = item_text(state, "document_pipeline")
     reply = runtime.context.model.invoke(
         [
             SystemMessage("You write short, faithful summaries."),
-            HumanMessage(f"Summarise this text:\n{state['text']}"),
+            HumanMessage(f"Summarise this text:\n{text}"),
         ]
     )
-    return {"draft": text_of(reply), "rounds": 0}
+    return {"text": text, "draft": text_of(reply), "rounds": 0}
 
 
 def critique(state: DocumentState, runtime: Runtime[StepContext]) -> dict[str, Any]:

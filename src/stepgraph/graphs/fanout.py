@@ -1,6 +1,6 @@
 """Example graph: fan out to parallel analysts, fan in with a reducer (no branch overwrites another).
 
-Item: `{"text": "..."}`. Result: one note per analyst and a synthesis.
+Item: `{"text": "..."}` (a plain string item is the text). Result: one note per analyst and a synthesis.
 """
 
 from __future__ import annotations
@@ -13,13 +13,14 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import Send
 
-from stepgraph.graphs.context import StepContext, text_of
+from stepgraph.graphs.context import StepContext, item_text, text_of
 
 ANALYSTS = ("facts", "risks", "questions")
 
 
 class FanoutState(TypedDict, total=False):
     text: str
+    input: str  # a plain (non-object) item
     notes: Annotated[list[str], operator.add]  # the reducer merges parallel branches
     synthesis: str
 
@@ -30,7 +31,8 @@ class AnalystInput(TypedDict):
 
 
 def dispatch(state: FanoutState) -> list[Send]:
-    return [Send("analyst", {"text": state["text"], "angle": angle}) for angle in ANALYSTS]
+    text = item_text(state, "fanout")
+    return [Send("analyst", {"text": text, "angle": angle}) for angle in ANALYSTS]
 
 
 def analyst(state: AnalystInput, runtime: Runtime[StepContext]) -> dict[str, Any]:

@@ -29,7 +29,7 @@ FAULTS = {"none": {}, "mixed": {"fail_rate": 0.05, "stream_error_rate": 0.0, "ji
 
 @dataclass
 class DemoOptions:
-    items: int = 40
+    items: int | None = 40  # None: exactly the items of `items_file`
     graph: str = "document_pipeline"
     concurrency: int = 10
     rpm: int = 20
@@ -43,12 +43,90 @@ class DemoOptions:
     simulator_process: bool = True
 
 
-def load_items(path: Path, n: int) -> list[Any]:
-    items = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+def load_items(path: Path, n: int | None) -> list[Any]:
+    """The file's items; with `n`, cycled (or cut) to `n`, copies of object items getting their own `id`."""
+    from stepgraph.errors import ConfigError
+    from stepgraph.executions import read_items
+
+    items = read_items(path)
+    if not items:
+        raise ConfigError(f"--items-file {path}: the file holds no items", hint="one JSON value per line")
+    if n is None:
+        return items
     return [
-        dict(item, id=f"{item.get('id', i)}-{k}") if k else item
+        dict(item, id=f"{item.get('id', i)}-{k}") if k and isinstance(item, dict) else item
         for k, (i, item) in zip(itertools.count(), itertools.islice(itertools.cycle(enumerate(items)), n))
     ]
+
+
+def check_options(opts: DemoOptions) -> list[Any]:
+    """Every flag checked before anything starts; returns the items."""
+    from stepgraph.errors import ConfigError
+    from stepgraph.graphs.registry import registered
+
+    graphs = registered()
+    if opts.graph not in graphs:
+        raise ConfigError(
+            f"--graph {opts.graph!r} is not a registered graph",
+            hint=f"use one of {', '.join(sorted(graphs))}",
+        )
+    if opts.faults not in FAULTS:
+        raise ConfigError(f"--faults {opts.faults!r} is not known", hint=f"use one of {', '.join(FAULTS)}")
+    items = load_items(opts.items_file, opts.items)
+    try:  # the copy at the end must not fail after the whole batch ran
+        opts.out_dir.mkdir(parents=True, exist_ok=True)
+        probe = opts.out_dir / f".write-test-{uuid.uuid4().hex[:8]}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(
+            f"--out {opts.out_dir}: cannot write there ({exc.strerror})",
+            hint="pick a directory you can write",
+        ) from None
+    return items
+
+
+def failed_items(stack: LocalStack, run: str) -> list[dict[str, Any]]:
+    """The failure records the state machine wrote for the run's items, in item order."""
+    s3 = stack.client("s3")
+    rows = []
+    for page in s3.get_paginator("list_objects_v2").paginate(
+        Bucket=stack.bucket, Prefix=f"{resources.PREFIX_FAILURES}{run}/"
+    ):
+        for obj in page.get("Contents", []):
+            try:
+                rows.append(json.loads(s3.get_object(Bucket=stack.bucket, Key=obj["Key"])["Body"].read()))
+            except (json.JSONDecodeError, TypeError):
+                rows.append(
+                    {
+                        "item_id": obj["Key"].rsplit("/", 1)[-1].removesuffix(".json"),
+                        "error": "unreadable record",
+                    }
+                )
+    return sorted(rows, key=lambda r: (len(str(r.get("item_id"))), str(r.get("item_id"))))
+
+
+def _cause(cause: Any) -> str:
+    """A Lambda error's cause is JSON; its errorMessage is what a person reads."""
+    text = str(cause or "")
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError:
+        return text
+    return str(parsed.get("errorMessage", text)) if isinstance(parsed, dict) else text
+
+
+def print_failures(console: Console, failures: list[dict[str, Any]], shown: int = 10) -> None:
+    for f in failures[:shown]:
+        console.print(
+            f"  item {f.get('item_id')}: {f.get('error')}: {_cause(f.get('cause'))}",
+            markup=False,
+            highlight=False,
+        )
+    if len(failures) > shown:
+        console.print(
+            f"  ... and {len(failures) - shown} more failed items (failures/ under the run)", highlight=False
+        )
 
 
 def _progress(stack: LocalStack, sim: Any, total: int, run: str, started: float, rpm: int) -> Table:
@@ -85,6 +163,7 @@ def _export(stack: LocalStack, run: str, out: Path) -> Path:
     target = out / run
     if target.exists():
         shutil.rmtree(target)
+    (target / resources.PREFIX_USAGE).mkdir(parents=True)  # a run with no records still has a usage root
     for prefix in (resources.PREFIX_USAGE, f"{resources.PREFIX_RESULTS}{run}/"):
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=stack.bucket, Prefix=prefix):
             for obj in page.get("Contents", []):
@@ -109,10 +188,12 @@ class DemoResult:
 
 def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoResult:
     """Run the batch; `failed` counts the items that did not finish (the exit code is non-zero then)."""
+    from stepgraph.local import map_runs
     from stepgraph.usage.report import render, run_report
 
     console = console or Console()
-    items = load_items(opts.items_file, opts.items)
+    items = check_options(opts)
+    map_runs.quiet_interpreter()
     run = f"demo-{uuid.uuid4().hex[:8]}"
     sim_opts: dict[str, Any] = {
         "rpm": opts.rpm,
@@ -175,6 +256,7 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoResult:
                 return DemoResult(len(items), len(items), elapsed, 0, 0.0, 0, 0)
             out = _export(stack, run, opts.out_dir)
             done = len(list((out / resources.PREFIX_RESULTS / run).glob("*.json")))
+            failures = failed_items(stack, run)
             stats = sim.stats()
             # What the provider admitted (a 429 from its window used nothing of the limit).
             request_ts = sorted(q["ts"] for q in sim.requests() if q["status"] != 429)
@@ -191,6 +273,9 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoResult:
         console.print(f"results and usage records: {out}  (try: stepgraph usage report --source {out})")
         failed = len(items) - done
         console.print(f"[{'green' if failed == 0 else 'red'}]{done} of {len(items)} items done[/]")
+        if failures:
+            console.print(f"failed items ({len(failures)}):")
+            print_failures(console, failures)
         return DemoResult(
             len(items),
             failed,

@@ -24,6 +24,11 @@ class Endpoint:
 def local_endpoint(
     *, port: int = 5000, rpm: int = 20, rpd: int = 1000, time_scale: float = 0.05
 ) -> Iterator[Endpoint]:
+    from stepgraph.local import map_runs
+    from stepgraph.local.ports import ensure_free
+
+    ensure_free(port)
+    map_runs.install()  # per-item child executions of a Distributed Map, as on AWS
     with running_simulator(rpm=rpm, rpd=rpd, time_scale=time_scale) as sim:
         env = {
             "STEPGRAPH_TIME_SCALE": str(time_scale),

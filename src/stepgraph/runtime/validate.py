@@ -38,9 +38,15 @@ def validate_execution(event: dict[str, Any], *, bucket: str, s3: Any) -> dict[s
     out: dict[str, Any] = {"graph": parsed.graph, "config": config, "execution_id": execution_id}
     if parsed.items_s3 is not None:
         items = _read_items(s3, parsed.items_s3.bucket, parsed.items_s3.key)
+        if not items:
+            raise InvalidInput(
+                f"input.items_s3: s3://{parsed.items_s3.bucket}/{parsed.items_s3.key} holds no items"
+            )
         out.update(mode="distributed", items_s3=parsed.items_s3.model_dump(), item_count=len(items))
         return out
     items = parsed.items or []
+    if not items:
+        raise InvalidInput("input.items: the batch is empty", hint="give at least one item")
     for i, item in enumerate(items):
         size = len(json.dumps(item, default=str).encode())
         if size > MAX_INLINE_ITEM_BYTES:

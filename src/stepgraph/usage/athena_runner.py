@@ -8,7 +8,7 @@ from datetime import date
 from typing import Any
 
 from stepgraph import resources
-from stepgraph.errors import StepGraphError
+from stepgraph.errors import ConfigError, StepGraphError
 from stepgraph.usage import sql as usage_sql
 
 
@@ -33,6 +33,9 @@ def run_athena(
 
         client = boto3.client("athena")
     available = usage_sql.named_queries()
+    unknown = sorted(set(queries or []) - set(available))
+    if unknown:
+        raise ConfigError(f"unknown query {', '.join(unknown)}", hint=f"known: {', '.join(available)}")
     results = {}
     for name in queries or list(available):
         text = usage_sql.fill(

@@ -75,3 +75,37 @@ def find_bad_line(files: Iterable[Path], label: Callable[[Path], str]) -> UsageD
             if problem:
                 return UsageDataError(f"usage object {label(path)} line {n}: {problem}", hint=hint)
     return None
+
+
+def drop_bad_lines(root: Path, dest: Path, label: Callable[[Path], str]) -> tuple[Path, list[str]]:
+    """A copy of the usage files under `root` without the lines a report cannot read (at `dest`, only
+    when there are any), and each dropped line as `object line N: problem`."""
+    columns = dict(glue_columns())
+    files = sorted(p for p in root.rglob("*.jsonl*") if p.suffix in (".jsonl", ".gz"))
+    problems: list[str] = []
+    kept: dict[Path, list[bytes]] = {}
+    for path in files:
+        try:
+            lines = list(_lines(path))
+        except (OSError, EOFError, zlib.error) as exc:
+            problems.append(f"{label(path)}: cannot be read ({exc})")
+            kept[path] = []
+            continue
+        good = []
+        for n, raw in enumerate(lines, start=1):
+            problem = line_problem(raw, columns) if raw.strip() else None
+            if problem:
+                problems.append(f"{label(path)} line {n}: {problem}")
+            elif raw.strip():
+                good.append(raw)
+        if len(good) != sum(1 for raw in lines if raw.strip()):
+            kept[path] = good
+    if not problems:
+        return root, problems
+    for path in files:
+        target = dest / path.relative_to(root)
+        target = target.with_suffix("") if target.suffix == ".gz" else target  # written uncompressed
+        target.parent.mkdir(parents=True, exist_ok=True)
+        body = b"\n".join(kept[path]) + b"\n" if path in kept else b"\n".join(_lines(path)) + b"\n"
+        target.write_bytes(body)
+    return dest, problems

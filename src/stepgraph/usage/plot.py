@@ -1,50 +1,84 @@
-"""Spend and requests over time per model, as a PNG (or an HTML page embedding it)."""
+"""Requests and spend per model over time, in the format the file name says (.png, .svg, .pdf, or
+.html embedding the SVG). Buckets are sized to the run: seconds for a short local run, minutes or
+hours for long ones, so a plot always has enough points to read."""
 
 from __future__ import annotations
 
-import base64
-import io
 from collections import defaultdict
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+# Bucket sizes in seconds, and how the axis names them.
+BUCKETS = ((1, "s"), (5, "5 s"), (10, "10 s"), (30, "30 s"), (60, "min"), (300, "5 min"), (900, "15 min"),
+           (3600, "h"), (6 * 3600, "6 h"), (86400, "day"))  # fmt: skip
+MAX_POINTS = 120
 
-def plot_usage(rows: list[dict[str, Any]], out: Path) -> Path:
-    """`rows` from the `requests_per_minute`-style data: minute, model, requests, cost_usd."""
+
+def _when(ts: Any) -> datetime:
+    return ts if isinstance(ts, datetime) else datetime.fromisoformat(str(ts).replace("Z", "+00:00"))
+
+
+def bucket_size(span_s: float) -> tuple[int, str]:
+    """The smallest bucket that keeps the run within MAX_POINTS points."""
+    for size, name in BUCKETS:
+        if span_s / size <= MAX_POINTS:
+            return size, name
+    return BUCKETS[-1]
+
+
+def plot_usage(rows: list[dict[str, Any]], out: Path, *, title: str = "stepgraph usage") -> Path:
+    """`rows` from PLOT_SQL: second, model, requests, cost_usd."""
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
 
-    series: dict[str, dict[str, list[float]]] = defaultdict(lambda: {"x": [], "req": [], "cost": []})
-    for r in sorted(rows, key=lambda r: (str(r["model"]), str(r["minute"]))):
-        s = series[str(r["model"])]
-        s["x"].append(r["minute"])  # type: ignore[arg-type]
-        s["req"].append(float(r["requests"]))
-        s["cost"].append(float(r["cost_usd"] or 0))
+    times = [_when(r["second"]) for r in rows]
+    span = (max(times) - min(times)).total_seconds() if times else 0.0
+    size, name = bucket_size(span)
+    series: dict[str, dict[float, list[float]]] = defaultdict(lambda: defaultdict(lambda: [0.0, 0.0]))
+    for when, r in zip(times, rows, strict=True):
+        start = when.timestamp() // size * size
+        point = series[str(r["model"])][start]
+        point[0] += float(r["requests"])
+        point[1] += float(r["cost_usd"] or 0)
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
-    for model, s in series.items():
-        ax1.plot(s["x"], s["req"], marker="o", label=model)
-        ax2.plot(s["x"], s["cost"], marker="o", label=model)
-    ax1.set_ylabel("requests / minute")
-    ax2.set_ylabel("spend USD / minute")
-    ax1.legend(fontsize="small")
+    for model, points in sorted(series.items()):
+        xs = sorted(points)
+        dates = [datetime.fromtimestamp(x, tz=times[0].tzinfo) for x in xs]
+        ax1.plot(dates, [points[x][0] for x in xs], marker="o", label=model)
+        ax2.plot(dates, [points[x][1] for x in xs], marker="o", label=model)
+    ax1.set_ylabel(f"requests / {name}")
+    ax2.set_ylabel(f"spend USD / {name}")
+    ax2.set_xlabel("time (UTC)")
+    for ax in (ax1, ax2):
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+    ax2.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M:%S" if span < 86400 else "%m-%d %H:%M"))
+    if series:
+        ax1.legend(fontsize="small")
+    first = min(times).strftime("%Y-%m-%d %H:%M:%S UTC") if times else "no records"
+    fig.suptitle(f"{title}: requests and spend per model ({first}, {span:.0f} s, one point per {name})")
     fig.autofmt_xdate()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    if out.suffix == ".html":
-        img = base64.b64encode(buf.getvalue()).decode()
+    suffix = out.suffix.lower()
+    if suffix == ".html":
+        import io
+
+        buf = io.StringIO()
+        fig.savefig(buf, format="svg")
         out.write_text(
-            f"<html><body><h1>stepgraph usage</h1><img src='data:image/png;base64,{img}'/></body></html>"
+            f"<!doctype html><html><head><title>{title}</title></head><body>{buf.getvalue()}</body></html>"
         )
     else:
-        out.write_bytes(buf.getvalue())
+        fig.savefig(out, format=suffix.lstrip(".") or "png", dpi=100)
+    plt.close(fig)
     return out
 
 
 PLOT_SQL = """
-SELECT substr(ts, 1, 16) AS minute, coalesce(nullif(model_used, ''), model_requested) AS model,
+SELECT substr(ts, 1, 19) AS second, coalesce(nullif(model_used, ''), model_requested) AS model,
        count(*) AS requests, sum(coalesce(cost_usd, 0e0)) AS cost_usd
 FROM "${database}"."${table}" WHERE dt >= '${since}' GROUP BY 1, 2 ORDER BY 1, 2
 """

@@ -6,9 +6,6 @@ sqlglot. The table is built with the record model's columns, and `dt` comes from
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import tempfile
 from collections.abc import Callable
 from datetime import date
@@ -18,8 +15,9 @@ from typing import Any
 from stepgraph import resources
 from stepgraph.errors import ConfigError
 from stepgraph.usage import sql as usage_sql
-from stepgraph.usage.check import UsageDataError, find_bad_line
+from stepgraph.usage.check import UsageDataError, drop_bad_lines, find_bad_line
 from stepgraph.usage.record import glue_columns
+from stepgraph.usage.render import render as render  # the report's callers import it from here
 
 DUCK_TYPES = {
     "int": "INTEGER",
@@ -109,8 +107,12 @@ def run_report(
     since: date | None = None,
     s3_client: Any = None,
     extra: dict[str, str] | None = None,
+    skipped: list[str] | None = None,
 ) -> dict[str, Rows]:
-    """Run the named queries (all by default), plus `extra` ad-hoc SQL, over `source` (a directory or s3://bucket)."""
+    """Run the named queries (all by default), plus `extra` ad-hoc SQL, over `source` (a directory or s3://bucket).
+
+    With `skipped` (a list), corrupt lines are left out and each is appended to it (object and line)
+    instead of stopping the report."""
     import duckdb
 
     available = usage_sql.named_queries()
@@ -136,6 +138,13 @@ def run_report(
                 )
             root = _usage_root(path)
             label = str
+        if skipped is not None:
+            original, named = root, label
+            root, problems = drop_bad_lines(original, Path(tmp) / "clean", named)
+            skipped.extend(problems)
+            if root != original:  # errors still name the object, not the cleaned copy
+                clean = root
+                label = lambda p: named(original / p.relative_to(clean))  # noqa: E731
         con = duckdb.connect()
         load(con, root, database=database, table=table, label=label)
         results: dict[str, Rows] = {}
@@ -146,43 +155,3 @@ def run_report(
             names = [d[0] for d in cur.description]
             results[name] = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
         return results
-
-
-def _plain(v: Any) -> Any:
-    if isinstance(v, float):
-        return round(v, 6)
-    return v
-
-
-def render(results: dict[str, Rows], fmt: str = "table") -> str:
-    """`json`: one object per query `{"query", "rows"}` per line; `csv`: a header per query; `table`: rich."""
-    if fmt == "json":
-        return "\n".join(
-            json.dumps(
-                {"query": q, "rows": [{k: _plain(v) for k, v in r.items()} for r in rows]}, default=str
-            )
-            for q, rows in results.items()
-        )
-    if fmt == "csv":
-        out = io.StringIO()
-        for q, rows in results.items():
-            out.write(f"# {q}\n")
-            if rows:
-                w = csv.DictWriter(out, fieldnames=list(rows[0]))
-                w.writeheader()
-                w.writerows(rows)
-        return out.getvalue()
-    if fmt != "table":
-        raise ConfigError(f"unknown format {fmt!r}", hint="use table, json or csv")
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(record=True, width=140, file=io.StringIO())
-    for q, rows in results.items():
-        t = Table(title=q)
-        for col in rows[0] if rows else ["(no rows)"]:
-            t.add_column(str(col))
-        for r in rows:
-            t.add_row(*(str(_plain(v)) for v in r.values()))
-        console.print(t)
-    return console.export_text()

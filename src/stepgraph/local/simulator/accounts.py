@@ -133,7 +133,14 @@ def load_accounts_file(path: str | Path) -> dict[str, Any]:
             f"simulator accounts file {p} not found", hint="pass --accounts with an existing YAML/JSON file"
         )
     text = p.read_text()
-    data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+    try:
+        data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else f"line {getattr(exc, 'lineno', '?')}"
+        reason = getattr(exc, "problem", None) or getattr(exc, "msg", None) or type(exc).__name__
+        kind = "JSON" if p.suffix == ".json" else "YAML"
+        raise ConfigError(f"simulator accounts file {p}: not valid {kind} ({reason}, {where})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"simulator accounts file {p}: expected a mapping with 'accounts'")
     return data
