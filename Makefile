@@ -8,6 +8,10 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 STAMP_PY := $(VENV)/.installed
 STAMP_NODE := node_modules/.installed
+# checkov pins versions that clash with ours: it gets a virtualenv of its own.
+CHECKOV_VENV := .venv-checkov
+CHECKOV := $(CHECKOV_VENV)/bin/checkov
+CHECKOV_VERSION := 3.3.30
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
@@ -15,12 +19,12 @@ export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 PYTHON ?= $(shell for c in python3.12 "env PYENV_VERSION=3.12.1 python3.12" python3; do \
 	if $$c -c 'import sys; assert sys.version_info >= (3, 11)' >/dev/null 2>&1; then echo "$$c"; break; fi; done)
 
-.PHONY: help setup venv node jdk lint format typecheck test test-unit test-integration test-infra demo bench synth layer clean
+.PHONY: help setup venv node jdk validators lint format typecheck test test-unit test-integration test-infra demo bench synth layer clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
 
-setup: venv node jdk  ## Install everything the tests and the demo need
+setup: venv node jdk validators  ## Install everything the tests and the demo need
 
 venv: $(STAMP_PY)  ## Create .venv and install the Python packages (again when pyproject.toml changes)
 $(STAMP_PY): pyproject.toml
@@ -35,6 +39,13 @@ $(STAMP_NODE): package.json package-lock.json
 	@command -v npm >/dev/null || { echo "error: npm not found: install Node.js 20+ (apt-get install nodejs npm)"; exit 1; }
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
+
+validators: node $(CHECKOV)  ## Independent validators: asl-validator (npm, package.json) and checkov (own venv)
+
+$(CHECKOV):
+	@test -n "$(PYTHON)" || { echo "error: Python >= 3.11 not found (install python3.12 or python3.11)"; exit 1; }
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet 'checkov==$(CHECKOV_VERSION)'
 
 jdk:  ## DynamoDB Local needs Java 17+; install a headless JRE when we can (root on Debian)
 	@if ! java -version >/dev/null 2>&1; then \
@@ -81,4 +92,4 @@ layer: venv  ## Build the Lambda dependency layer into layers/build/
 	$(PY) layers/build.py
 
 clean:  ## Remove the virtualenv, node tools and build output
-	rm -rf $(VENV) node_modules cdk.out layers/build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) node_modules cdk.out layers/build .pytest_cache .mypy_cache .ruff_cache

@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
+from stepgraph import resources
+
 KEYS = (
     "daily_budget_usd",
     "min_credits_usd",
@@ -24,6 +26,8 @@ KEYS = (
     "graph_package",
     "free_requests_alarm",
     "graphs",
+    "max_run_days",
+    "graph_step_reserved_concurrency",
 )
 
 
@@ -35,13 +39,18 @@ class StackSettings(BaseModel):
     alarm_email: str | None = Field(None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
     providers: str | None = None  # JSON provider table (STEPGRAPH_PROVIDERS)
     limits_profile: str = "openrouter-free"
-    map_concurrency: int = Field(10, ge=1, le=10_000)
+    map_concurrency: int = Field(resources.DEFAULT_MAX_CONCURRENCY, ge=1, le=10_000)
     log_retention_days: Literal[1, 3, 5, 7, 14, 30, 60, 90, 180, 365] = 30
     removal_policy: Literal["retain", "destroy"] = "retain"
     layer_dir: str = "layers/build"
     graph_package: str | None = None
     free_requests_alarm: int = Field(10, ge=0)
     # Graphs in `graph_package` by name, e.g. {"tickets": "my_graphs.tickets:build_graph"}.
+    # How long one execution may run (a batch waits for its quota, e.g. 50 free requests per UTC day).
+    max_run_days: int = Field(resources.DEFAULT_MAX_RUN_DAYS, ge=1, le=resources.MAX_RUN_DAYS_LIMIT)
+    # Reserved concurrency for graph-step; None leaves it unreserved (a new account may have only 10
+    # concurrent executions in all, and AWS keeps 10 unreserved, so it cannot reserve any).
+    graph_step_reserved_concurrency: int | None = Field(None, ge=1, le=10_000)
     graphs: dict[str, Annotated[str, StringConstraints(pattern=r"^[\w.]+:\w+$")]] | None = None
 
     @field_validator("providers", mode="before")
@@ -115,6 +124,8 @@ def load(get: Any, keys: Iterable[str] = ()) -> StackSettings:
             "log_retention_days",
             "free_requests_alarm",
             "graphs",
+            "max_run_days",
+            "graph_step_reserved_concurrency",
         ):
             with contextlib.suppress(json.JSONDecodeError):
                 raw[k] = json.loads(v)
@@ -131,7 +142,9 @@ def check_paths(settings: StackSettings) -> None:
     """The directories the stack bundles exist (checked by the app, so that tests may use stand-ins)."""
     from pathlib import Path
 
-    if not (Path(settings.layer_dir) / "python").is_dir():
+    # The default, not built yet (a fresh clone's `make synth`): the stack uses a stand-in and says so.
+    default = StackSettings.model_fields["layer_dir"].default
+    if settings.layer_dir != default and not (Path(settings.layer_dir) / "python").is_dir():
         raise ContextError(
             f"CDK context 'layer_dir': {settings.layer_dir}/python does not exist "
             "(run `make layer` first, or point -c layer_dir= at a built layer)"

@@ -12,13 +12,16 @@ from stepgraph import resources
 class DataBucket(Construct):
     def __init__(self, scope: Construct, cid: str, *, removal: RemovalPolicy) -> None:
         super().__init__(scope, cid)
+        # Grant S3 log delivery with a bucket policy instead of the legacy LogDeliveryWrite ACL.
+        self.node.set_context("@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy", True)
         self.access_logs = s3.Bucket(
             self,
             "AccessLogs",
             encryption=s3.BucketEncryption.S3_MANAGED,
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             enforce_ssl=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
+            # ACLs off: S3 log delivery is granted by a bucket policy, not the legacy LogDeliveryWrite ACL.
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(90))],
             removal_policy=removal,
             auto_delete_objects=False,

@@ -7,6 +7,8 @@ provider secrets, the management-key secrets (it alone) and the limiter's day co
 
 from __future__ import annotations
 
+import sys
+import tempfile
 from pathlib import Path
 
 from aws_cdk import Duration, RemovalPolicy
@@ -17,11 +19,20 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as sm
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from stepgraph import resources
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def stand_in_layer() -> Path:
+    """A one-file layer, so `cdk synth` works on a fresh clone; its fixed content keeps the asset hash stable."""
+    d = Path(tempfile.gettempdir()) / "stepgraph-stand-in-layer"
+    (d / "python").mkdir(parents=True, exist_ok=True)
+    (d / "python" / "STAND_IN.txt").write_text("stand-in layer: build the real one with `make layer`\n")
+    return d
 
 
 class Functions(Construct):
@@ -38,11 +49,19 @@ class Functions(Construct):
         graph_package: str | None,
         providers: str | None,
         runtime_env: dict[str, str],
+        graph_step_reserved_concurrency: int | None = None,
         retention: logs.RetentionDays,
         removal: RemovalPolicy,
     ) -> None:
         super().__init__(scope, cid)
         layer_path = Path(layer_dir) if Path(layer_dir).is_absolute() else ROOT / layer_dir
+        if not layer_path.is_dir():
+            layer_path = stand_in_layer()
+            print(
+                f"note: {layer_dir} is not built: synthesizing against a stand-in layer "
+                "(run `make layer` before `cdk deploy`)",
+                file=sys.stderr,
+            )
         self.layer = lambda_.LayerVersion(
             self,
             "Dependencies",
@@ -71,7 +90,14 @@ class Functions(Construct):
             **runtime_env,
         }
 
-        def function(name: str, directory: str, timeout: Duration, memory: int) -> lambda_.Function:
+        def function(
+            name: str,
+            directory: str,
+            timeout: Duration,
+            memory: int,
+            reserved: int | None = None,
+            dead_letters: sqs.IQueue | None = None,
+        ) -> lambda_.Function:
             log_group = logs.LogGroup(self, f"{directory}-logs", retention=retention, removal_policy=removal)
             return lambda_.Function(
                 self,
@@ -88,11 +114,35 @@ class Functions(Construct):
                 environment=env,
                 tracing=lambda_.Tracing.ACTIVE,
                 log_group=log_group,
+                reserved_concurrent_executions=reserved,
+                # Only the scheduled poller is invoked asynchronously: its failed events are kept.
+                dead_letter_queue=dead_letters,
+                retry_attempts=2 if dead_letters else None,
+                max_event_age=Duration.hours(1) if dead_letters else None,
             )
 
-        self.graph_step = function(resources.GRAPH_STEP_FUNCTION, "graph_step", Duration.minutes(5), 1024)
+        self.graph_step = function(
+            resources.GRAPH_STEP_FUNCTION,
+            "graph_step",
+            Duration.minutes(5),
+            1024,
+            graph_step_reserved_concurrency,
+        )
         self.validate = function(resources.VALIDATE_FUNCTION, "validate_input", Duration.seconds(60), 512)
-        self.poller = function(resources.CREDITS_POLLER_FUNCTION, "credits_poller", Duration.seconds(60), 256)
+        self.poller_dead_letters = sqs.Queue(
+            self,
+            "PollerDeadLetters",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        self.poller = function(
+            resources.CREDITS_POLLER_FUNCTION,
+            "credits_poller",
+            Duration.seconds(60),
+            256,
+            dead_letters=self.poller_dead_letters,
+        )
 
         step_role = self.graph_step
         bucket.grant_read_write(step_role, f"{resources.PREFIX_CHECKPOINTS}*")
@@ -113,5 +163,13 @@ class Functions(Construct):
             "PollCredits",
             description="stepgraph: poll provider credits and free-tier use",
             schedule=events.Schedule.rate(Duration.minutes(15)),
-            targets=[targets.LambdaFunction(self.poller)],
+            # A poll that cannot be delivered is retried twice within the hour, then kept in the queue.
+            targets=[
+                targets.LambdaFunction(
+                    self.poller,
+                    retry_attempts=2,
+                    max_event_age=Duration.hours(1),
+                    dead_letter_queue=self.poller_dead_letters,
+                )
+            ],
         )

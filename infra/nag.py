@@ -10,7 +10,7 @@ from constructs import IConstruct
 ACKNOWLEDGED = {
     "AwsSolutions-IAM4": "Lambda functions use the AWS managed AWSLambdaBasicExecutionRole for their log streams.",
     "AwsSolutions-IAM5": "Wildcards are object-key prefixes of the data bucket (checkpoints/*, usage/*, results/*, "
-    "items/*, failures/*), X-Ray actions that take no resource, and the state machine's own executions.",
+    "items/*, failures/*, map-runs/*), X-Ray actions that take no resource, and the state machine's own executions.",
     "AwsSolutions-SMG4": "Provider API keys are issued by the provider; Secrets Manager cannot rotate them.",
     "AwsSolutions-L1": "The dependency layer is built and byte-compiled for Python 3.12.",
 }
@@ -32,6 +32,7 @@ FINDINGS = {
     "AwsSolutions-IAM5[Resource::<DataBucketE6B0FAA8.Arn>/checkpoints/*]": _S3_PREFIX,
     "AwsSolutions-IAM5[Resource::<DataBucketE6B0FAA8.Arn>/failures/*]": "the state machine writes one failure record per failed Distributed Map item (s3:PutObject only)",
     "AwsSolutions-IAM5[Resource::<DataBucketE6B0FAA8.Arn>/items/*]": _S3_PREFIX,
+    "AwsSolutions-IAM5[Resource::<DataBucketE6B0FAA8.Arn>/map-runs/*]": "the Distributed Map's ResultWriter writes the Map Run's result files there (the actions AWS documents for it)",
     "AwsSolutions-IAM5[Resource::<DataBucketE6B0FAA8.Arn>/results/*]": _S3_PREFIX,
     "AwsSolutions-IAM5[Resource::<DataBucketE6B0FAA8.Arn>/usage/*]": _S3_PREFIX,
     "AwsSolutions-IAM5[Resource::<FunctionsgraphstepE053112F.Arn>:*]": "invoking any version of graph-step",

@@ -46,6 +46,7 @@ class StepGraphStack(cdk.Stack):
             graph_package=settings.graph_package,
             providers=settings.providers,
             runtime_env=settings.runtime_env(),
+            graph_step_reserved_concurrency=settings.graph_step_reserved_concurrency,
             retention=retention,
             removal=removal,
         )
@@ -57,6 +58,7 @@ class StepGraphStack(cdk.Stack):
             bucket=data.bucket,
             retention=retention,
             removal=removal,
+            max_run_days=settings.max_run_days,
         )
         monitoring = Monitoring(
             self,

@@ -1,8 +1,11 @@
-"""The state machine: statemachine/graph_fanout.asl.json with its substitutions, logged and traced."""
+"""The state machine: statemachine/graph_fanout.asl.json with its substitutions, logged and traced.
+
+The definition goes into the template itself (DefinitionString), not an S3 asset, so cfn-lint and
+template scanners see it; its TimeoutSeconds comes from the CDK context `max_run_days`."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import json
 
 from aws_cdk import RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
@@ -14,7 +17,11 @@ from constructs import Construct
 
 from stepgraph import resources
 
-ASL = Path(__file__).resolve().parents[1] / "statemachine" / resources.STATEMACHINE_FILE
+
+def definition_text(max_run_days: int) -> str:
+    definition = json.loads(resources.statemachine_text())
+    definition["TimeoutSeconds"] = resources.run_timeout_s(max_run_days)
+    return json.dumps(definition, indent=1)
 
 
 class GraphStateMachine(Construct):
@@ -28,6 +35,7 @@ class GraphStateMachine(Construct):
         bucket: s3.IBucket,
         retention: logs.RetentionDays,
         removal: RemovalPolicy,
+        max_run_days: int = resources.DEFAULT_MAX_RUN_DAYS,
     ) -> None:
         super().__init__(scope, cid)
         log_group = logs.LogGroup(self, "Logs", retention=retention, removal_policy=removal)
@@ -35,7 +43,7 @@ class GraphStateMachine(Construct):
             self,
             "StateMachine",
             state_machine_name=resources.STATE_MACHINE_NAME,
-            definition_body=sfn.DefinitionBody.from_file(str(ASL)),
+            definition_body=sfn.DefinitionBody.from_string(definition_text(max_run_days)),
             definition_substitutions={
                 "ValidateFunctionArn": validate.function_arn,
                 "GraphStepFunctionArn": graph_step.function_arn,
@@ -51,6 +59,18 @@ class GraphStateMachine(Construct):
         self.state_machine.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["s3:PutObject"], resources=[bucket.arn_for_objects(f"{resources.PREFIX_FAILURES}*")]
+            )
+        )
+        # The Distributed Map's ResultWriter writes the children's outputs under map-runs/ (what AWS asks for it).
+        self.state_machine.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "s3:PutObject",
+                    "s3:GetObject",
+                    "s3:ListMultipartUploadParts",
+                    "s3:AbortMultipartUpload",
+                ],
+                resources=[bucket.arn_for_objects(f"{resources.PREFIX_MAP_RUNS}*")],
             )
         )
         stack = Stack.of(self)

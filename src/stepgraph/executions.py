@@ -11,7 +11,7 @@ from typing import Any
 
 from stepgraph import resources
 from stepgraph.errors import ConfigError
-from stepgraph.schemas import parse_execution_input
+from stepgraph.schemas import check_item_sizes, check_items_key, parse_execution_input
 
 
 def _client(service: str, endpoint_url: str | None, region: str | None) -> Any:
@@ -131,6 +131,7 @@ def start(
         payload: dict[str, Any] = {"graph": graph, "items_s3": {"bucket": b, "key": key}}
     else:
         rows = read_items(Path(items))
+        check_item_sizes(rows, where=f"{items} item")
         if not rows:
             raise ConfigError(f"--items {items}: the file holds no items", hint="one JSON value per line")
         if not bucket:
@@ -144,7 +145,9 @@ def start(
         }
     if config:
         payload["config"] = config
-    parse_execution_input(payload)  # fail here, with the field named, rather than in the state machine
+    parsed = parse_execution_input(payload)  # fail here, with the field named, not in the state machine
+    if parsed.items_s3 is not None:
+        check_items_key(parsed.items_s3, where="--items")
     arn = resolve_state_machine(state_machine, endpoint_url=endpoint_url, region=region)
     sfn = _client("stepfunctions", endpoint_url, region)
     sfn.describe_state_machine(stateMachineArn=arn)  # StateMachineDoesNotExist before any upload
@@ -363,12 +366,10 @@ def _manifest_length(s3: Any, items_s3: dict[str, Any]) -> int | None:
 
 
 def _spend(s3: Any, bucket: str, name: str) -> tuple[int, float]:
+    from stepgraph.usage import layout
+
     spend, attempts = 0.0, 0
-    for key in _keys(s3, bucket, resources.PREFIX_USAGE):
-        if f"/{name}/" not in key:
-            continue
-        for line in s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode().splitlines():
-            rec = json.loads(line)
-            attempts += 1
-            spend += rec.get("cost_usd") or 0.0
+    for rec in layout.s3_records(s3, bucket, execution=name):
+        attempts += 1
+        spend += rec.get("cost_usd") or 0.0
     return attempts, round(spend, 12)  # a fraction of a cent stays visible

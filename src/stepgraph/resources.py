@@ -7,6 +7,8 @@ are built from one definition.
 
 from __future__ import annotations
 
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 NAME = "stepgraph"
@@ -19,6 +21,8 @@ PREFIX_RESULTS = "results/"
 # Distributed Map items that failed: `failures/{execution name}/{item_id}.json`, written by the ASL.
 PREFIX_FAILURES = "failures/"
 PREFIX_ITEMS = "items/"
+# Distributed Map results (ResultWriter): `map-runs/{map run id}/manifest.json` and result files.
+PREFIX_MAP_RUNS = "map-runs/"
 
 # Limiter table (also holds BudgetGuard counters under their own keys).
 BUDGET_KEY = "spend"  # the stack-wide budget guard's key (graph-step charges it, the poller reads it)
@@ -54,20 +58,52 @@ ENV_PROVIDERS = "STEPGRAPH_PROVIDERS"
 # State machine definition files and the `${...}` names they use.
 STATEMACHINE_FILE = "graph_fanout.asl.json"
 ASL_SUBSTITUTIONS = ("ValidateFunctionArn", "GraphStepFunctionArn", "DataBucketName")
-DEFAULT_MAX_CONCURRENCY = 10
+# Items run at once by default. A new AWS account may have only 10 concurrent Lambda executions in all:
+# 8 graph-steps leave room for validate-input and the credits poller. Raise it (context map_concurrency,
+# or config.max_concurrency) after checking `aws lambda get-account-settings`.
+DEFAULT_MAX_CONCURRENCY = 8
+# Distributed Map: the share of items that may fail before the Map Run fails; 100 means an item never
+# fails the batch (each failed item leaves a record under failures/).
+DEFAULT_TOLERATED_FAILURE_PERCENTAGE = 100
+# An execution may run as long as its quota needs (CDK context `max_run_days`); Standard workflows
+# run at most a year. The definition's TimeoutSeconds is set from it, in the CDK app and locally alike.
+DEFAULT_MAX_RUN_DAYS = 30
+MAX_RUN_DAYS_LIMIT = 365
+
+
+def run_timeout_s(max_run_days: int) -> int:
+    return int(max_run_days) * 86_400
+
 
 METRIC_NAMESPACE = "StepGraph"
 SERVICE_NAME = "stepgraph"
 
 
-def repo_root() -> Path:
-    """The checkout that holds statemachine/, athena/ and lambdas/ (editable installs and tests)."""
-    return Path(__file__).resolve().parents[2]
+def data(*parts: str) -> Traversable:
+    """A file or folder shipped inside the package (`stepgraph/data/`: statemachine/, athena/, lambdas/,
+    items/), read with importlib.resources so a wheel installed anywhere finds it. In a checkout those
+    folders are links to the top-level ones the CDK app deploys, so there is one copy of each file."""
+    return files("stepgraph").joinpath("data", *parts)
 
 
-def statemachine_dir() -> Path:
-    return repo_root() / "statemachine"
+def data_path(*parts: str) -> Path:
+    """`data(...)` as a filesystem path (for tools that need one: importing a handler file, DuckDB)."""
+    return Path(str(data(*parts)))
 
 
-def athena_dir() -> Path:
-    return repo_root() / "athena"
+def statemachine_text(name: str = STATEMACHINE_FILE) -> str:
+    return data("statemachine", name).read_text()
+
+
+def checkout_root() -> Path:
+    """The repository checkout, for the few dev tools that build from it (the layer bench); a clear
+    error when stepgraph runs from an installed wheel."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / "layers" / "build.py").is_file():
+        from stepgraph.errors import ConfigError
+
+        raise ConfigError(
+            "this command builds from a checkout of the stepgraph repository",
+            hint="run it from a clone (git clone ...; make setup)",
+        )
+    return root

@@ -6,15 +6,45 @@ One module, used by the graph-step handler, the CLI (`stepgraph start`) and the 
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from stepgraph import resources
 from stepgraph.errors import InvalidInput
 
 # Step Functions rejects state payloads over 256 KiB; an item must leave room for the envelope.
 MAX_INLINE_ITEM_BYTES = 200_000
 MAX_INLINE_MAP_CONCURRENCY = 40
+
+
+def item_size(item: Any) -> int:
+    """Bytes of an item as the state machine carries it (JSON)."""
+    return len(json.dumps(item, default=str).encode())
+
+
+def check_item_sizes(items: list[Any], *, where: str) -> None:
+    """Every item fits a state's payload with its envelope: an oversize item is named before any item runs
+    (Step Functions would end it with States.DataLimitExceeded after a provider call)."""
+    for i, item in enumerate(items):
+        size = item_size(item)
+        if size > MAX_INLINE_ITEM_BYTES:
+            raise InvalidInput(
+                f"{where}[{i}]: item is {size:,} bytes, over the {MAX_INLINE_ITEM_BYTES:,}-byte limit of a "
+                "Step Functions state (256 KiB with the step's envelope)",
+                hint="keep large documents in S3 and put their s3:// reference in the item",
+            )
+
+
+def check_items_key(ref: S3Ref, *, where: str) -> None:
+    """The deployed state machine may read item manifests under items/ only; local runs refuse the same."""
+    if not ref.key.startswith(resources.PREFIX_ITEMS):
+        raise InvalidInput(
+            f"{where}: s3://{ref.bucket}/{ref.key} is outside {resources.PREFIX_ITEMS}",
+            hint=f"put the manifest under s3://<data bucket>/{resources.PREFIX_ITEMS} "
+            "(`stepgraph start --items FILE.jsonl` does)",
+        )
 
 
 class S3Ref(BaseModel):
@@ -38,6 +68,18 @@ class RunConfig(BaseModel):
     max_concurrency: int | None = Field(default=None, ge=1, le=10_000)
     max_rounds: int | None = Field(default=None, ge=1, le=20, description="Graph-specific loop bound")
     allow_paid: bool = Field(default=True, description="Allow paid models in the chain")
+    calls_per_item: int | None = Field(
+        default=None,
+        ge=1,
+        le=1000,
+        description="Model calls an item makes (about): sizes the history-event estimate that picks the Map",
+    )
+    tolerated_failure_percentage: float | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        description="Distributed Map: the share of failed items that fails the whole run (default 100: never)",
+    )
 
 
 class ExecutionInput(BaseModel):

@@ -22,7 +22,7 @@ def layer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
-def synth(layer_dir: Path, *, acknowledge: bool = True) -> tuple[cdk.Stack, Any]:
+def synth(layer_dir: Path, *, acknowledge: bool = True, **settings: Any) -> tuple[cdk.Stack, Any]:
     app = cdk.App()
     if not acknowledge:
         original = nag.acknowledge
@@ -30,7 +30,9 @@ def synth(layer_dir: Path, *, acknowledge: bool = True) -> tuple[cdk.Stack, Any]
         nag_ack["acknowledge"] = lambda scope: None
     try:
         stack = StepGraphStack(
-            app, "StepGraph", settings=StackSettings(layer_dir=str(layer_dir), alarm_email="ops@example.com")
+            app,
+            "StepGraph",
+            settings=StackSettings(layer_dir=str(layer_dir), alarm_email="ops@example.com", **settings),
         )
     finally:
         if not acknowledge:

@@ -91,7 +91,9 @@ def test_functions_and_layer(template: Template) -> None:
         env = p["Environment"]["Variables"]
         assert {resources.ENV_BUCKET, resources.ENV_LIMITER_TABLE} <= set(env)
         # What cdk.json says is what the functions run with: the budget guard and the default fan-out.
-        assert env["STEPGRAPH_DAILY_BUDGET_USD"] == "5" and env["STEPGRAPH_MAP_CONCURRENCY"] == "10"
+        assert env["STEPGRAPH_DAILY_BUDGET_USD"] == "5" and env["STEPGRAPH_MAP_CONCURRENCY"] == str(
+            resources.DEFAULT_MAX_CONCURRENCY
+        )
     template.resource_count_is("AWS::Lambda::LayerVersion", 1)
     template.has_resource_properties("AWS::Events::Rule", {"ScheduleExpression": "rate(15 minutes)"})
 
@@ -134,11 +136,17 @@ def test_least_privilege(template: Template) -> None:
     assert not any(a.startswith("s3:") for a in poller_actions)  # the poller never touches the data
 
 
+def deployed_definition(template: Template) -> dict[str, Any]:
+    (sm,) = template.find_resources("AWS::StepFunctions::StateMachine").values()
+    return json.loads(sm["Properties"]["DefinitionString"])
+
+
 def test_state_machine_definition_is_the_asl_file_with_every_substitution(template: Template) -> None:
     (sm,) = template.find_resources("AWS::StepFunctions::StateMachine").values()
     props = sm["Properties"]
-    text = (ROOT / "statemachine" / resources.STATEMACHINE_FILE).read_text()
-    json.loads(text)
+    # Inline in the template (not an S3 asset), so cfn-lint and checkov see the definition.
+    assert "DefinitionS3Location" not in props
+    text = resources.statemachine_text()
     wanted = set(re.findall(r"\$\{(\w+)\}", text))
     assert wanted == set(resources.ASL_SUBSTITUTIONS) == set(props["DefinitionSubstitutions"])
     assert props["TracingConfiguration"] == {"Enabled": True}
@@ -146,14 +154,29 @@ def test_state_machine_definition_is_the_asl_file_with_every_substitution(templa
         props["LoggingConfiguration"]["Level"] == "ALL"
         and props["LoggingConfiguration"]["IncludeExecutionData"] is False
     )
-    definition = json.loads(text)
-    assert definition["TimeoutSeconds"] > 0
-    step = definition["States"]["InlineMap"]["ItemProcessor"]["States"]["Step"]
-    assert (
-        "Lambda.TooManyRequestsException" in step["Retry"][0]["ErrorEquals"]
-        and step["Retry"][0]["JitterStrategy"] == "FULL"
-    )
-    assert step["Catch"][0]["Next"] == "ItemFailed"
+    definition = deployed_definition(template)
+    assert definition["States"] == json.loads(text)["States"]
+    assert definition["TimeoutSeconds"] == 30 * 86_400  # max_run_days' default
+
+
+def test_max_run_days_sets_the_execution_timeout(layer_dir: Path) -> None:
+    stack, _ = synth(layer_dir, max_run_days=365)
+    assert deployed_definition(Template.from_stack(stack))["TimeoutSeconds"] == 365 * 86_400
+
+
+@pytest.mark.parametrize("value", ["0", "366", "thirty"])
+def test_max_run_days_out_of_range_is_one_clear_line(value: str) -> None:
+    with pytest.raises(ContextError, match=r"^CDK context 'max_run_days': .* \(got") as info:
+        load({"max_run_days": value}.get)
+    assert "\n" not in str(info.value)
+
+
+def test_graph_step_reserved_concurrency_comes_from_context(layer_dir: Path) -> None:
+    stack, _ = synth(layer_dir, graph_step_reserved_concurrency=20)
+    fns = Template.from_stack(stack).find_resources("AWS::Lambda::Function")
+    reserved = {k: f["Properties"].get("ReservedConcurrentExecutions") for k, f in fns.items()}
+    assert [v for k, v in reserved.items() if "graphstep" in k] == [20]
+    assert all(v is None for k, v in reserved.items() if "graphstep" not in k)
 
 
 def test_the_state_machine_may_write_failure_records_and_nothing_else(template: Template) -> None:
@@ -185,26 +208,35 @@ def test_the_state_machine_may_write_failure_records_and_nothing_else(template: 
         for a in (st["Action"] if isinstance(st["Action"], list) else [st["Action"]])
         if a.startswith("s3:") and not a.startswith(("s3:Get", "s3:List"))
     ]
-    assert writes == [("s3:PutObject", failures)]
+    map_runs = {"Fn::Join": ["", [{"Fn::GetAtt": [bucket_id, "Arn"]}, f"/{resources.PREFIX_MAP_RUNS}*"]]}
+    assert sorted(writes, key=json.dumps) == sorted(
+        [
+            ("s3:PutObject", failures),
+            ("s3:PutObject", map_runs),  # the Distributed Map's ResultWriter
+            ("s3:AbortMultipartUpload", map_runs),
+        ],
+        key=json.dumps,
+    )
 
 
 def test_distributed_items_record_their_failure_in_the_data_bucket_and_always_end() -> None:
-    definition = json.loads((ROOT / "statemachine" / resources.STATEMACHINE_FILE).read_text())
+    definition = json.loads(resources.statemachine_text())
     states = definition["States"]["DistributedMap"]["ItemProcessor"]["States"]
-    assert states["ItemFailed"]["Next"] == states["ItemUnexpected"]["Next"] == "RecordFailure"
-    record = states["RecordFailure"]
+    assert states["DistItemFailed"]["Next"] == states["DistItemUnexpected"]["Next"] == "DistRecordFailure"
+    record = states["DistRecordFailure"]
     assert record["Resource"] == "arn:aws:states:::aws-sdk:s3:putObject"
     assert record["Parameters"]["Bucket"] == "${DataBucketName}"
     assert record["Parameters"]["Key.$"].startswith(
         f"States.Format('{resources.PREFIX_FAILURES}{{}}/{{}}.json'"
     )
-    assert record["Parameters"]["Body.$"] == "States.JsonToString($.record)"
+    # The object itself: States.JsonToString is stored as a JSON string literal by some interpreters.
+    assert record["Parameters"]["Body.$"] == "$.record"
     assert record["Catch"][0]["ErrorEquals"] == ["States.ALL"] and record.get("End") is True
     lost = states[record["Catch"][0]["Next"]]  # a record that cannot be written still ends the item
     assert lost["Type"] == "Pass" and lost["End"] is True
     # InlineMap keeps its records in the execution output.
     inline = definition["States"]["InlineMap"]["ItemProcessor"]["States"]
-    assert inline["ItemFailed"]["End"] is True and "RecordFailure" not in inline
+    assert inline["ItemFailed"]["End"] is True and "DistRecordFailure" not in inline
 
 
 def test_alarms_dashboard_and_outputs(template: Template) -> None:

@@ -160,9 +160,11 @@ def test_an_item_whose_failure_record_cannot_be_written_still_ends_and_is_counte
         {
             "ValidateFunctionArn": function_arn(resources.VALIDATE_FUNCTION),
             "GraphStepFunctionArn": function_arn(resources.GRAPH_STEP_FUNCTION),
-            "DataBucketName": "no-such-bucket",
+            "DataBucketName": st.bucket,
         }
     )
+    states = definition["States"]["DistributedMap"]["ItemProcessor"]["States"]
+    states["DistRecordFailure"]["Parameters"]["Bucket"] = "no-such-bucket"
     arn = st.client("stepfunctions").create_state_machine(
         name="records-lost", definition=json.dumps(definition), roleArn=f"arn:aws:iam::{ACCOUNT}:role/x"
     )["stateMachineArn"]

@@ -172,3 +172,65 @@ def test_validate_input(stack: dict[str, Any]) -> None:
         )
     with pytest.raises(InvalidInput, match=r"input\.items: Input should be a valid list"):
         invoke(resources.VALIDATE_FUNCTION, {"input": {"graph": "fanout", "items": "nope"}})
+
+
+def test_validate_input_checks_items_read_from_s3_before_any_item_runs(stack: dict[str, Any]) -> None:
+    s3 = stack["s3"]
+    rows = [{"text": "a"}, {"text": "b"}, {"text": "x" * 300_000}]
+    s3.put_object(Bucket="stepgraph-data", Key="items/big.json", Body=json.dumps(rows).encode())
+    ref = {"bucket": "stepgraph-data", "key": "items/big.json"}
+    with pytest.raises(
+        InvalidInput, match=r"s3://stepgraph-data/items/big.json item\[2\]: item is 300,012 bytes"
+    ):
+        invoke(resources.VALIDATE_FUNCTION, {"input": {"graph": "fanout", "items_s3": ref}})
+    # The deployed role reads items/ only: a manifest elsewhere is refused here too, not just in AWS.
+    s3.put_object(Bucket="stepgraph-data", Key="elsewhere/ok.json", Body=json.dumps(rows[:2]).encode())
+    outside = {"bucket": "stepgraph-data", "key": "elsewhere/ok.json"}
+    with pytest.raises(
+        InvalidInput, match=r"input\.items_s3: s3://stepgraph-data/elsewhere/ok.json is outside items/"
+    ):
+        invoke(resources.VALIDATE_FUNCTION, {"input": {"graph": "fanout", "items_s3": outside}})
+    s3.put_object(Bucket="stepgraph-data", Key="items/ok.json", Body=json.dumps(rows[:2]).encode())
+    ok = invoke(
+        resources.VALIDATE_FUNCTION,
+        {"input": {"graph": "fanout", "items_s3": {"bucket": "stepgraph-data", "key": "items/ok.json"}}},
+    )
+    assert ok["mode"] == "distributed" and ok["item_count"] == 2
+    # An item never fails the batch unless the user says otherwise.
+    assert (
+        ok["config"]["tolerated_failure_percentage"] == resources.DEFAULT_TOLERATED_FAILURE_PERCENTAGE == 100
+    )
+    strict = invoke(
+        resources.VALIDATE_FUNCTION,
+        {
+            "input": {
+                "graph": "fanout",
+                "items_s3": {"bucket": "stepgraph-data", "key": "items/ok.json"},
+                "config": {"tolerated_failure_percentage": 5},
+            }
+        },
+    )
+    assert strict["config"]["tolerated_failure_percentage"] == 5
+
+
+def test_start_refuses_an_oversize_item_and_a_manifest_outside_items(
+    stack: dict[str, Any], tmp_path: Any
+) -> None:
+    from stepgraph.executions import start
+
+    big = tmp_path / "big.jsonl"
+    big.write_text(json.dumps({"text": "a"}) + "\n" + json.dumps({"text": "x" * 300_000}) + "\n")
+    with pytest.raises(InvalidInput, match=r"big.jsonl item\[1\]: item is 300,012 bytes"):
+        start(
+            "arn:aws:states:us-east-1:123456789012:stateMachine:x",
+            graph="fanout",
+            items=str(big),
+            bucket="stepgraph-data",
+        )
+    assert stack["s3"].list_objects_v2(Bucket="stepgraph-data").get("KeyCount", 0) == 0  # nothing uploaded
+    with pytest.raises(InvalidInput, match="is outside items/"):
+        start(
+            "arn:aws:states:us-east-1:123456789012:stateMachine:x",
+            graph="fanout",
+            items="s3://stepgraph-data/other/x.json",
+        )

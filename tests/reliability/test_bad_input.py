@@ -256,7 +256,12 @@ class TestGraphStep:
         for state in steps:
             retried = {e for r in state["Retry"] for e in r["ErrorEquals"]}
             assert "CorruptCheckpoint" not in retried and "States.ALL" not in retried
-            assert [(c["ErrorEquals"], c["Next"]) for c in state["Catch"]] == [(["States.ALL"], "ItemFailed")]
+            *busy, last = state["Catch"]
+            assert last["ErrorEquals"] == ["States.ALL"] and last["Next"].endswith("ItemFailed")
+            # Only the account's Lambda concurrency is waited out rather than failed.
+            assert [(c["ErrorEquals"], c["Next"].endswith("WaitForLambda")) for c in busy] == [
+                (["Lambda.TooManyRequestsException"], True)
+            ]
 
 
 # -- corrupt checkpoint objects ----------------------------------------------------------------

@@ -24,6 +24,7 @@ import pytest
 from stepgraph.graphs import fanout
 from stepgraph.local.simulator import DEV_KEY, SimulatorHandle, running_simulator
 from stepgraph.local.stack import LocalStack, local_stack
+from stepgraph.usage import layout
 from tests.fixtures.aws import execute
 
 SECOND_KEY = "sk-sim-second"
@@ -75,14 +76,7 @@ def run(st: LocalStack, name: str, items: int = 3, config: dict[str, Any] | None
 
 
 def usage(st: LocalStack, name: str) -> list[dict[str, Any]]:
-    s3 = st.client("s3")
-    out = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=st.bucket, Prefix="usage/"):
-        for obj in page.get("Contents", []):
-            if f"/{name}/" in obj["Key"]:
-                body = s3.get_object(Bucket=st.bucket, Key=obj["Key"])["Body"].read().decode()
-                out += [json.loads(line) for line in body.splitlines()]
-    return out
+    return list(layout.s3_records(st.client("s3"), st.bucket, execution=name))
 
 
 def results(st: LocalStack, name: str, items: int) -> list[dict[str, Any]]:

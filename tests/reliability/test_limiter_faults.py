@@ -217,7 +217,7 @@ def test_the_router_never_calls_the_provider_without_a_slot(limiter_table: tuple
     assert calls == []
     # graph-step lets the typed error out; the state machine retries it by its class name.
     retried: list[str] = []
-    asl = (resources.repo_root() / "statemachine" / "graph_fanout.asl.json").read_text()
+    asl = resources.statemachine_text()
     json.loads(
         asl,
         object_hook=lambda d: retried.extend(e for r in d.get("Retry", []) for e in r["ErrorEquals"]) or d,

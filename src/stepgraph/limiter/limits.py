@@ -14,7 +14,8 @@ KINDS: tuple[str, ...] = ("sliding", "utc_day", "concurrency")
 @dataclass(frozen=True)
 class Limit:
     """`sliding`: at most `capacity` units in every window of `per_seconds`;
-    `utc_day`: at most `capacity` per UTC calendar day (`per_seconds` ignored);
+    `utc_day`: at most `capacity` per UTC calendar day (`per_seconds` ignored unless under 86,400:
+    a time-scaled local run's shorter day);
     `concurrency`: at most `capacity` held at once, leases expire after `per_seconds`."""
 
     name: str

@@ -8,6 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 from stepgraph.errors import ConfigError
+from stepgraph.limiter.algorithm import DAY_S
 from stepgraph.limiter.limits import Limit
 
 PROFILES: dict[str, tuple[Limit, ...]] = {
@@ -22,11 +23,17 @@ PROFILES: dict[str, tuple[Limit, ...]] = {
 
 
 def load_profile(
-    name: str, *, time_scale: float = 1.0, overrides: Mapping[str, Mapping[str, Any]] | None = None
+    name: str,
+    *,
+    time_scale: float = 1.0,
+    day_scale: float | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[Limit]:
     """The limits of a profile. `time_scale` shrinks sliding windows and lease expiry (local runs);
-    the UTC-day counter stays a calendar day. `overrides` maps a limit name to changed fields, e.g.
-    `{"rpd": {"capacity": 1000}}`; a new name adds a limit."""
+    `day_scale` (default `time_scale`) shrinks the UTC day of `utc_day` limits the same way, so a
+    batch that needs several days of quota runs in seconds. Keep `day_scale` the plain time scale (no
+    safety margin): the limiter's days must start when the provider's do. `overrides` maps a limit
+    name to changed fields, e.g. `{"rpd": {"capacity": 1000}}`; a new name adds a limit."""
     if name not in PROFILES:
         raise ConfigError(
             f"unknown limit profile {name!r}", hint=f"known profiles: {', '.join(sorted(PROFILES))}"
@@ -41,7 +48,12 @@ def load_profile(
                 f"limit override {lname!r}: unknown fields {sorted(bad)} (allowed: capacity, per_seconds, kind)"
             )
         limits[lname] = replace(limits[lname], **fields) if lname in limits else Limit(lname, **fields)
+    day_scale = time_scale if day_scale is None else day_scale
+    if not 0 < day_scale <= 1:
+        raise ConfigError(f"day_scale must be > 0 and <= 1 (got {day_scale})")
     return [
-        lim if lim.kind == "utc_day" else replace(lim, per_seconds=lim.per_seconds * time_scale)
+        replace(lim, per_seconds=DAY_S * day_scale)
+        if lim.kind == "utc_day"
+        else replace(lim, per_seconds=lim.per_seconds * time_scale)
         for lim in limits.values()
     ]

@@ -1,4 +1,5 @@
-"""Load statemachine/*.asl.json and fill its `${...}` substitutions (moto does not, CDK does)."""
+"""Load statemachine/*.asl.json (shipped in the package) and fill its `${...}` substitutions (moto does
+not, CDK does), with the execution timeout the CDK context `max_run_days` would give."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
 
 
 def definition_path(name: str = resources.STATEMACHINE_FILE) -> Path:
-    return resources.statemachine_dir() / name
+    return resources.data_path("statemachine", name)
 
 
 def substitute(text: str, values: dict[str, str]) -> str:
@@ -24,5 +25,29 @@ def substitute(text: str, values: dict[str, str]) -> str:
     return PLACEHOLDER.sub(lambda m: values[m.group(1)], text)
 
 
-def load_definition(values: dict[str, str], name: str = resources.STATEMACHINE_FILE) -> dict[str, Any]:
-    return json.loads(substitute(definition_path(name).read_text(), values))
+def load_definition(
+    values: dict[str, str],
+    name: str = resources.STATEMACHINE_FILE,
+    *,
+    max_run_days: int = resources.DEFAULT_MAX_RUN_DAYS,
+) -> dict[str, Any]:
+    definition: dict[str, Any] = json.loads(substitute(resources.statemachine_text(name), values))
+    definition["TimeoutSeconds"] = resources.run_timeout_s(max_run_days)
+    _objects_as_text_for_moto(definition)
+    return definition
+
+
+def _objects_as_text_for_moto(node: Any) -> None:
+    """AWS serializes an object given as an aws-sdk S3 PutObject `Body` to JSON; moto 5.x's interpreter
+    cannot (it calls `.read()` on the dict). The local copy hands moto the same JSON as text."""
+    if isinstance(node, dict):
+        if node.get("Resource") == "arn:aws:states:::aws-sdk:s3:putObject":
+            params = node.get("Parameters", {})
+            body = params.get("Body.$", "")
+            if body.startswith("$."):
+                params["Body.$"] = f"States.JsonToString({body})"
+        for v in node.values():
+            _objects_as_text_for_moto(v)
+    elif isinstance(node, list):
+        for v in node:
+            _objects_as_text_for_moto(v)

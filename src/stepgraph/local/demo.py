@@ -36,7 +36,7 @@ class DemoOptions:
     rpd: int = 1000
     faults: str = "mixed"
     time_scale: float = 0.05
-    items_file: Path = resources.repo_root() / "examples" / "items" / "tickets.jsonl"
+    items_file: Path = field(default_factory=lambda: resources.data_path("items", "tickets.jsonl"))
     out_dir: Path = Path(".stepgraph") / "demo"
     seed: int = 1
     # The provider runs apart from the stack, as a real one does (see running_simulator).

@@ -22,7 +22,7 @@ _loaded: dict[str, Callable[..., Any]] = {}
 
 def load_handler(directory: str) -> Callable[..., Any]:
     if directory not in _loaded:
-        path = resources.repo_root() / "lambdas" / directory / "handler.py"
+        path = resources.data_path("lambdas", directory, "handler.py")
         spec = importlib.util.spec_from_file_location(f"stepgraph_lambda_{directory}", path)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)

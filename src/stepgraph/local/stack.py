@@ -24,6 +24,9 @@ from stepgraph.local.lambdas import HANDLERS
 from stepgraph.local.workers import FunctionConfig, Invocation, LambdaRuntime
 
 log = logging.getLogger(__name__)
+# moto's interpreter warns at every parse that ToleratedFailurePercentagePath has no effect there; AWS
+# applies it. Keep the terminal for what the demo says.
+logging.getLogger("moto.stepfunctions.parser.asl.parse.preprocessor").setLevel(logging.ERROR)
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}

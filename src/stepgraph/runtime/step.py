@@ -13,6 +13,7 @@ there, or a duplicate delivery reading mid-step) has an empty `next` and more wo
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +22,18 @@ from stepgraph.limiter import RateLimited
 from stepgraph.providers.errors import Throttled
 from stepgraph.runtime.results import ResultStore
 from stepgraph.schemas import StepEvent, StepResult
+
+# A wait of an hour or more is a daily quota (the next UTC day): spread the wake-ups over up to five
+# minutes so a whole batch does not call the provider at 00:00:00 at once.
+LONG_WAIT_S = 3600.0
+DAY_JITTER_S = 300.0
+
+
+def throttled_wait_s(wait: float, *, time_scale: float = 1.0, rng: random.Random | None = None) -> int:
+    """Seconds for the state machine's Wait: whole, never 0 (the loop would spin), jittered when long."""
+    if wait >= LONG_WAIT_S * time_scale:
+        wait += (rng or random).uniform(0, DAY_JITTER_S * time_scale)
+    return max(1, math.ceil(wait))
 
 
 def graph_input(item: Any) -> dict[str, Any]:
@@ -64,10 +77,11 @@ def run_step(
             if remaining_s() < margin_s:
                 return StepResult(status="running", steps=steps, last_nodes=last_nodes)
     except (Throttled, RateLimited) as exc:
-        wait = exc.retry_after_s
-        # The state machine's Wait takes whole seconds; never 0, or the loop would spin.
         return StepResult(
-            status="throttled", retry_after_s=max(1, math.ceil(wait)), steps=steps, last_nodes=last_nodes
+            status="throttled",
+            retry_after_s=throttled_wait_s(exc.retry_after_s, time_scale=time_scale),
+            steps=steps,
+            last_nodes=last_nodes,
         )
     snapshot = graph.get_state(config)
     if snapshot.tasks and not _interrupted(snapshot):

@@ -12,10 +12,8 @@ from stepgraph.errors import ConfigError, InvalidInput, UnknownGraph
 from stepgraph.graphs.registry import registered
 from stepgraph.limiter.profiles import load_profile
 from stepgraph.providers.table import ProviderTable, load_provider_table
-from stepgraph.schemas import MAX_INLINE_ITEM_BYTES, RunConfig, parse_execution_input
-
-# Beyond this many items an inline Map would overflow the execution's 25,000 history events.
-INLINE_LIMIT = 200
+from stepgraph.runtime import history
+from stepgraph.schemas import RunConfig, check_item_sizes, check_items_key, parse_execution_input
 
 
 def validate_execution(event: dict[str, Any], *, bucket: str, s3: Any) -> dict[str, Any]:
@@ -35,32 +33,45 @@ def validate_execution(event: dict[str, Any], *, bucket: str, s3: Any) -> dict[s
     check_run_config(parsed.config, load_provider_table(get_settings().providers), where="input.config")
     config = parsed.config.model_dump()
     config["max_concurrency"] = config["max_concurrency"] or get_settings().map_concurrency
+    if config["tolerated_failure_percentage"] is None:
+        config["tolerated_failure_percentage"] = resources.DEFAULT_TOLERATED_FAILURE_PERCENTAGE
     out: dict[str, Any] = {"graph": parsed.graph, "config": config, "execution_id": execution_id}
     if parsed.items_s3 is not None:
+        check_items_key(parsed.items_s3, where="input.items_s3")
         items = _read_items(s3, parsed.items_s3.bucket, parsed.items_s3.key)
         if not items:
             raise InvalidInput(
                 f"input.items_s3: s3://{parsed.items_s3.bucket}/{parsed.items_s3.key} holds no items"
             )
+        check_item_sizes(items, where=f"s3://{parsed.items_s3.bucket}/{parsed.items_s3.key} item")
         out.update(mode="distributed", items_s3=parsed.items_s3.model_dump(), item_count=len(items))
         return out
     items = parsed.items or []
     if not items:
         raise InvalidInput("input.items: the batch is empty", hint="give at least one item")
-    for i, item in enumerate(items):
-        size = len(json.dumps(item, default=str).encode())
-        if size > MAX_INLINE_ITEM_BYTES:
-            raise InvalidInput(
-                f"input.items[{i}]: item is {size:,} bytes, over the {MAX_INLINE_ITEM_BYTES:,}-byte inline limit",
-                hint="put large items in S3 and pass items_s3",
-            )
-    if len(items) > INLINE_LIMIT:
+    check_item_sizes(items, where="input.items")
+    if not history.fits_inline(batch_shape(len(items), parsed.config, config["max_concurrency"])):
         key = f"{resources.PREFIX_ITEMS}{execution_id.rsplit(':', 1)[-1]}/items.json"
         s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(items).encode(), ContentType="application/json")
         out.update(mode="distributed", items_s3={"bucket": bucket, "key": key}, item_count=len(items))
     else:
         out.update(mode="inline", items=items, item_count=len(items))
     return out
+
+
+def batch_shape(items: int, config: RunConfig, concurrency: int) -> history.BatchShape:
+    """What the history model needs: the items, the calls each makes and the primary provider's limits."""
+    settings = get_settings()
+    table = load_provider_table(settings.providers)
+    primary = table.route((config.models or table.chain)[0])[0]
+    profile = config.limits_profile or table.providers[primary].limits_profile
+    limits = load_profile(profile)
+    if settings.limits_overrides:  # local runs lower or raise the primary's limits
+        overrides = json.loads(settings.limits_overrides)
+        known = {lim.name for lim in limits}
+        limits = load_profile(profile, overrides={k: v for k, v in overrides.items() if k in known})
+    calls = config.calls_per_item or history.DEFAULT_CALLS_PER_ITEM
+    return history.BatchShape(items, calls, concurrency, tuple(limits))
 
 
 def check_run_config(config: RunConfig, table: ProviderTable, *, where: str) -> None:

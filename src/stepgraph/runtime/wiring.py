@@ -53,7 +53,10 @@ def limiter_factory(
             known = {lim.name for lim in load_profile(profile)}
             overrides = {k: v for k, v in overrides.items() if k in known}
         limits = load_profile(
-            profile, time_scale=settings.time_scale * (1 + settings.limit_margin), overrides=overrides
+            profile,
+            time_scale=settings.time_scale * (1 + settings.limit_margin),
+            day_scale=settings.time_scale,  # days start when the provider's do: no margin
+            overrides=overrides,
         )
         if not limits:
             return None
@@ -180,5 +183,6 @@ def run_graph_step(
             results=ResultStore(settings.bucket, s3),
             remaining_s=remaining_s,
             margin_s=settings.step_margin_s,
+            time_scale=settings.time_scale,
         )
         return result

@@ -6,7 +6,6 @@ a Python pass over every line. The checks mirror what the report's column types 
 
 from __future__ import annotations
 
-import gzip
 import json
 import zlib
 from collections.abc import Callable, Iterable
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from stepgraph.errors import StepGraphError
+from stepgraph.usage import layout
 from stepgraph.usage.record import glue_columns
 
 REQUIRED = ("ts",)  # every query groups or filters by time; the record model has no default for it
@@ -33,10 +33,7 @@ class UsageDataError(StepGraphError):
 
 
 def _lines(path: Path) -> Iterable[bytes]:
-    data = path.read_bytes()
-    if path.suffix == ".gz":
-        data = gzip.decompress(data)
-    return data.splitlines()
+    return layout.decode(path.name, path.read_bytes()).splitlines()
 
 
 def line_problem(raw: bytes, columns: dict[str, str]) -> str | None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from stepgraph import resources
 from stepgraph.errors import ConfigError
+from stepgraph.usage import layout
 from stepgraph.usage import sql as usage_sql
 from stepgraph.usage.check import UsageDataError, drop_bad_lines, find_bad_line
 from stepgraph.usage.record import glue_columns
@@ -63,7 +64,7 @@ def load(con: Any, usage_root: Path, *, database: str, table: str, label: Callab
     cols = glue_columns()
     columns = "{" + ", ".join(f"'{n}': '{DUCK_TYPES[t]}'" for n, t in cols) + "}"
     con.execute(f'CREATE SCHEMA IF NOT EXISTS "{database}"')
-    files = sorted(str(p) for p in usage_root.rglob("*.jsonl*") if p.suffix in (".jsonl", ".gz"))
+    files = [str(p) for p in layout.local_files(usage_root)]
     if files:
         try:
             con.execute(

@@ -1,21 +1,25 @@
-"""The SQL in athena/: DDL and named queries with `${...}` placeholders (plain data, no AWS, no LangChain)."""
+"""The SQL in athena/: DDL and named queries with `${...}` placeholders (plain data, no AWS, no LangChain).
+
+The files ship inside the package (`stepgraph/data/athena/`) and are read with importlib.resources."""
 
 from __future__ import annotations
 
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from string import Template
 
 from stepgraph import resources
 
 
-def athena_dir() -> Path:
-    return resources.athena_dir()
+def athena_dir() -> Traversable:
+    return resources.data("athena")
 
 
-def named_queries(root: Path | None = None) -> dict[str, str]:
+def named_queries(root: Path | Traversable | None = None) -> dict[str, str]:
     """Query name (file stem) → SQL text, sorted by name."""
     qdir = (root or athena_dir()) / "queries"
-    return {p.stem: p.read_text() for p in sorted(qdir.glob("*.sql"))}
+    found = sorted((p for p in qdir.iterdir() if p.name.endswith(".sql")), key=lambda p: p.name)
+    return {p.name.removesuffix(".sql"): p.read_text() for p in found}
 
 
 def fill(sql: str, **values: str) -> str:
@@ -24,5 +28,5 @@ def fill(sql: str, **values: str) -> str:
     return Template(sql).safe_substitute({**defaults, **values})
 
 
-def ddl(name: str, root: Path | None = None) -> str:
+def ddl(name: str, root: Path | Traversable | None = None) -> str:
     return ((root or athena_dir()) / f"{name}.sql").read_text()

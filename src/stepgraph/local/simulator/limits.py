@@ -23,9 +23,16 @@ class Decision:
     scope: str = ""  # "minute", "day" or "concurrency" when refused
 
 
-def next_utc_midnight(ts: float) -> float:
-    day = datetime.fromtimestamp(ts, UTC).date() + timedelta(days=1)
-    return datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
+DAY_S = 86_400.0
+
+
+def next_utc_midnight(ts: float, day_s: float = DAY_S) -> float:
+    """Start of the next UTC day; with a time scale, days of `day_s` seconds counted from the epoch
+    (the limiter's scaled days start at the same instants)."""
+    if day_s >= DAY_S:
+        day = datetime.fromtimestamp(ts, UTC).date() + timedelta(days=1)
+        return datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
+    return (ts // day_s + 1) * day_s
 
 
 class AccountLimits:
@@ -42,6 +49,7 @@ class AccountLimits:
     ) -> None:
         self.rpm, self.rpd, self.max_concurrency = rpm, rpd, max_concurrency
         self.window_s = 60.0 * time_scale
+        self.day_s = DAY_S * time_scale  # the time scale compresses the UTC day too
         self.clock = clock
         self._lock = threading.Lock()
         self._window: deque[float] = deque()  # admission times inside the current window
@@ -54,7 +62,11 @@ class AccountLimits:
     def _roll(self, now: float) -> None:
         while self._window and self._window[0] <= now - self.window_s:
             self._window.popleft()
-        day = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d")
+        day = (
+            str(int(now // self.day_s))
+            if self.day_s < DAY_S
+            else datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d")
+        )
         if day != self._day:
             self._day, self._day_count = day, 0
 
@@ -64,7 +76,7 @@ class AccountLimits:
             now = self.clock.now()
             self._roll(now)
             if self.rpd is not None and self._day_count >= self.rpd:
-                reset = next_utc_midnight(now)
+                reset = next_utc_midnight(now, self.day_s)
                 return Decision(False, self.rpd, 0, int(reset * 1000), reset - now, "day")
             if self.rpm is not None and len(self._window) >= self.rpm:
                 reset = self._window[0] + self.window_s
