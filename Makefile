@@ -19,7 +19,7 @@ export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 PYTHON ?= $(shell for c in python3.12 "env PYENV_VERSION=3.12.1 python3.12" python3; do \
 	if $$c -c 'import sys; assert sys.version_info >= (3, 11)' >/dev/null 2>&1; then echo "$$c"; break; fi; done)
 
-.PHONY: help setup venv node jdk validators lint format typecheck test test-unit test-integration test-infra demo bench synth layer clean
+.PHONY: help setup venv node jdk validators lint format typecheck imports test test-unit test-integration test-infra demo bench synth layer clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
@@ -67,7 +67,10 @@ format: venv  ## Apply ruff fixes and formatting
 typecheck: venv  ## mypy on the library
 	$(BIN)/mypy
 
-test: setup lint typecheck  ## Install what is needed, then lint, type-check and run every test suite
+imports: venv  ## The design's dependency rules (import-linter contracts in pyproject.toml)
+	PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} $(BIN)/lint-imports --no-cache
+
+test: setup lint typecheck imports  ## Install what is needed, then lint, type-check, check imports and run every test suite
 	$(BIN)/pytest -q
 
 test-unit: venv  ## Unit tests only (no sockets)
@@ -92,4 +95,4 @@ layer: venv  ## Build the Lambda dependency layer into layers/build/
 	$(PY) layers/build.py
 
 clean:  ## Remove the virtualenv, node tools and build output
-	rm -rf $(VENV) $(CHECKOV_VENV) node_modules cdk.out layers/build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) node_modules cdk.out layers/build layers/build-duckdb .pytest_cache .mypy_cache .ruff_cache

@@ -23,6 +23,7 @@ KEYS = (
     "log_retention_days",
     "removal_policy",
     "layer_dir",
+    "duckdb_layer_dir",
     "graph_package",
     "free_requests_alarm",
     "graphs",
@@ -43,6 +44,7 @@ class StackSettings(BaseModel):
     log_retention_days: Literal[1, 3, 5, 7, 14, 30, 60, 90, 180, 365] = 30
     removal_policy: Literal["retain", "destroy"] = "retain"
     layer_dir: str = "layers/build"
+    duckdb_layer_dir: str = "layers/build-duckdb"  # the usage-compaction function's DuckDB
     graph_package: str | None = None
     free_requests_alarm: int = Field(10, ge=0)
     # Graphs in `graph_package` by name, e.g. {"tickets": "my_graphs.tickets:build_graph"}.
@@ -64,7 +66,7 @@ class StackSettings(BaseModel):
         from stepgraph.providers.table import load_provider_table
 
         try:
-            load_provider_table(text)
+            load_provider_table(text, env={})  # base-URL overrides do not matter to the check
         except ConfigError as exc:
             raise ValueError(str(exc).removeprefix("STEPGRAPH_PROVIDERS").lstrip(": ")) from None
         return text

@@ -42,6 +42,13 @@ class DataBucket(Construct):
                     id="checkpoints", prefix=resources.PREFIX_CHECKPOINTS, expiration=Duration.days(90)
                 ),
                 s3.LifecycleRule(id="athena-results", prefix="athena-results/", expiration=Duration.days(30)),
+                # Raw usage objects go once compaction verified their records in Parquet and tagged them.
+                s3.LifecycleRule(
+                    id="usage-compacted-raw",
+                    prefix=resources.PREFIX_USAGE,
+                    tag_filters={resources.COMPACTED_TAG[0]: resources.COMPACTED_TAG[1]},
+                    expiration=Duration.days(7),
+                ),
                 s3.LifecycleRule(
                     id="usage-to-ia",
                     prefix=resources.PREFIX_USAGE,

@@ -18,7 +18,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from stepgraph import metrics as names
-from stepgraph.resources import SERVICE_NAME
+from stepgraph.resources import METRIC_NAMESPACE, SERVICE_NAME
 
 UTC = "UTC"  # the budget guard's day
 
@@ -26,7 +26,7 @@ UTC = "UTC"  # the budget guard's day
 def metric(name: str, stat: str = "Sum", period: Duration = Duration.minutes(5)) -> cw.Metric:
     # The service-only dimension set: one series for the whole stack.
     return cw.Metric(
-        namespace=names.NAMESPACE,
+        namespace=METRIC_NAMESPACE,
         metric_name=name,
         dimensions_map={"service": SERVICE_NAME},
         statistic=stat,
@@ -159,7 +159,7 @@ class Monitoring(Construct):
                 left=[
                     daily_spend,
                     cw.Metric(
-                        namespace=names.NAMESPACE,
+                        namespace=METRIC_NAMESPACE,
                         metric_name=names.SPENT_TODAY_USD,
                         dimensions_map={"service": SERVICE_NAME},
                         statistic="Maximum",

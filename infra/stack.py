@@ -16,6 +16,7 @@ from infra.monitoring import Monitoring
 from infra.nag import acknowledge
 from infra.secrets import ProviderSecrets
 from infra.state_machine import GraphStateMachine
+from infra.usage_compaction import UsageCompaction
 from infra.usage_lake import UsageLake
 
 
@@ -50,6 +51,15 @@ class StepGraphStack(cdk.Stack):
             retention=retention,
             removal=removal,
         )
+        UsageCompaction(
+            self,
+            "UsageCompaction",
+            bucket=data.bucket,
+            dependency_layer=functions.layer,
+            duckdb_layer_dir=settings.duckdb_layer_dir,
+            retention=retention,
+            removal=removal,
+        )
         machine = GraphStateMachine(
             self,
             "Fanout",
@@ -72,6 +82,7 @@ class StepGraphStack(cdk.Stack):
         )
         cdk.CfnOutput(self, "StateMachineArn", value=machine.state_machine.state_machine_arn)
         cdk.CfnOutput(self, "DataBucketName", value=data.bucket.bucket_name)
+        cdk.CfnOutput(self, "LimiterTableName", value=table.table.table_name)  # `status --table`
         cdk.CfnOutput(self, "AthenaWorkGroup", value=lake.workgroup.ref)
         cdk.CfnOutput(self, "GlueDatabase", value=lake.database_name)
         cdk.CfnOutput(self, "AlarmTopicArn", value=monitoring.topic.topic_arn)

@@ -1,10 +1,11 @@
 """The usage lake: Glue database and table (partition projection on dt), an Athena workgroup and the
-named queries from athena/, with `${database}`/`${table}` filled. Columns come from athena/create_table.sql."""
+named queries from athena/, filled by `stepgraph.usage.sql.fill`. Columns come from the usage record
+(`stepgraph.usage.sql.columns`), the one schema the DDL is filled from too."""
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
+import base64
+import json
 from string import Template
 
 from aws_cdk import Stack
@@ -14,14 +15,17 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from stepgraph import resources
+from stepgraph.usage import sql as usage_sql
 
-ATHENA = Path(__file__).resolve().parents[1] / "athena"
 BYTES_SCANNED_CUTOFF = 10 * 1024**3  # 10 GiB per query
 
-
-def ddl_columns() -> list[tuple[str, str]]:
-    body = (ATHENA / "create_table.sql").read_text().split("(", 1)[1].split("PARTITIONED BY")[0]
-    return re.findall(r"`(\w+)` (\w+)", body)
+PRESTO_TYPES = {
+    "int": "integer",
+    "bigint": "bigint",
+    "double": "double",
+    "boolean": "boolean",
+    "string": "varchar",
+}
 
 
 class UsageLake(Construct):
@@ -53,7 +57,7 @@ class UsageLake(Construct):
                     "storage.location.template": location + "dt=${dt}/",
                 },
                 storage_descriptor=glue.CfnTable.StorageDescriptorProperty(
-                    columns=[glue.CfnTable.ColumnProperty(name=n, type=t) for n, t in ddl_columns()],
+                    columns=[glue.CfnTable.ColumnProperty(name=n, type=t) for n, t in usage_sql.columns()],
                     location=location,
                     input_format="org.apache.hadoop.mapred.TextInputFormat",
                     output_format="org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat",
@@ -64,6 +68,42 @@ class UsageLake(Construct):
             ),
         )
         table.add_resource_dependency(db)
+        compacted_location = f"s3://{bucket.bucket_name}/{resources.PREFIX_USAGE_COMPACTED}"
+        compacted = glue.CfnTable(
+            self,
+            "UsageCompactedTable",
+            catalog_id=account,
+            database_name=self.database_name,
+            table_input=glue.CfnTable.TableInputProperty(
+                name=resources.USAGE_COMPACTED_TABLE,
+                table_type="EXTERNAL_TABLE",
+                partition_keys=[glue.CfnTable.ColumnProperty(name="dt", type="string")],
+                parameters={
+                    "classification": "parquet",
+                    "parquet.compression": "ZSTD",
+                    **_projection(compacted_location),
+                },
+                storage_descriptor=glue.CfnTable.StorageDescriptorProperty(
+                    columns=[glue.CfnTable.ColumnProperty(name=n, type=t) for n, t in usage_sql.columns()],
+                    location=compacted_location,
+                    input_format="org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
+                    output_format="org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
+                    serde_info=glue.CfnTable.SerdeInfoProperty(
+                        serialization_library="org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+                    ),
+                ),
+            ),
+        )
+        compacted.add_resource_dependency(db)
+        view = glue.CfnTable(
+            self,
+            "UsageAllView",
+            catalog_id=account,
+            database_name=self.database_name,
+            table_input=_presto_view(self.database_name),
+        )
+        view.add_resource_dependency(table)
+        view.add_resource_dependency(compacted)
         self.workgroup = athena.CfnWorkGroup(
             self,
             "WorkGroup",
@@ -81,20 +121,67 @@ class UsageLake(Construct):
                 ),
             ),
         )
-        for path in sorted((ATHENA / "queries").glob("*.sql")):
-            sql = Template(path.read_text()).safe_substitute(
+        for stem, text in usage_sql.named_queries().items():
+            sql = usage_sql.fill(
+                text,
                 database=self.database_name,
-                table=resources.USAGE_TABLE,
+                table=resources.USAGE_ALL_VIEW,  # compacted days from Parquet, the others from JSONL
                 view=resources.USAGE_VIEW,
                 since="1970-01-01",
             )
             query = athena.CfnNamedQuery(
                 self,
-                f"Query{path.stem.title().replace('_', '')}",
-                name=f"stepgraph-{path.stem}",
+                f"Query{stem.title().replace('_', '')}",
+                name=f"stepgraph-{stem}",
                 database=self.database_name,
                 query_string=sql,
                 work_group=self.workgroup.ref,
                 description=sql.splitlines()[0].lstrip("- ")[:1024],
             )
             query.add_resource_dependency(self.workgroup)
+
+
+def _projection(location: str) -> dict[str, str]:
+    return {
+        "projection.enabled": "true",
+        "projection.dt.type": "date",
+        "projection.dt.format": "yyyy-MM-dd",
+        "projection.dt.range": "2025-01-01,NOW",
+        "projection.dt.interval": "1",
+        "projection.dt.interval.unit": "DAYS",
+        "storage.location.template": location + "dt=${dt}/",
+    }
+
+
+def view_sql(database: str) -> str:
+    """The SELECT of athena/create_usage_all_view.sql, filled (the same text DuckDB runs locally)."""
+    text = Template(resources.data("athena", "create_usage_all_view.sql").read_text()).safe_substitute(
+        database=database,
+        table=resources.USAGE_TABLE,
+        compacted=resources.USAGE_COMPACTED_TABLE,
+        all=resources.USAGE_ALL_VIEW,
+    )
+    return text.split(" AS\n", 1)[1].strip()
+
+
+def _presto_view(database: str) -> glue.CfnTable.TableInputProperty:
+    """An Athena view as a Glue table: the Presto view text is base64 JSON inside a comment."""
+    columns = [*usage_sql.columns(), ("dt", "string")]
+    spec = {
+        "originalSql": view_sql(database),
+        "catalog": "awsdatacatalog",
+        "schema": database,
+        "columns": [{"name": n, "type": PRESTO_TYPES[t]} for n, t in columns],
+    }
+    encoded = base64.b64encode(json.dumps(spec).encode()).decode()
+    return glue.CfnTable.TableInputProperty(
+        name=resources.USAGE_ALL_VIEW,
+        table_type="VIRTUAL_VIEW",
+        parameters={"presto_view": "true", "comment": "Presto View"},
+        view_original_text=f"/* Presto View: {encoded} */",
+        view_expanded_text="/* Presto View */",
+        storage_descriptor=glue.CfnTable.StorageDescriptorProperty(
+            columns=[glue.CfnTable.ColumnProperty(name=n, type=t) for n, t in columns],
+            serde_info=glue.CfnTable.SerdeInfoProperty(),
+        ),
+    )

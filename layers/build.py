@@ -2,6 +2,7 @@
 minus what the runtime already has, stripped, and byte-compiled for Python 3.12.
 
     python layers/build.py            # -> layers/build/python (the asset the CDK app uses)
+                                      #    and layers/build-duckdb/python (usage compaction's DuckDB)
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "layers" / "build"
 SITE = OUT / "python"
+DUCKDB_SITE = ROOT / "layers" / "build-duckdb" / "python"
 # The Lambda runtime ships boto3/botocore; aws-xray-sdk pulls them in again (32 MB).
 DROP = ("boto3", "botocore", "s3transfer", "jmespath", "stepgraph/local")
 
@@ -90,5 +92,25 @@ def main() -> None:
     print(f"layer: {SITE} — {size_mb(SITE):.1f} MB unzipped (naive install {naive:.1f} MB)")
 
 
+def build_duckdb() -> None:
+    """The usage-compaction function's own layer: DuckDB alone (graph-step's layer stays small)."""
+    py312 = python312()
+    shutil.rmtree(DUCKDB_SITE, ignore_errors=True)
+    DUCKDB_SITE.mkdir(parents=True)
+    pip = [
+        sys.executable, "-m", "pip", "install", "--quiet", "--no-compile", "--target", str(DUCKDB_SITE),
+        "--platform", "manylinux2014_x86_64", "--implementation", "cp", "--python-version", "3.12",
+        "--only-binary=:all:",
+    ]  # fmt: skip
+    subprocess.run([*pip, "-r", str(ROOT / "layers" / "requirements-duckdb.txt")], check=True)
+    shutil.rmtree(DUCKDB_SITE / "bin", ignore_errors=True)
+    if shutil.which("strip"):
+        for so in DUCKDB_SITE.rglob("*.so"):
+            subprocess.run(["strip", "--strip-unneeded", str(so)], capture_output=True)
+    subprocess.run([*py312, "-m", "compileall", "-q", "-j", "0", str(DUCKDB_SITE)], check=True)
+    print(f"layer: {DUCKDB_SITE} — {size_mb(DUCKDB_SITE):.1f} MB unzipped")
+
+
 if __name__ == "__main__":
     main()
+    build_duckdb()

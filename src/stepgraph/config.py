@@ -7,7 +7,7 @@ becomes a one-line `ConfigError` naming the variable and what it accepts.
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
@@ -33,7 +33,6 @@ class Settings(BaseSettings):
         description="Multiply provider windows and waits by this (local runs: 0.05 makes a minute 3 s)",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    limits_profile: str = Field(default="openrouter-free", description="Default limit profile name")
     providers: str | None = Field(
         default=None, description="Provider table as JSON or a path to a YAML/JSON file (default: built-in)"
     )
@@ -116,7 +115,28 @@ def load_settings(**overrides: Any) -> Settings:
         raise ConfigError(_describe(exc), hint="fix the variable or flag and run again") from None
 
 
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    """Process-wide settings (a Lambda reads its environment once per container)."""
-    return load_settings()
+class _MappingSettings(Settings):
+    """Settings read from the values given, never from the process environment."""
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: Any, init_settings: Any, *_: Any, **__: Any) -> tuple:
+        return (init_settings,)
+
+
+def settings_from(env: Mapping[str, str], **overrides: Any) -> Settings:
+    """Settings from an environment mapping (a function's, or one a test builds), validated once.
+
+    Example:
+        >>> settings_from({"STEPGRAPH_BUCKET": "my-bucket"}).bucket
+        'my-bucket'
+    """
+    values: dict[str, Any] = {
+        key[len(ENV_PREFIX) :].lower(): value
+        for key, value in env.items()
+        if key.upper().startswith(ENV_PREFIX) and key[len(ENV_PREFIX) :].lower() in Settings.model_fields
+    }
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return _MappingSettings(**values)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc), hint="fix the variable or flag and run again") from None

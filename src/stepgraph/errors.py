@@ -1,7 +1,8 @@
-"""Typed errors. Each carries a stable `code` the state machine can match on.
+"""Typed errors.
 
-Step Functions matches a Lambda error by its `errorType`, which is the exception's
-class name; `code` mirrors the `StepGraph.*` names used in the ASL Catch/Retry rules.
+Step Functions matches a Lambda error by its `errorType`, which is the exception's class name (the
+ASL's Catch/Retry rules name `CheckpointConflict`, `LimiterUnavailable`, ...); `code` is that name
+under the `StepGraph.` prefix, for logs and people.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from __future__ import annotations
 class StepGraphError(Exception):
     """Base class: what failed, where, and what to do."""
 
-    code = "StepGraph.Error"
+    @property
+    def code(self) -> str:
+        return f"StepGraph.{type(self).__name__}"
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         self.message = message
@@ -21,14 +24,10 @@ class StepGraphError(Exception):
 class InvalidInput(StepGraphError):
     """The execution input or a step event is malformed."""
 
-    code = "StepGraph.InvalidInput"
-
 
 class ConfigError(StepGraphError):
     """A setting (env var, CLI flag, CDK context, graph config) has a bad value."""
 
-    code = "StepGraph.ConfigError"
-
 
 class UnknownGraph(InvalidInput):
-    code = "StepGraph.UnknownGraph"
+    """The graph name is not registered."""

@@ -11,6 +11,7 @@ from typing import Any
 
 from stepgraph import resources
 from stepgraph.errors import ConfigError
+from stepgraph.progress import RunCounters, RunCounts
 from stepgraph.schemas import check_item_sizes, check_items_key, parse_execution_input
 
 
@@ -186,33 +187,55 @@ def start(
         raise
 
 
+def status_clients(
+    *, endpoint_url: str | None = None, region: str | None = None, dynamodb_endpoint_url: str | None = None
+) -> dict[str, Any]:
+    """The three clients `status` uses, made once (`--wait` reuses them on every poll)."""
+    ddb_endpoint = dynamodb_endpoint_url or endpoint_url
+    return {
+        "stepfunctions": _client("stepfunctions", endpoint_url, region),
+        "s3": _client("s3", endpoint_url, region),
+        "dynamodb": _client("dynamodb", ddb_endpoint, region),
+    }
+
+
 def status(
     execution_arn: str,
     *,
     bucket: str | None = None,
     endpoint_url: str | None = None,
     region: str | None = None,
+    table: str | None = None,
+    dynamodb_endpoint_url: str | None = None,
+    failures_limit: int = 50,
+    clients: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Execution status, items done so far (results in S3), failures, and spend so far (usage records).
+    """Execution status, items done, failures and spend so far, in a number of requests that does not
+    grow with the batch: one DescribeExecution, the Distributed Map's Map Run (its item counts), one read
+    of the run's counters (`stepgraph.progress`: attempts, spend, items done) and one page of failure
+    records (at most `failures_limit` downloaded; 0 skips them, as `--wait` does between polls).
 
     `bucket` is the stack's data bucket; by default it is found from the execution (see `data_bucket`).
-    An execution the validate-input step refused reports `rejected_at_validation` (its error) and no
-    counts, since no item ran. Inline runs list
-    their failed items in the execution output; Distributed Map runs write one record per failed item under
-    `failures/{name}/`, and once such a run has ended, items with neither a result nor a failure record are
-    counted as `unaccounted`.
+    `table` is the limiter table holding the counters (the CLI passes `$STEPGRAPH_LIMITER_TABLE`; default
+    the local stack's name). An execution the validate-input step refused reports `rejected_at_validation` (its
+    error) and no counts, since no item ran. Inline runs list their failed items in the execution output;
+    Distributed Map runs write one record per failed item under `failures/{name}/`, and once such a run has
+    ended, items with neither a result nor a failure record are counted as `unaccounted`.
     """
-    sfn = _client("stepfunctions", endpoint_url, region)
+    made = clients or {}
+    sfn = made.get("stepfunctions") or _client("stepfunctions", endpoint_url, region)
     desc = sfn.describe_execution(executionArn=execution_arn)
     inp = json.loads(desc.get("input") or "{}")
     out = json.loads(desc.get("output") or "null") or {}
     out = out if isinstance(out, dict) else {}
-    name = execution_arn.rsplit(":", 1)[-1]
+    name = resources.execution_name(execution_arn)
     items_s3 = inp.get("items_s3") or out.get("items_s3") or {}
     report: dict[str, Any] = {"status": desc["status"], "name": name, "graph": inp.get("graph")}
     inline = isinstance(out.get("items"), list)
     if inline:
-        report["failed_items"] = [i for i in out["items"] if i.get("status") == "failed"]
+        report["failed_items"] = [
+            i for i in out["items"] if isinstance(i, dict) and i.get("status") == "failed"
+        ]
     if desc["status"] == "FAILED":
         report["error"], report["cause"] = desc.get("error"), desc.get("cause")
         rejected = _rejected_at_validation(sfn, execution_arn, desc)
@@ -220,24 +243,60 @@ def status(
             report["rejected_at_validation"] = rejected
             return report
     bucket = bucket or data_bucket(desc, out, items_s3, sfn=sfn, endpoint_url=endpoint_url, region=region)
+    counts = map_run_counts(sfn, execution_arn)
+    if counts:
+        report["map_run"] = counts
+    ddb = made.get("dynamodb") or _client("dynamodb", dynamodb_endpoint_url or endpoint_url, region)
+    table = table or resources.LIMITER_TABLE_NAME
+    run = _read_counters(RunCounters(table, execution_arn, client=ddb))
+    report["provider_attempts"], report["spend_usd"] = run.attempts, run.spend_usd
+    report["items_done"] = run.items_done
     if not bucket:
         report["note"] = "the data bucket is not known: pass --bucket"
         return report
-    s3 = _client("s3", endpoint_url, region)
-    done = {_item_id(k) for k in _keys(s3, bucket, f"{resources.PREFIX_RESULTS}{name}/")}
-    report["items_done"] = len(done)
+    s3 = made.get("s3") or _client("s3", endpoint_url, region)
+    if not run.found:  # a run older than the counters, or one whose steps never reached a model
+        report["items_done"] = _count_keys(s3, bucket, f"{resources.PREFIX_RESULTS}{name}/")
     if not inline:
-        failed = _failure_records(s3, bucket, name)
+        failed_count, failed = _failure_records(s3, bucket, name, failures_limit)
+        report["failed_count"] = failed_count
         report["failed_items"] = failed
+        if failed_count > len(failed):
+            report["failed_items_more"] = failed_count - len(failed)
         if desc["status"] != "RUNNING" and items_s3:
-            total = out.get("item_count")
+            total = counts.get("total") if counts else None
+            if not isinstance(total, int):
+                total = out.get("item_count")
             if not isinstance(total, int):
                 total = _manifest_length(s3, items_s3)
             if total is not None:
-                accounted = done | {str(f.get("item_id")) for f in failed}
-                report["unaccounted"] = max(total - len(accounted), 0)
-    report["provider_attempts"], report["spend_usd"] = _spend(s3, bucket, name)
+                lost = (counts or {}).get("failed", 0) + (counts or {}).get("timedOut", 0)
+                report["unaccounted"] = max(total - report["items_done"] - failed_count - lost, 0) + lost
     return report
+
+
+def map_run_counts(sfn: Any, execution_arn: str) -> dict[str, int] | None:
+    """The item counts of the execution's Distributed Map run (`DescribeMapRun`), or None (inline, local)."""
+    try:
+        runs = sfn.list_map_runs(executionArn=execution_arn, maxResults=1).get("mapRuns", [])
+        if not runs:
+            return None
+        counts = sfn.describe_map_run(mapRunArn=runs[0]["mapRunArn"]).get("itemCounts") or {}
+    except Exception:  # an endpoint without Map Runs (older local stand-ins): the counters still answer
+        return None
+    return {k: int(v) for k, v in counts.items() if isinstance(v, int)} or None
+
+
+def _read_counters(counters: RunCounters) -> RunCounts:
+    try:
+        return counters.read()
+    except Exception:  # no table or no endpoint: say nothing rather than a wrong zero
+        return RunCounts()
+
+
+def _count_keys(s3: Any, bucket: str, prefix: str) -> int:
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return sum(page.get("KeyCount", 0) for page in pages)
 
 
 def _rejected_at_validation(sfn: Any, execution_arn: str, desc: dict[str, Any]) -> str | None:
@@ -332,28 +391,31 @@ def item_states(
     return sorted(rows, key=lambda r: (len(str(r["item_id"])), str(r["item_id"])))
 
 
-def _keys(s3: Any, bucket: str, prefix: str) -> list[str]:
-    return [
-        obj["Key"]
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-        for obj in page.get("Contents", [])
-    ]
-
-
 def _item_id(key: str) -> str:
     return key.rsplit("/", 1)[-1].removesuffix(".json")
 
 
-def _failure_records(s3: Any, bucket: str, name: str) -> list[dict[str, Any]]:
-    """The records the state machine wrote for failed Distributed Map items, in item order."""
+def _failure_records(s3: Any, bucket: str, name: str, limit: int) -> tuple[int, list[dict[str, Any]]]:
+    """How many failure records the run has (keys listed page by page, nothing downloaded for the
+    count) and the first `limit` of them in item order."""
+    keys: list[str] = []
+    pages = s3.get_paginator("list_objects_v2").paginate(
+        Bucket=bucket, Prefix=f"{resources.PREFIX_FAILURES}{name}/"
+    )
+    count = 0
+    for page in pages:
+        count += page.get("KeyCount", 0)
+        if len(keys) < limit:
+            keys.extend(obj["Key"] for obj in page.get("Contents", []))
+    keys = sorted(keys, key=lambda k: (len(_item_id(k)), _item_id(k)))[:limit]
     records = []
-    for key in _keys(s3, bucket, f"{resources.PREFIX_FAILURES}{name}/"):
+    for key in keys:
         try:
             rec = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
         except json.JSONDecodeError:
             rec = {"item_id": _item_id(key), "status": "failed", "error": "unreadable failure record"}
         records.append(rec if isinstance(rec, dict) else {"item_id": _item_id(key), "status": "failed"})
-    return sorted(records, key=lambda r: (len(str(r.get("item_id"))), str(r.get("item_id"))))
+    return count, records
 
 
 def _manifest_length(s3: Any, items_s3: dict[str, Any]) -> int | None:
@@ -363,13 +425,3 @@ def _manifest_length(s3: Any, items_s3: dict[str, Any]) -> int | None:
     except Exception:  # a missing or malformed manifest: the count is unknown, not zero
         return None
     return len(items) if isinstance(items, list) else None
-
-
-def _spend(s3: Any, bucket: str, name: str) -> tuple[int, float]:
-    from stepgraph.usage import layout
-
-    spend, attempts = 0.0, 0
-    for rec in layout.s3_records(s3, bucket, execution=name):
-        attempts += 1
-        spend += rec.get("cost_usd") or 0.0
-    return attempts, round(spend, 12)  # a fraction of a cent stays visible

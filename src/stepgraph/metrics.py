@@ -1,8 +1,8 @@
-"""CloudWatch metric names (namespace `StepGraph`), shared by emitters, alarms and the dashboard."""
+"""CloudWatch metric names (the namespace is `resources.METRIC_NAMESPACE`), shared by emitters, alarms and the dashboard."""
 
 from __future__ import annotations
 
-NAMESPACE = "StepGraph"
+# The namespace is `stepgraph.resources.METRIC_NAMESPACE` (infra and the emitters read it there).
 
 CREDITS_SPENT_USD = "CreditsSpentUSD"
 PROMPT_TOKENS = "PromptTokens"
@@ -15,6 +15,7 @@ LIMITER_WAIT_MS = "LimiterWaitMs"
 CREDITS_REMAINING_USD = "CreditsRemainingUSD"
 USAGE_DAILY_USD = "UsageDailyUSD"
 FREE_REQUESTS_REMAINING = "FreeRequestsRemaining"
+INCOMPLETE_REPLIES = "IncompleteReplies"  # finish_reason length or empty content
 # 1 when the poller learned an account's balance, 0 when it could not (no management key, uncapped
 # key); emitted once per account per successful poll, so its absence means the poller is down.
 CREDITS_KNOWN = "CreditsKnown"
@@ -34,11 +35,7 @@ ALL = (
     CREDITS_REMAINING_USD,
     USAGE_DAILY_USD,
     FREE_REQUESTS_REMAINING,
+    INCOMPLETE_REPLIES,
     CREDITS_KNOWN,
     SPENT_TODAY_USD,
 )
-
-# Every metric is emitted twice: with the full dimension set and with the service alone,
-# so stack-wide alarms read one series.
-SERVICE_DIMENSION = "service"
-FULL_DIMENSIONS = ("service", "provider", "model", "graph")

@@ -12,11 +12,14 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 
 NAME = "stepgraph"
-STACK_NAME = "StepGraph"
 
 # One data bucket per stack; everything lives under these prefixes.
 PREFIX_CHECKPOINTS = "checkpoints/"
 PREFIX_USAGE = "usage/"
+# Finished days merged into Parquet: `usage-compacted/dt=YYYY-MM-DD/part-gNNN-NNNNN.parquet` + `_manifest-gNNN.json`.
+PREFIX_USAGE_COMPACTED = "usage-compacted/"
+# Raw usage objects get this tag once their records are verified in Parquet; lifecycle expires them.
+COMPACTED_TAG = ("stepgraph-compacted", "true")
 PREFIX_RESULTS = "results/"
 # Distributed Map items that failed: `failures/{execution name}/{item_id}.json`, written by the ASL.
 PREFIX_FAILURES = "failures/"
@@ -41,6 +44,10 @@ DATA_BUCKET_NAME = "stepgraph-data"
 GLUE_DATABASE = "stepgraph"
 USAGE_TABLE = "usage"
 USAGE_VIEW = "usage_v"
+USAGE_COMPACTED_TABLE = "usage_compacted"
+# What the named queries read: compacted days from Parquet, the other days from the raw JSONL.
+USAGE_ALL_VIEW = "usage_all"
+COMPACTION_FUNCTION = "stepgraph-usage-compaction"
 ATHENA_WORKGROUP = "stepgraph"
 
 # Provider keys live in Secrets Manager in AWS, as JSON {"keys": [{"label": ..., "key": ...}]}.
@@ -52,7 +59,6 @@ MANAGEMENT_SECRET_SUFFIX = "-management"
 # Environment of the graph-step and credits-poller functions (read by stepgraph.config).
 ENV_BUCKET = "STEPGRAPH_BUCKET"
 ENV_LIMITER_TABLE = "STEPGRAPH_LIMITER_TABLE"
-ENV_TIME_SCALE = "STEPGRAPH_TIME_SCALE"
 ENV_PROVIDERS = "STEPGRAPH_PROVIDERS"
 
 # State machine definition files and the `${...}` names they use.
@@ -77,6 +83,15 @@ def run_timeout_s(max_run_days: int) -> int:
 
 METRIC_NAMESPACE = "StepGraph"
 SERVICE_NAME = "stepgraph"
+
+
+def execution_name(execution_id: str) -> str:
+    """The execution's name: the last `:` segment of its ARN (a bare name stays as it is).
+
+    Results, failures, items and usage objects are filed under it; the ASL's ItemSelector splits the
+    same way (`States.StringSplit` on `:`).
+    """
+    return execution_id.rsplit(":", 1)[-1]
 
 
 def data(*parts: str) -> Traversable:

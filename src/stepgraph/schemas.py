@@ -1,7 +1,6 @@
 """The shapes that cross boundaries: execution input, step event, step result.
 
 One module, used by the graph-step handler, the CLI (`stepgraph start`) and the tests.
-`json_schemas()` exports them as JSON Schema for docs and external validation.
 """
 
 from __future__ import annotations
@@ -128,7 +127,7 @@ class StepEvent(BaseModel):
     @property
     def thread_id(self) -> str:
         # One LangGraph thread per (execution, item): a re-run of the same execution resumes it.
-        return f"{self.execution_id.rsplit(':', 1)[-1]}/{self.item_id}"
+        return f"{resources.execution_name(self.execution_id)}/{self.item_id}"
 
 
 StepStatus = Literal["running", "throttled", "done", "failed"]
@@ -167,11 +166,3 @@ def parse_step_event(data: Any) -> StepEvent:
         return StepEvent.model_validate(data)
     except ValidationError as exc:
         raise InvalidInput(describe_validation_error(exc, what="event")) from None
-
-
-def json_schemas() -> dict[str, dict[str, Any]]:
-    return {
-        "ExecutionInput": ExecutionInput.model_json_schema(),
-        "StepEvent": StepEvent.model_json_schema(),
-        "StepResult": StepResult.model_json_schema(),
-    }

@@ -19,6 +19,9 @@ def layer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("layer")
     (d / "python").mkdir()
     (d / "python" / "stand_in.py").write_text("# a stand-in layer: tests do not build the real one\n")
+    # The usage-compaction function's DuckDB layer: a stand-in beside it.
+    (d / "duckdb" / "python").mkdir(parents=True)
+    (d / "duckdb" / "python" / "stand_in.py").write_text("# a stand-in for the DuckDB layer\n")
     return d
 
 
@@ -32,7 +35,12 @@ def synth(layer_dir: Path, *, acknowledge: bool = True, **settings: Any) -> tupl
         stack = StepGraphStack(
             app,
             "StepGraph",
-            settings=StackSettings(layer_dir=str(layer_dir), alarm_email="ops@example.com", **settings),
+            settings=StackSettings(
+                layer_dir=str(layer_dir),
+                duckdb_layer_dir=str(layer_dir / "duckdb"),
+                alarm_email="ops@example.com",
+                **settings,
+            ),
         )
     finally:
         if not acknowledge:

@@ -15,6 +15,7 @@ from aws_cdk.assertions import Match, Template
 from infra import nag
 from infra.context import ContextError, load
 from stepgraph import resources
+from stepgraph.usage import sql as usage_sql
 from tests.infra.conftest import synth
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,11 +57,12 @@ def test_data_bucket_is_private_encrypted_versioned_and_tls_only(template: Templ
 
 def test_usage_lake_matches_the_ddl(template: Template) -> None:
     tables = template.find_resources("AWS::Glue::Table")
-    (table,) = tables.values()
-    ti = table["Properties"]["TableInput"]
-    ddl = re.findall(
-        r"`(\w+)` (\w+)", (ROOT / "athena/create_table.sql").read_text().split("PARTITIONED BY")[0]
-    )
+    (ti,) = [
+        t["Properties"]["TableInput"]
+        for t in tables.values()
+        if t["Properties"]["TableInput"]["Name"] == resources.USAGE_TABLE
+    ]
+    ddl = re.findall(r"`(\w+)` (\w+)", usage_sql.ddl("create_table").split("PARTITIONED BY")[0])
     assert [(c["Name"], c["Type"]) for c in ti["StorageDescriptor"]["Columns"]] == ddl
     assert ti["PartitionKeys"] == [{"Name": "dt", "Type": "string"}]
     assert ti["Parameters"]["projection.dt.type"] == "date"
@@ -83,18 +85,21 @@ def test_usage_lake_matches_the_ddl(template: Template) -> None:
 
 def test_functions_and_layer(template: Template) -> None:
     functions = template.find_resources("AWS::Lambda::Function", {"Properties": {"Runtime": "python3.12"}})
-    assert len(functions) == 3
+    assert len(functions) == 4  # graph-step, validate-input, credits-poller, usage-compaction
     for fn in functions.values():
         p = fn["Properties"]
         assert p["Architectures"] == ["x86_64"] and p["TracingConfig"] == {"Mode": "Active"}
         assert p["Handler"] == "handler.handler" and p["Layers"]
         env = p["Environment"]["Variables"]
+        if resources.COMPACTION_FUNCTION in p["Description"]:
+            assert set(env) == {resources.ENV_BUCKET, "POWERTOOLS_SERVICE_NAME"}  # S3 only, no table
+            continue
         assert {resources.ENV_BUCKET, resources.ENV_LIMITER_TABLE} <= set(env)
         # What cdk.json says is what the functions run with: the budget guard and the default fan-out.
         assert env["STEPGRAPH_DAILY_BUDGET_USD"] == "5" and env["STEPGRAPH_MAP_CONCURRENCY"] == str(
             resources.DEFAULT_MAX_CONCURRENCY
         )
-    template.resource_count_is("AWS::Lambda::LayerVersion", 1)
+    template.resource_count_is("AWS::Lambda::LayerVersion", 2)  # dependencies, DuckDB (compaction)
     template.has_resource_properties("AWS::Events::Rule", {"ScheduleExpression": "rate(15 minutes)"})
 
 
@@ -176,7 +181,10 @@ def test_graph_step_reserved_concurrency_comes_from_context(layer_dir: Path) -> 
     fns = Template.from_stack(stack).find_resources("AWS::Lambda::Function")
     reserved = {k: f["Properties"].get("ReservedConcurrentExecutions") for k, f in fns.items()}
     assert [v for k, v in reserved.items() if "graphstep" in k] == [20]
-    assert all(v is None for k, v in reserved.items() if "graphstep" not in k)
+    # Usage compaction runs alone by design (one at a time); every other function leaves the account's pool.
+    others = {k: v for k, v in reserved.items() if "graphstep" not in k and "Compaction" not in k}
+    assert others and all(v is None for v in others.values())
+    assert [v for k, v in reserved.items() if "Compaction" in k] == [1]
 
 
 def test_the_state_machine_may_write_failure_records_and_nothing_else(template: Template) -> None:
@@ -374,7 +382,8 @@ def test_cdk_keys_and_good_values_pass() -> None:
 def app_run(layer_dir: Path, tmp_path: Path, context: dict[str, Any]) -> subprocess.CompletedProcess[str]:
     """app.py as `npx cdk synth` runs it (context in CDK_CONTEXT_JSON), without the Makefile's environment."""
     env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("JSII_")}
-    env |= {"CDK_CONTEXT_JSON": json.dumps({"layer_dir": str(layer_dir), **context}), "CDK_OUTDIR": str(tmp_path),
+    ctx = {"layer_dir": str(layer_dir), "duckdb_layer_dir": str(layer_dir / "duckdb"), **context}
+    env |= {"CDK_CONTEXT_JSON": json.dumps(ctx), "CDK_OUTDIR": str(tmp_path),
             "JSII_DEPRECATED": "fail"}  # fmt: skip
     return subprocess.run(
         [sys.executable, "app.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300

@@ -125,10 +125,12 @@ def test_the_log_bucket_uses_no_legacy_acl_and_the_poller_schedule_keeps_failed_
     assert "logging.s3.amazonaws.com" in json.dumps(
         [r for r in res.values() if r["Type"] == "AWS::S3::BucketPolicy"]
     )
-    (rule,) = [r for r in res.values() if r["Type"] == "AWS::Events::Rule"]
-    (target,) = rule["Properties"]["Targets"]
-    assert target["RetryPolicy"] == {"MaximumEventAgeInSeconds": 3600, "MaximumRetryAttempts": 2}
-    assert "DeadLetterConfig" in target
+    rules = [r for r in res.values() if r["Type"] == "AWS::Events::Rule"]
+    assert len(rules) == 2  # the credits poller and usage compaction: both keep failed events
+    for rule in rules:
+        (target,) = rule["Properties"]["Targets"]
+        assert target["RetryPolicy"] == {"MaximumEventAgeInSeconds": 3600, "MaximumRetryAttempts": 2}
+        assert "DeadLetterConfig" in target
 
 
 def cfn_lint_errors(path: Path) -> list[str]:

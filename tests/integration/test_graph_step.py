@@ -11,12 +11,10 @@ import pytest
 from moto import mock_aws
 
 from stepgraph import resources
-from stepgraph.config import get_settings
 from stepgraph.errors import InvalidInput, UnknownGraph
 from stepgraph.limiter.table import ensure_limiter_table
-from stepgraph.local.lambdas import invoke
+from stepgraph.local.lambdas import cold_start, invoke
 from stepgraph.local.simulator import DEV_KEY, SimulatorHandle
-from stepgraph.runtime import clients, wiring
 
 EXEC = "arn:aws:states:us-east-1:123456789012:execution:stepgraph-graph-fanout:run-1"
 
@@ -37,17 +35,12 @@ def stack(simulator: SimulatorHandle, monkeypatch: pytest.MonkeyPatch) -> Iterat
     }
     for k, v in env.items():
         monkeypatch.setenv(k, v)
-    get_settings.cache_clear()
-    clients.reset()
-    wiring._limiters.clear()
-    wiring._keyrings.clear()
+    cold_start()  # a new AWS account (moto) gets new function containers
     with mock_aws():
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket="stepgraph-data")
         ensure_limiter_table(boto3.client("dynamodb", region_name="us-east-1"), "stepgraph-limiter")
         yield {"s3": s3, "sim": simulator}
-    get_settings.cache_clear()
-    clients.reset()
 
 
 def step_until_done(event: dict[str, Any], limit: int = 30) -> tuple[dict[str, Any], list[str]]:

@@ -10,7 +10,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from stepgraph.limiter import BudgetExceeded, BudgetGuard, DynamoDBRateLimiter, Limit, LimiterUnavailable
-from stepgraph.limiter.algorithm import Op
+from stepgraph.limiter.algorithm import IdleOp
 from stepgraph.limiter.store import DynamoDBStore
 from tests.fixtures.dynamodb_local import ddb_client
 
@@ -118,5 +118,5 @@ def test_dynamodb_errors_fail_closed_after_bounded_retries() -> None:
     client = _Throttling()
     store = DynamoDBStore("t", client, max_attempts=4, base_delay_s=0.001)
     with pytest.raises(LimiterUnavailable, match="nothing was granted"):
-        store.apply(Op("k", "idle", now=1.0, inc=1.0, ttl=1))
+        store.apply(IdleOp("k", ttl=1, now=1.0, inc=1.0))
     assert client.calls == 4

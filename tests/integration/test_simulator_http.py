@@ -12,8 +12,8 @@ from langchain_openai import ChatOpenAI
 
 from stepgraph.config import load_settings
 from stepgraph.local.simulator import DEV_KEY, DEV_MANAGEMENT_KEY, SimulatorHandle
+from stepgraph.observability import MetricsEmitter
 from stepgraph.providers.credits import poll_all
-from stepgraph.providers.metrics import MetricsEmitter
 
 FREE = "openai/gpt-oss-120b:free"
 PAID = "openai/gpt-oss-120b"
@@ -59,7 +59,8 @@ def test_repeated_prompt_reports_cached_tokens(simulator: SimulatorHandle) -> No
         ),
         (AUTH, {"model": FREE}, 400),
         (AUTH, {"model": FREE, "messages": []}, 400),
-        (AUTH, {"model": "no/such-model", "messages": [{"role": "user", "content": "x"}]}, 404),
+        # As on OpenRouter: an unknown model ID is a 400 (a 404 means "no endpoint for this model").
+        (AUTH, {"model": "no/such-model", "messages": [{"role": "user", "content": "x"}]}, 400),
         (AUTH, {"model": "sim/small-4k", "messages": [{"role": "user", "content": "y" * 20_000}]}, 400),
     ],
 )
@@ -70,7 +71,9 @@ def test_client_errors(
     assert resp.status_code == status
     assert resp.json()["error"]["code"] == status
     if status == 400 and "small-4k" in str(body):
-        assert "context_length_exceeded" in resp.json()["error"]["message"]
+        assert "maximum context length is 4096 tokens" in resp.json()["error"]["message"]
+    if "no/such-model" in str(body):
+        assert resp.json()["error"]["message"] == "no/such-model is not a valid model ID"
 
 
 def test_malformed_json_is_400(simulator: SimulatorHandle) -> None:

@@ -13,7 +13,6 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from stepgraph.executions import status
 from stepgraph.usage import layout
 
 BUCKET = "stepgraph-data"
@@ -38,7 +37,9 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
         yield {"s3": s3, "sfn": sfn, "arn": arn}
 
 
-def test_status_reads_gzipped_usage_objects_of_its_execution_only(aws: dict[str, Any]) -> None:
+def test_the_s3_reader_takes_gzipped_usage_objects_of_its_execution_only(aws: dict[str, Any]) -> None:
+    # `stepgraph status` now reads the run's counters (stepgraph.progress), not these objects; the reader
+    # still serves `usage report --skip-bad-lines` and the tests that compare records with the simulator.
     s3 = aws["s3"]
     put = lambda key, data: s3.put_object(Bucket=BUCKET, Key=key, Body=data)  # noqa: E731
     put("usage/dt=2026-03-01/run-1/a.jsonl", body(0.5, 0.25))
@@ -46,11 +47,8 @@ def test_status_reads_gzipped_usage_objects_of_its_execution_only(aws: dict[str,
     put("usage/dt=2026-03-02/run-1/c-1.jsonl.gz", gzip.compress(body(2.0, 0.0)))
     put("usage/dt=2026-03-01/run-10/d.jsonl", body(100.0))  # another execution
     put("usage/dt=2026-03-01/run-1/notes.txt", b"not usage")
-    execution = aws["sfn"].start_execution(
-        stateMachineArn=aws["arn"], name="run-1", input=json.dumps({"graph": "fanout", "items": [1]})
-    )["executionArn"]
-    report = status(execution, bucket=BUCKET)
-    assert report["provider_attempts"] == 5 and report["spend_usd"] == 3.75
+    records = list(layout.s3_records(s3, BUCKET, execution="run-1"))
+    assert len(records) == 5 and sum(r["cost_usd"] for r in records) == 3.75
     assert layout.s3_keys(s3, BUCKET, execution="run-10") == ["usage/dt=2026-03-01/run-10/d.jsonl"]
 
 

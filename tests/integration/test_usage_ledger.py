@@ -11,8 +11,8 @@ import pytest
 from langchain_openai import ChatOpenAI
 
 from stepgraph.local.simulator import DEV_KEY, SimulatorHandle
+from stepgraph.providers.chat import UsageCapturingChatOpenAI
 from stepgraph.usage.callback import UsageCallbackHandler
-from stepgraph.usage.capture import UsageCapturingChatOpenAI
 from stepgraph.usage.ledger import UsageLedger
 from stepgraph.usage.record import UsageRecord
 

@@ -18,6 +18,7 @@ from stepgraph.usage.athena_runner import run_athena
 from stepgraph.usage.ledger import UsageLedger
 from stepgraph.usage.record import UsageRecord
 from stepgraph.usage.report import run_report
+from tests.fixtures.aws import http_s3_client
 
 MODELS = ["openai/gpt-oss-120b:free", "openai/gpt-oss-120b", "gpt-oss:120b"]
 
@@ -175,14 +176,23 @@ def test_cli_json_and_plot(dataset: tuple, tmp_path: Path) -> None:
     assert out.read_bytes()[:4] == b"\x89PNG"
 
 
-def test_report_reads_moto_s3(s3_client: Any, s3_bucket: str) -> None:
-    with UsageLedger(s3_bucket, execution_id="e", invocation_id="i", client=s3_client) as ledger:
+def test_report_reads_s3_in_place_through_httpfs(moto_server: str) -> None:
+    s3 = http_s3_client(moto_server)
+    bucket = "report-httpfs"
+    s3.create_bucket(Bucket=bucket)
+    with UsageLedger(bucket, execution_id="e", invocation_id="i", client=s3, gzip=True) as ledger:
         for r in make_records(30):
             ledger.add(r)
-    res = run_report(
-        f"s3://{s3_bucket}", queries=["failures_by_status", "spend_by_day_model"], s3_client=s3_client
-    )
-    assert sum(r["requests"] for r in res["spend_by_day_model"]) == 30
+    with UsageLedger(bucket, execution_id="e", invocation_id="j", client=s3) as ledger:
+        for r in make_records(12, seed=9):
+            ledger.add(r)
+    seen: list[str] = []
+    s3.meta.events.register("before-send", lambda request, **_: seen.append(request.method))
+    res = run_report(f"s3://{bucket}", queries=["failures_by_status", "spend_by_day_model"], s3_client=s3)
+    assert sum(r["requests"] for r in res["spend_by_day_model"]) == 42
+    assert "GET" not in seen  # DuckDB read the objects itself: boto3 downloaded nothing
+    also = run_report(f"s3://{bucket}/usage/", queries=["spend_by_day_model"], s3_client=s3)
+    assert also["spend_by_day_model"] == res["spend_by_day_model"]
 
 
 def test_athena_runner_starts_polls_and_pages() -> None:

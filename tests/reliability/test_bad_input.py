@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import gzip
 import json
 import operator
@@ -22,14 +23,13 @@ from moto import mock_aws
 from stepgraph import resources
 from stepgraph.checkpoint import CheckpointStoreError, CorruptCheckpoint, S3Saver
 from stepgraph.cli import main
-from stepgraph.config import get_settings
 from stepgraph.errors import ConfigError, InvalidInput, StepGraphError, UnknownGraph
 from stepgraph.limiter.table import ensure_limiter_table
 from stepgraph.local.asl import definition_path
-from stepgraph.local.lambdas import invoke
+from stepgraph.local.lambdas import cold_start, invoke
 from stepgraph.local.simulator import DEV_KEY, running_simulator
-from stepgraph.runtime import clients, wiring
 from stepgraph.usage.record import UsageRecord
+from tests.fixtures.aws import http_s3_client
 
 BUCKET = "stepgraph-data"
 EXEC = "arn:aws:states:us-east-1:123456789012:execution:stepgraph-graph-fanout:run-1"
@@ -184,23 +184,18 @@ def shared_stack() -> Iterator[dict[str, Any]]:
         }  # fmt: skip
         for k, v in env.items():
             mp.setenv(k, v)
-        clients.reset()
-        wiring._limiters.clear()
-        wiring._keyrings.clear()
+        cold_start()  # a new AWS account (moto) gets new function containers
         with mock_aws():
             s3 = boto3.client("s3", region_name="us-east-1")
             s3.create_bucket(Bucket=BUCKET)
             s3.put_object(Bucket=BUCKET, Key="items/not-json.json", Body=b"{'text': 'single quotes'}")
             ensure_limiter_table(boto3.client("dynamodb", region_name="us-east-1"), "stepgraph-limiter")
             yield {"s3": s3, "sim": sim}
-        clients.reset()
 
 
 @pytest.fixture
 def stack(shared_stack: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    get_settings.cache_clear()
-    yield shared_stack
-    get_settings.cache_clear()
+    yield shared_stack  # a row's environment change reaches the handlers' next call by itself
 
 
 def step_states(node: Any) -> Iterator[dict[str, Any]]:
@@ -222,7 +217,6 @@ class TestGraphStep:
         (tmp_path / "providers.yaml").write_text("providers:\n  sim: {base_url: x\nchain: [sim:m]\n")
         for var, value in env.items():
             monkeypatch.setenv(var, value.replace("{tmp}", str(tmp_path)))
-        get_settings.cache_clear()
         before = objects(stack["s3"])
         with pytest.raises(StepGraphError) as info:
             invoke(STEP, bad)
@@ -232,7 +226,6 @@ class TestGraphStep:
         assert objects(stack["s3"]) == before and stack["sim"].requests() == []
         # Fixing that one input is all it takes: the same warm container runs the next good event.
         monkeypatch.undo()
-        get_settings.cache_clear()
         assert invoke(STEP, GOOD)["status"] == "done"
 
     def test_a_step_on_a_corrupt_thread_fails_typed_every_time(self, stack: dict[str, Any]) -> None:
@@ -373,28 +366,35 @@ USAGE_ROWS = [
 @pytest.mark.parametrize("where", ["s3", "dir"])
 @pytest.mark.parametrize(("name", "body", "match"), [pytest.param(*r[1:], id=r[0]) for r in USAGE_ROWS])
 def test_corrupt_usage_object(
-    s3_client: Any, s3_bucket: str, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str], where: str, name: str, body: bytes, match: str,
+    s3_client: Any, s3_bucket: str, moto_server: str, tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], where: str, name: str, body: bytes,
+    match: str,
 ) -> None:  # fmt: skip
+    # The report reads S3 through DuckDB's own HTTP client: S3 here is a moto server, not the in-process mock.
+    store = http_s3_client(moto_server) if where == "s3" else s3_client
+    if where == "s3":
+        with contextlib.suppress(ClientError):
+            store.create_bucket(Bucket=s3_bucket)
     root = tmp_path_factory.mktemp("runs [q1]")  # brackets: the name is text, not terminal markup
     good_key, bad_key = "usage/dt=2026-03-01/run-1/a.jsonl", f"usage/dt=2026-03-01/run-1/{name}"
     objs = {good_key: lines(record(), record()), bad_key: body}
     for key, data in objs.items():
-        s3_client.put_object(Bucket=s3_bucket, Key=key, Body=data)
+        store.put_object(Bucket=s3_bucket, Key=key, Body=data)
         (root / key).parent.mkdir(parents=True, exist_ok=True)
         (root / key).write_bytes(data)
     source = f"s3://{s3_bucket}" if where == "s3" else str(root)
-    before = objects(s3_client, s3_bucket)
+    before = objects(store, s3_bucket)
     monkeypatch.setenv("COLUMNS", "400")  # one line on stderr, unwrapped
     cmd = "usage report -q spend_by_day_model --format json --source"
-    monkeypatch.setattr(sys, "argv", ["stepgraph", *cmd.split(), source])
+    endpoint = ["--endpoint-url", moto_server] if where == "s3" else []
+    monkeypatch.setattr(sys, "argv", ["stepgraph", *cmd.split(), source, *endpoint])
     with pytest.raises(SystemExit) as code:
         main()
     err = capsys.readouterr().err.strip()
     assert code.value.code == 2 and "Traceback" not in err and "\n" not in err, err
     assert err.startswith(f"error: usage object {source}/{bad_key} "), err
     assert re.search(match, err) and "(move that object out of usage/" in err, err
-    assert objects(s3_client, s3_bucket) == before and (root / bad_key).read_bytes() == body  # only read
+    assert objects(store, s3_bucket) == before and (root / bad_key).read_bytes() == body  # only read
     # --skip-bad-lines reports the bad line and counts every sound record, the bad object's too.
     monkeypatch.setattr(sys, "argv", ["stepgraph", *cmd.split(), source, "--skip-bad-lines"])
     with pytest.raises(SystemExit) as code:
@@ -407,9 +407,9 @@ def test_corrupt_usage_object(
     assert (
         f"skipped: {source}/{bad_key}" in captured.err and "skipped 1 corrupt usage line(s)" in captured.err
     )
-    monkeypatch.setattr(sys, "argv", ["stepgraph", *cmd.split(), source])
+    monkeypatch.setattr(sys, "argv", ["stepgraph", *cmd.split(), source, *endpoint])
     # The rest is sound: without the bad object, the report counts the other records.
-    s3_client.delete_object(Bucket=s3_bucket, Key=bad_key)
+    store.delete_object(Bucket=s3_bucket, Key=bad_key)
     (root / bad_key).unlink()
     with pytest.raises(SystemExit) as code:
         main()

@@ -21,19 +21,19 @@ import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
-from unittest import mock
 
 import boto3
 import pytest
 
 from stepgraph import resources
-from stepgraph.config import Settings, get_settings
+from stepgraph.config import settings_from
 from stepgraph.limiter import BudgetGuard, ensure_limiter_table
 from stepgraph.local import lambdas
 from stepgraph.local.simulator import SimulatorHandle
 from stepgraph.local.stack import LocalStack, local_stack
 from stepgraph.providers.credits import poll_all
 from stepgraph.providers.table import load_provider_table
+from stepgraph.runtime.deps import build_dependencies
 from tests.fixtures.aws import execute
 
 PREFIX = "sk-or-v1-"
@@ -293,7 +293,7 @@ def test_keys_from_secrets_manager_leak_nowhere(
 ) -> None:
     canary, management = new_key("CANARY"), new_key("MGMT")
     sim = simulator(make_simulator, {canary: "sim-canary"}, management_keys={management: "ops"})
-    table = load_provider_table()
+    table = load_provider_table(env={})
     with local_stack(env=stack_env(sim), use_dynamodb_local=False) as st:
         sm = st.client("secretsmanager")
         for provider in ("openrouter", "ollama"):
@@ -308,8 +308,11 @@ def test_keys_from_secrets_manager_leak_nowhere(
         debug_logs.records.clear()  # botocore's lines of the operator filling the secret, not the product's
         sim.queue_faults({"status": 429, "retry_after_s": 1}, {"status": 502}, {"status": 400})
         result = run(st, "canary-secrets", items(3))
-        with mock.patch.dict(os.environ, st.function_env):  # the operator's view: configured as the functions
-            report = poll_all(Settings(), secrets_client=sm)
+        env = st.function_env  # the operator's view: configured as the functions are
+        deps = build_dependencies(settings_from(env), env)
+        report = poll_all(
+            deps.settings, table=deps.table, env=deps.env, secrets_client=sm, emitter=deps.metrics()
+        )
         corpus = Corpus()
         objects = collect_stack(corpus, st, sim, [result], calls)
         corpus.add("poll report", report)
@@ -355,9 +358,7 @@ def test_the_credits_poller_leaks_no_key(
     for key, mgmt in ((canary, management), (revoked, revoked_management)):
         clean_env.setenv("OPENROUTER_API_KEY", f"poller={key}")
         clean_env.setenv("OPENROUTER_MANAGEMENT_KEY", mgmt)
-        get_settings.cache_clear()
         reports.append(lambdas.invoke(resources.CREDITS_POLLER_FUNCTION, {}))
-    get_settings.cache_clear()
     corpus = Corpus()
     corpus.add("handler calls", calls)
     collect_process(corpus, capfd, debug_logs)

@@ -4,7 +4,7 @@ import pytest
 
 from stepgraph.config import load_settings
 from stepgraph.errors import ConfigError, InvalidInput
-from stepgraph.schemas import StepEvent, json_schemas, parse_execution_input, parse_step_event
+from stepgraph.schemas import StepEvent, parse_execution_input, parse_step_event
 
 
 def test_execution_input_needs_exactly_one_item_source() -> None:
@@ -39,12 +39,6 @@ def test_step_event_thread_id_and_int_item_id() -> None:
     assert ev.thread_id == "run-1/7"
     with pytest.raises(InvalidInput, match="give 'item' or 'item_ref'"):
         parse_step_event({"execution_id": "e", "item_id": "1", "graph": "g"})
-
-
-def test_json_schemas_exported() -> None:
-    schemas = json_schemas()
-    assert set(schemas) == {"ExecutionInput", "StepEvent", "StepResult"}
-    assert "graph" in schemas["ExecutionInput"]["properties"]
 
 
 def test_settings_errors_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -24,15 +24,15 @@ EMPTY_NS = "_"
 
 
 class CheckpointStoreError(StepGraphError):
-    code = "StepGraph.CheckpointStoreError"
+    """S3 refused a checkpoint read or write (missing bucket, no permission)."""
 
 
 class CorruptCheckpoint(StepGraphError):
-    code = "StepGraph.CorruptCheckpoint"
+    """A checkpoint object cannot be decoded."""
 
 
 class CheckpointConflict(StepGraphError):
-    code = "StepGraph.CheckpointConflict"
+    """Another writer saved this step with other content (or S3 kept answering 409)."""
 
 
 def invert(checkpoint_id: str) -> str:

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
+from stepgraph import s3 as s3util
 from stepgraph.checkpoint.layout import CheckpointConflict, CheckpointStoreError
-
-_CONFLICT = ("PreconditionFailed", "412", "ConditionalRequestConflict", "409")
-_BUSY = ("ConditionalRequestConflict", "409")
-_BUSY_BACKOFF_S = (0.05, 0.2, 0.5)
 
 
 class S3Objects:
@@ -26,7 +22,7 @@ class S3Objects:
         return self._client
 
     def _fail(self, exc: Exception, action: str) -> CheckpointStoreError:
-        code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
+        code = s3util.error_code(exc)
         hint = {
             "NoSuchBucket": "create the bucket or set STEPGRAPH_BUCKET to an existing one",
             "AccessDenied": "grant the function s3:GetObject/PutObject/ListBucket/DeleteObject on it",
@@ -39,10 +35,8 @@ class S3Objects:
         from botocore.exceptions import ClientError
 
         try:
-            return bytes(self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read())
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                return None
+            return s3util.get_bytes(self.client, self.bucket, key)
+        except (ClientError, s3util.S3Failure) as exc:
             raise self._fail(exc, "read") from None
 
     def create(self, key: str, body: bytes, *, first_wins: bool = False) -> None:
@@ -50,24 +44,16 @@ class S3Objects:
         (or, with `first_wins`, are dropped as LangGraph drops a task's repeated writes)."""
         from botocore.exceptions import ClientError
 
-        for delay in (*_BUSY_BACKOFF_S, None):
-            try:
-                self.client.put_object(Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*")
+        try:
+            if s3util.put_once(self.client, self.bucket, key, body):
                 return
-            except ClientError as exc:
-                code = exc.response.get("Error", {}).get("Code")
-                if code not in _CONFLICT:
-                    raise self._fail(exc, "write") from None
-                if code in _BUSY and delay is not None:
-                    # 409: another conditional write to this key is in flight; S3 asks us to retry.
-                    time.sleep(delay)
-                    continue
-                if code in _BUSY:
-                    raise CheckpointConflict(
-                        f"s3://{self.bucket}/{key}: S3 kept answering 409 (a concurrent write to this key)",
-                        hint="the step is retried by the state machine; it resumes from the latest checkpoint",
-                    ) from None
-                break
+        except s3util.WriteBusy:
+            raise CheckpointConflict(
+                f"s3://{self.bucket}/{key}: S3 kept answering 409 (a concurrent write to this key)",
+                hint="the step is retried by the state machine; it resumes from the latest checkpoint",
+            ) from None
+        except (ClientError, s3util.S3Failure) as exc:
+            raise self._fail(exc, "write") from None
         if first_wins or self.get(key) == body:
             return
         raise CheckpointConflict(

@@ -26,6 +26,7 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
+from stepgraph import resources
 from stepgraph.checkpoint import layout as L
 from stepgraph.checkpoint.s3 import S3Objects
 
@@ -33,11 +34,27 @@ _Keys = list[str]  # the class defines `list`, which shadows the builtin in anno
 
 
 class S3Saver(BaseCheckpointSaver[str]):
+    """A LangGraph checkpointer on S3: every checkpoint and every task's writes is its own object,
+    created once (`If-None-Match: *`), so a crashed or duplicated step never overwrites saved work.
+
+    Args:
+        bucket: the S3 bucket.
+        prefix: where threads live in it (`checkpoints/` by default).
+        client: a boto3 S3 client (default: one made on first use).
+        serde: LangGraph's serializer (default: its JsonPlusSerializer).
+
+    Returns (from `get_tuple`): the thread's newest checkpoint with its pending writes, or None.
+
+    Example:
+        >>> graph = builder.compile(checkpointer=S3Saver("my-bucket", client=boto3.client("s3")))
+        >>> graph.invoke({"text": "hi"}, {"configurable": {"thread_id": "run-1/item-7"}})
+    """
+
     def __init__(
         self,
         bucket: str,
         *,
-        prefix: str = "checkpoints/",
+        prefix: str = resources.PREFIX_CHECKPOINTS,
         client: Any = None,
         serde: SerializerProtocol | None = None,
     ) -> None:

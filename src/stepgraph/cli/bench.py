@@ -1,4 +1,4 @@
-"""`stepgraph bench ...`: each benchmark lives in `stepgraph.bench.<name>` and exposes `cli`
+"""`stepgraph bench ...`: each benchmark lives in `stepgraph.local.bench.<name>` and exposes `cli`
 (a typer command function) and `run(...) -> BenchResult`. `bench all` runs every one and
 writes docs/benchmarks.md."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import typer
 
-BENCHES = ("limiter", "checkpoint", "usage", "step", "layer", "e2e")
+BENCHES = ("limiter", "checkpoint", "usage", "lake", "step", "layer", "e2e", "scale")
 
 
 def register(app: typer.Typer) -> None:
@@ -16,9 +16,9 @@ def register(app: typer.Typer) -> None:
         help="Benchmarks: each prints its figures beside a baseline.", no_args_is_help=True
     )
     for name in BENCHES:
-        module = importlib.import_module(f"stepgraph.bench.{name}")
+        module = importlib.import_module(f"stepgraph.local.bench.{name}")
         bench_app.command(name, help=(module.__doc__ or "").strip().splitlines()[0])(module.cli)
-    from stepgraph.bench import report
+    from stepgraph.local.bench import report
 
     bench_app.command("all", help="Run every benchmark and write docs/benchmarks.md.")(report.cli_all)
     app.add_typer(bench_app, name="bench")

@@ -30,6 +30,9 @@ def register(app: typer.Typer) -> None:
             help="Scale the rate window (0.05: a minute lasts 3 s) [env STEPGRAPH_TIME_SCALE]",
         ),
         seed: int = typer.Option(0, help="Seed of the fault dice"),
+        limit_paid: bool = typer.Option(
+            False, help="Apply the limits to paid models too (OpenRouter limits only :free variants)"
+        ),
     ) -> None:
         """Run a local OpenRouter-compatible provider (limits, 429s, usage, cost, faults)."""
         from stepgraph.config import load_settings
@@ -45,7 +48,8 @@ def register(app: typer.Typer) -> None:
         if spec is None:
             typer.echo(f"API key: {DEV_KEY} (a local placeholder)")
         typer.echo(
-            f"limits per account: {rpm}/min (window {60 * scale:g} s), {rpd}/day; stats at /_sim/stats"
+            f"limits per account: {rpm}/min (window {60 * scale:g} s), {rpd}/day"
+            f" on {'every model' if limit_paid else 'free models'}; stats at /_sim/stats"
         )
         serve_forever(
             host=host,
@@ -61,4 +65,5 @@ def register(app: typer.Typer) -> None:
             stream_error_rate=stream_error_rate,
             time_scale=scale,
             seed=seed,
+            limit_paid=limit_paid,
         )

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from typing import Any
 
 import typer
+
+from stepgraph import resources
+
+ENV_DYNAMODB_ENDPOINT = "STEPGRAPH_DYNAMODB_ENDPOINT_URL"
 
 
 def exit_code(report: dict[str, Any]) -> int:
@@ -25,12 +30,18 @@ def _say_rejected(report: dict[str, Any], *, prefix: str = "error: ") -> None:
         )
 
 
-def watch(arn: str, *, endpoint_url: str | None, region: str | None, bucket: str | None = None) -> int:
+def watch(arn: str, *, failures: int = 50, **where: Any) -> int:
     from rich.progress import BarColumn, Progress, TextColumn
 
-    from stepgraph.executions import status
+    from stepgraph.executions import status, status_clients
 
-    report = status(arn, bucket=bucket, endpoint_url=endpoint_url, region=region)  # errors before the bar
+    where["clients"] = status_clients(
+        endpoint_url=where.get("endpoint_url"),
+        region=where.get("region"),
+        dynamodb_endpoint_url=where.get("dynamodb_endpoint_url"),
+    )
+    # Between polls only the cheap parts: no failure record is downloaded.
+    report = status(arn, failures_limit=0, **where)  # errors before the bar
     with Progress(
         TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed} items done")
     ) as bar:
@@ -39,12 +50,14 @@ def watch(arn: str, *, endpoint_url: str | None, region: str | None, bucket: str
             bar.update(
                 task,
                 completed=report.get("items_done", 0),
+                total=(report.get("map_run") or {}).get("total"),
                 description=f"{report['status']} — ${report.get('spend_usd', 0):.4f}",
             )
             if report["status"] != "RUNNING":
                 break
             time.sleep(2)
-            report = status(arn, bucket=bucket, endpoint_url=endpoint_url, region=region)
+            report = status(arn, failures_limit=0, **where)
+    report = status(arn, failures_limit=failures, **where)
     typer.echo(json.dumps(report, indent=2, default=str))
     _say_rejected(report)
     return exit_code(report)
@@ -59,6 +72,12 @@ def register(app: typer.Typer) -> None:
             False, "--items", help="Also list each item's state (a Distributed Map's child executions)"
         ),
         bucket: str = typer.Option(None, help="The stack's data bucket (default: found from the execution)"),
+        table: str = typer.Option(
+            None,
+            help="The limiter table holding the run counters (the stack's LimiterTableName output; "
+            "default $STEPGRAPH_LIMITER_TABLE)",
+        ),
+        failures: int = typer.Option(50, help="List at most this many failed items"),
         endpoint_url: str = typer.Option(None, help="AWS endpoint (local stack)"),
         region: str = typer.Option(None, help="AWS region"),
     ) -> None:
@@ -71,13 +90,21 @@ def register(app: typer.Typer) -> None:
                 f"{execution!r} is not an execution ARN",
                 hint="arn:aws:states:<region>:<account>:execution:<state machine>:<name>, as start prints it",
             )
+        where: dict[str, Any] = {
+            "bucket": bucket,
+            # The command's edge reads the environment; the library takes plain arguments.
+            "table": table or os.environ.get(resources.ENV_LIMITER_TABLE),
+            "endpoint_url": endpoint_url,
+            "dynamodb_endpoint_url": os.environ.get(ENV_DYNAMODB_ENDPOINT),
+            "region": region,
+        }
         if wait:
-            code = watch(execution, bucket=bucket, endpoint_url=endpoint_url, region=region)
+            code = watch(execution, failures=failures, **where)
             if items:
                 rows = item_states(execution, endpoint_url=endpoint_url, region=region)
                 typer.echo(json.dumps({"items": rows}, indent=2, default=str))
             raise typer.Exit(code)
-        report = status(execution, bucket=bucket, endpoint_url=endpoint_url, region=region)
+        report = status(execution, failures_limit=failures, **where)
         if items:
             report["items"] = item_states(execution, endpoint_url=endpoint_url, region=region)
         typer.echo(json.dumps(report, indent=2, default=str))

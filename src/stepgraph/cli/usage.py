@@ -83,6 +83,45 @@ def register(app: typer.Typer) -> None:
             return
         typer.echo(render(results, fmt))
 
+    @usage_app.command("compact")
+    def compact_cmd(
+        source: str = typer.Option(..., help="Directory or s3://bucket holding usage/"),
+        day: list[str] = typer.Option(None, "--day", help="UTC day YYYY-MM-DD (default: every finished day)"),
+        endpoint_url: str = typer.Option(None, help="S3 endpoint (local stack), e.g. http://127.0.0.1:5000"),
+    ) -> None:
+        """Merge each finished day's usage JSONL into Parquet (never overwrites; safe to run again)."""
+        import json as json_mod
+
+        from stepgraph.errors import ConfigError
+        from stepgraph.usage.compact import compact
+        from stepgraph.usage.lake import DirLake, Lake, S3Lake
+
+        for d in day or []:
+            try:
+                datetime.strptime(d, "%Y-%m-%d")
+            except ValueError:
+                raise ConfigError(f"--day {d!r} is not a date", hint="use YYYY-MM-DD") from None
+        lake: Lake
+        if source.startswith("s3://"):
+            import boto3
+
+            bucket, _, rest = source.removeprefix("s3://").partition("/")
+            if rest.strip("/") not in ("", "usage"):
+                raise ConfigError(
+                    f"--source {source}: compaction works on a whole bucket", hint="pass s3://BUCKET"
+                )
+            lake = S3Lake(bucket, boto3.client("s3", endpoint_url=endpoint_url))
+        else:
+            root = Path(source)
+            root = root.parent if root.name == "usage" else root
+            if not (root / "usage").is_dir():
+                raise ConfigError(
+                    f"--source {source} holds no usage/ folder", hint="pass the folder that holds usage/"
+                )
+            lake = DirLake(root)
+        for summary in compact(lake, days=day or None):
+            typer.echo(json_mod.dumps(summary))
+
     app.add_typer(usage_app, name="usage")
 
 

@@ -9,7 +9,7 @@ a fake model. The context is not checkpointed, so resuming never needs it serial
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from stepgraph.errors import InvalidInput
@@ -19,7 +19,6 @@ from stepgraph.errors import InvalidInput
 class StepContext:
     model: Any  # a chat-model Runnable: .invoke(messages) -> AIMessage
     item_id: str = ""
-    settings: dict[str, Any] = field(default_factory=dict)
 
 
 def text_of(message: Any) -> str:

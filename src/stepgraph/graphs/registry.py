@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
+from collections.abc import Mapping
 from typing import Any
 
 from stepgraph.errors import ConfigError, UnknownGraph
@@ -19,8 +19,9 @@ BUILTIN = {
 }
 
 
-def registered(env: dict[str, str] | None = None) -> dict[str, str]:
-    raw = (os.environ if env is None else env).get("STEPGRAPH_GRAPHS")
+def registered(env: Mapping[str, str]) -> dict[str, str]:
+    """The built-in graphs and the ones `env["STEPGRAPH_GRAPHS"]` adds."""
+    raw = env.get("STEPGRAPH_GRAPHS")
     extra: dict[str, str] = {}
     if raw:
         try:
@@ -40,8 +41,8 @@ def registered(env: dict[str, str] | None = None) -> dict[str, str]:
     return {**BUILTIN, **extra}
 
 
-def load_graph(name: str, env: dict[str, str] | None = None) -> Any:
-    graphs = registered(env)
+def load_graph(name: str, graphs: Mapping[str, str] = BUILTIN) -> Any:
+    """The uncompiled StateGraph registered as `name` (`graphs` from `registered(env)`)."""
     if name not in graphs:
         raise UnknownGraph(f"unknown graph {name!r}", hint=f"registered graphs: {', '.join(sorted(graphs))}")
     from langgraph.graph import StateGraph

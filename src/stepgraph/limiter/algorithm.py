@@ -19,49 +19,132 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 from stepgraph.limiter.limits import Limit
 
 State = dict[str, Any]
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """A limit that cannot grant now: retry no sooner than `wait_s` (`inf`: never admissible)."""
+
+    wait_s: float
+    limit: str
+
+
 @dataclass
 class Op:
-    """One conditional update of one item; `apply` is its meaning, the stores implement it."""
+    """One conditional update of one item; `check` and `apply` are its meaning, the stores implement it
+    (one subclass per kind of update, so nothing dispatches on a string)."""
 
     pk: str
-    kind: Literal["busy", "idle", "count", "cas"]
-    now: float = 0.0
-    inc: float = 0.0  # busy/idle: seconds added to tat; count: units added
-    horizon: float = 0.0
-    cap: int = 0
-    state: State = field(default_factory=dict)  # cas: the new state
-    version: int = 0  # cas: expected version
     ttl: int = 0
 
     def check(self, item: State | None) -> bool:
-        item = item or {}
-        if self.kind == "busy":
-            return "tat" in item and self.now <= float(item["tat"]) <= self.now + self.horizon
-        if self.kind == "idle":
-            return "tat" not in item or float(item["tat"]) < self.now
-        if self.kind == "count":
-            return int(item.get("count", 0)) + self.inc <= self.cap
-        return int(item.get("v", 0)) == self.version
+        raise NotImplementedError
+
+    def _update(self, item: State) -> State:
+        raise NotImplementedError
 
     def apply(self, item: State | None) -> State:
-        item = dict(item or {})
-        if self.kind == "busy":
-            item["tat"] = float(item["tat"]) + self.inc
-        elif self.kind == "idle":
-            item["tat"] = self.now + self.inc
-        elif self.kind == "count":
-            item["count"] = int(item.get("count", 0)) + int(self.inc)
-        else:
-            item = {**self.state, "v": self.version + 1}
-        item["ttl"] = max(int(item.get("ttl", 0)), self.ttl)
+        new = self._update(dict(item or {}))
+        new["ttl"] = max(int(new.get("ttl", 0)), self.ttl)
+        return new
+
+
+@dataclass
+class WindowOp(Op):
+    """A sliding window's update of `tat`; `inc` is the seconds this request adds."""
+
+    now: float = 0.0
+    inc: float = 0.0
+    horizon: float = 0.0
+
+    def sure_refusal(self, known: State) -> bool:
+        return False
+
+    def refusal(self, limit: Limit, current: State, now: float) -> Refusal | None:
+        tat = float(current["tat"]) if "tat" in current else None
+        if tat is None or tat < now:
+            return None  # the window went idle: try the idle update
+        wait = tat - now
+        return Refusal(wait - self.horizon, limit.name) if wait > self.horizon else None
+
+
+@dataclass
+class BusyOp(WindowOp):
+    """`tat += inc` while the window is busy and the slot within the horizon."""
+
+    def check(self, item: State | None) -> bool:
+        item = item or {}
+        return "tat" in item and self.now <= float(item["tat"]) <= self.now + self.horizon
+
+    def _update(self, item: State) -> State:
+        item["tat"] = float(item["tat"]) + self.inc
         return item
+
+    def sure_refusal(self, known: State) -> bool:
+        return float(known["tat"]) - self.now > self.horizon
+
+
+@dataclass
+class IdleOp(WindowOp):
+    """`tat = now + inc` while the window is idle."""
+
+    def check(self, item: State | None) -> bool:
+        item = item or {}
+        return "tat" not in item or float(item["tat"]) < self.now
+
+    def _update(self, item: State) -> State:
+        item["tat"] = self.now + self.inc
+        return item
+
+
+@dataclass
+class CountOp(Op):
+    """`count += inc` while it stays within `cap` (a UTC-day counter, or the budget's micro-dollars)."""
+
+    now: float = 0.0
+    inc: float = 0.0
+    cap: int = 0
+
+    def check(self, item: State | None) -> bool:
+        return int((item or {}).get("count", 0)) + self.inc <= self.cap
+
+    def _update(self, item: State) -> State:
+        item["count"] = int(item.get("count", 0)) + int(self.inc)
+        return item
+
+    def sure_refusal(self, known: State) -> bool:
+        return int(known.get("count", 0)) + self.inc > self.cap
+
+    def refusal(self, limit: Limit, current: State, now: float) -> Refusal | None:
+        return Refusal(seconds_to_next_utc_day(now, day_length(limit)), limit.name)
+
+
+@dataclass
+class LeaseOp(Op):
+    """Replace the lease set if the item's version is still `version` (compare-and-swap)."""
+
+    state: State = field(default_factory=dict)
+    version: int = 0
+
+    def check(self, item: State | None) -> bool:
+        return int((item or {}).get("v", 0)) == self.version
+
+    def _update(self, item: State) -> State:
+        return {**self.state, "v": self.version + 1}
+
+    def sure_refusal(self, known: State) -> bool:
+        return False
+
+    def refusal(self, limit: Limit, current: State, now: float) -> Refusal | None:
+        leases = live_leases(current, now)
+        if len(leases) >= limit.capacity:
+            return Refusal(max(0.0, min(leases.values()) - now), limit.name)
+        return None
 
 
 DAY_S = 86_400.0
@@ -99,51 +182,39 @@ def with_skew_allowance(limit: Limit, max_skew_s: float) -> Limit:
 
 def plan(
     limit: Limit, pk: str, known: State | None, cost: int, now: float, horizon: float, lease_id: str
-) -> Op | float:
-    """The update to try given what we last saw of the item, or the wait when it is sure to be refused."""
+) -> Op | Refusal:
+    """The update to try given what we last saw of the item, or the refusal when it is sure to come."""
     ttl = int(now + 2 * 86_400)
     if limit.kind == "sliding":
         if cost > limit.capacity:
-            return float("inf")  # never admissible
+            return Refusal(float("inf"), limit.name)  # never admissible
         inc = cost * emission_interval(limit)
         tat = float(known["tat"]) if known and "tat" in known else None
         ttl = int((tat or now) + inc + limit.per_seconds + 3600)
         if tat is not None and tat >= now:
-            return Op(pk, "busy", now=now, inc=inc, horizon=horizon, ttl=ttl)
+            return BusyOp(pk, ttl, now=now, inc=inc, horizon=horizon)
         # The horizon also rides on an idle guess: when it loses a race, a slot within reach is a retry.
-        return Op(pk, "idle", now=now, inc=inc, horizon=horizon, ttl=ttl)
+        return IdleOp(pk, ttl, now=now, inc=inc, horizon=horizon)
     if limit.kind == "utc_day":
         if cost > limit.capacity:
-            return float("inf")
-        return Op(pk, "count", now=now, inc=cost, cap=limit.capacity, ttl=ttl)
+            return Refusal(float("inf"), limit.name)
+        return CountOp(pk, ttl, now=now, inc=cost, cap=limit.capacity)
     leases = live_leases(known, now)
     if len(leases) >= limit.capacity:
-        return max(0.0, min(leases.values()) - now)
+        return Refusal(max(0.0, min(leases.values()) - now), limit.name)
     leases[lease_id] = now + limit.per_seconds
-    return Op(
+    return LeaseOp(
         pk,
-        "cas",
+        int(now + limit.per_seconds + 3600),
         state={"leases": leases},
         version=int((known or {}).get("v", 0)),
-        ttl=int(now + limit.per_seconds + 3600),
     )
 
 
-def refusal_wait(limit: Limit, op: Op, current: State | None, now: float) -> float | None:
-    """Why an update failed: the wait when the limit is really full, None when we just guessed wrong."""
-    current = current or {}
-    if op.kind in ("busy", "idle"):
-        tat = float(current["tat"]) if "tat" in current else None
-        if tat is None or tat < now:
-            return None  # the window went idle: try the idle update
-        wait = tat - now
-        return wait - op.horizon if wait > op.horizon else None
-    if op.kind == "count":
-        return seconds_to_next_utc_day(now, day_length(limit))
-    leases = live_leases(current, now)
-    if len(leases) >= limit.capacity:
-        return max(0.0, min(leases.values()) - now)
-    return None
+def refusal(limit: Limit, op: Op, current: State | None, now: float) -> Refusal | None:
+    """Why an update failed: the refusal when the limit is really full, None when we just guessed wrong."""
+    assert isinstance(op, WindowOp | CountOp | LeaseOp)
+    return op.refusal(limit, current or {}, now)
 
 
 def live_leases(state: State | None, now: float) -> dict[str, float]:

@@ -15,7 +15,7 @@ from typing import Any
 
 from stepgraph.clock import SYSTEM_CLOCK, Clock
 from stepgraph.errors import ConfigError, StepGraphError
-from stepgraph.limiter.algorithm import Op, utc_day
+from stepgraph.limiter.algorithm import CountOp, utc_day
 from stepgraph.limiter.store import DynamoDBStore, Store
 
 MICROS = 1_000_000
@@ -27,8 +27,6 @@ def to_micros(usd: float) -> int:
 
 
 class BudgetExceeded(StepGraphError):
-    code = "StepGraph.BudgetExceeded"
-
     def __init__(self, scope: str, cap_usd: float, spent_usd: float, wanted_usd: float) -> None:
         self.scope, self.cap_usd, self.spent_usd = scope, cap_usd, spent_usd
         super().__init__(
@@ -45,6 +43,24 @@ class BudgetReservation:
 
 
 class BudgetGuard:
+    """Spend caps in USD (per UTC day and in total) shared by every worker through the limiter table.
+
+    Args:
+        table_name: the limiter table (the guard's counters live under `budget#{key}#...`).
+        key: which budget (e.g. `"spend"`, one per stack).
+        daily_cap_usd, total_cap_usd: the caps; None means no cap of that kind.
+        client: a boto3 DynamoDB client; `store` replaces the table (tests pass a `MemoryStore`).
+        clock: injected time.
+
+    Returns (from `reserve`): a `BudgetReservation` to `reconcile` with the real cost; `reserve`
+    raises `BudgetExceeded` (and reserves nothing) when a cap would be passed.
+
+    Example:
+        >>> guard = BudgetGuard("stepgraph-limiter", "spend", daily_cap_usd=5.0)
+        >>> r = guard.reserve(0.002)            # before the call
+        >>> guard.reconcile(r, actual_usd=0.0013)  # after it
+    """
+
     def __init__(
         self,
         table_name: str,
@@ -87,9 +103,7 @@ class BudgetGuard:
             cap = self.caps[scope]
             cap_micros = NO_CAP if cap is None else to_micros(cap)
             ttl = int(now + (3 * 86_400 if scope == "daily" else 400 * 86_400))
-            ok, item = self.store.apply(
-                Op(self._pk(scope, day), "count", inc=micros, cap=cap_micros, ttl=ttl)
-            )
+            ok, item = self.store.apply(CountOp(self._pk(scope, day), ttl, inc=micros, cap=cap_micros))
             if not ok:
                 for prior in done:
                     self.store.add(prior, "count", -micros)

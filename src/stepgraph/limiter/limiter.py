@@ -25,8 +25,28 @@ class DynamoDBRateLimiter(BaseRateLimiter):
     `try_acquire` reserves a slot (possibly up to `max_wait_s` ahead) with one conditional write in
     the common case; `acquire(blocking=True)` sleeps at most `max_wait_s` and raises `RateLimited`
     when the next slot is further away, so no Lambda sleeps away its time budget.
-    `max_skew_s` is the largest difference between the clocks of any two callers of the key; sliding
-    windows are paced over `per_seconds + max_skew_s` so the limit holds in real time.
+
+    Args:
+        table_name: the DynamoDB limiter table (`pk` string key, TTL on `ttl`).
+        key: what the limits belong to, e.g. `"openrouter:main"` (a provider account).
+        limits: the `Limit`s, e.g. `load_profile("openrouter-free")`.
+        client: a boto3 DynamoDB client; `store` replaces the table (tests pass a `MemoryStore`).
+        clock: injected time.
+        max_wait_s: the furthest slot `acquire` sleeps for (and `try_acquire`'s default horizon).
+        max_attempts: conditional-write attempts under contention before refusing (fail closed).
+        max_skew_s: the largest clock difference between any two callers of the key; sliding windows
+            are paced over `per_seconds + max_skew_s` so the limit holds in real time.
+
+    Returns (from `try_acquire`): a `Grant`; granted, send after `wait_s` (at `send_at`); refused,
+    `refused_by` names the limit and `wait_s` says when to come back. Hand a finished call's grant to
+    `release` (concurrency leases) and the real token counts to `reconcile`.
+
+    Example:
+        >>> limiter = DynamoDBRateLimiter("stepgraph-limiter", "openrouter:main", load_profile("openrouter-free"))
+        >>> grant = limiter.try_acquire({"rpm": 1})
+        >>> if grant.granted:
+        ...     time.sleep(grant.wait_s); call_the_provider(); limiter.release(grant)
+        >>> ChatOpenAI(..., rate_limiter=limiter)  # or as LangChain's plain rate limiter
     """
 
     def __init__(
@@ -92,7 +112,7 @@ class DynamoDBRateLimiter(BaseRateLimiter):
             elif lim.name in given:
                 out[lim.name] = int(given[lim.name])
             else:  # an int cost counts requests; token limits need an explicit estimate
-                out[lim.name] = 0 if lim.counts_tokens else int(given.get("*", 1))
+                out[lim.name] = 0 if lim.unit == "tokens" else int(given.get("*", 1))
         return out
 
     def _cached(self, pk: str) -> dict[str, Any] | None:
@@ -110,7 +130,7 @@ class DynamoDBRateLimiter(BaseRateLimiter):
         provider's window). A refusal seen in what we last read costs no write at all."""
         rank = {"utc_day": 0, "concurrency": 1, "sliding": 3}
         paced = self._paced.values()
-        return sorted(paced, key=lambda lim: rank[lim.kind] - (1 if lim.counts_tokens else 0))
+        return sorted(paced, key=lambda lim: rank[lim.kind] - (1 if lim.unit == "tokens" else 0))
 
     # -- the protocol --------------------------------------------------------------------------
     def try_acquire(self, costs: Costs = 1, *, horizon: float | None = None) -> Grant:
@@ -132,8 +152,10 @@ class DynamoDBRateLimiter(BaseRateLimiter):
                     horizon,
                     lease_id,
                 )
-                if isinstance(planned, float) or self._sure_refusal(lim, planned):
-                    wait = planned if isinstance(planned, float) else self._cached_wait(lim, now, horizon)
+                if isinstance(planned, algorithm.Refusal):
+                    return Grant(False, planned.wait_s, costs=want, refused_by=planned.limit)
+                if self._sure_refusal(planned):
+                    wait = self._cached_wait(lim, now, horizon)
                     return Grant(False, wait, costs=want, refused_by=lim.name)
         taken: list[tuple[Limit, str, algorithm.Op, dict[str, Any] | None]] = []
         send_at = now
@@ -143,9 +165,9 @@ class DynamoDBRateLimiter(BaseRateLimiter):
             except LimiterUnavailable:
                 self._undo_quietly(taken, lease_id)
                 raise
-            if isinstance(outcome, float):
+            if isinstance(outcome, algorithm.Refusal):
                 self._undo(taken, lease_id)
-                return Grant(False, outcome, costs=want, refused_by=lim.name)
+                return Grant(False, outcome.wait_s, costs=want, refused_by=outcome.limit)
             op, item, start = outcome
             taken.append((lim, op.pk, op, item))
             if lim.kind == "sliding":  # counters and leases have no place in time
@@ -156,13 +178,9 @@ class DynamoDBRateLimiter(BaseRateLimiter):
         day = algorithm.utc_day(now, algorithm.day_length(days[0])) if days else algorithm.utc_day(now)
         return Grant(True, wait, lease_id if has_lease else None, want, day=day, send_at=send_at)
 
-    def _sure_refusal(self, lim: Limit, op: algorithm.Op) -> bool:
-        known = self._cached(op.pk) or {}
-        if op.kind == "busy":
-            return float(known["tat"]) - op.now > op.horizon
-        if op.kind == "count":
-            return int(known.get("count", 0)) + op.inc > op.cap
-        return False
+    def _sure_refusal(self, op: algorithm.Op) -> bool:
+        assert isinstance(op, algorithm.WindowOp | algorithm.CountOp | algorithm.LeaseOp)
+        return op.sure_refusal(self._cached(op.pk) or {})
 
     def _cached_wait(self, lim: Limit, now: float, horizon: float) -> float:
         known = self._cached(self.pk(lim, now)) or {}
@@ -172,14 +190,14 @@ class DynamoDBRateLimiter(BaseRateLimiter):
 
     def _take(
         self, lim: Limit, cost: int, horizon: float, lease_id: str
-    ) -> tuple[algorithm.Op, dict[str, Any] | None, float] | float:
-        """One dimension: the op and item written and the slot's start (epoch s), or the refusal's wait."""
+    ) -> tuple[algorithm.Op, dict[str, Any] | None, float] | algorithm.Refusal:
+        """One dimension: the op and item written and the slot's start (epoch s), or the refusal."""
         refreshed = False
         for _ in range(self.max_attempts):
             now = self.clock.now()
             pk = self.pk(lim, now)
             planned = algorithm.plan(lim, pk, self._cached(pk), cost, now, horizon, lease_id)
-            if isinstance(planned, float):
+            if isinstance(planned, algorithm.Refusal):
                 if lim.kind == "concurrency" and not refreshed:
                     # Leases are released by others: never refuse on a stale view of them.
                     self._remember(pk, self.store.get(pk))
@@ -189,26 +207,27 @@ class DynamoDBRateLimiter(BaseRateLimiter):
             ok, item = self.store.apply(planned)
             self._remember(pk, item)
             if ok:
-                start = float(item["tat"]) - planned.inc if item and planned.kind in ("busy", "idle") else now
+                windowed = item and isinstance(planned, algorithm.WindowOp)
+                start = float(item["tat"]) - planned.inc if windowed else now  # type: ignore[index, attr-defined]
                 return planned, item, start
-            refused = algorithm.refusal_wait(lim, planned, item, now)
+            refused = algorithm.refusal(lim, planned, item, now)
             if refused is not None:
                 return refused
         # Endless contention: refuse (fail closed) with the shortest honest wait.
-        return lim.per_seconds / lim.capacity
+        return algorithm.Refusal(lim.per_seconds / lim.capacity, lim.name)
 
     def _undo(
         self, taken: list[tuple[Limit, str, algorithm.Op, dict[str, Any] | None]], lease_id: str
     ) -> None:
         """Give back what a partly granted request took, so a refusal leaves nothing taken."""
         for lim, pk, op, item in reversed(taken):
-            if op.kind in ("busy", "idle") and item:
+            if isinstance(op, algorithm.WindowOp) and item:
                 # Retract a window slot only while we are still the end of the queue; otherwise the
                 # slot stays vacant (it costs a little throughput, never a window overrun).
                 self.store.add(pk, "tat", -op.inc, if_equals=float(item["tat"]))
-            elif op.kind == "count":
+            elif isinstance(op, algorithm.CountOp):
                 self.store.add(pk, "count", -op.inc)
-            elif op.kind == "cas":
+            elif isinstance(op, algorithm.LeaseOp):
                 self._drop_lease(lim, pk, lease_id)
             self._remember(pk, None)
 
@@ -231,12 +250,11 @@ class DynamoDBRateLimiter(BaseRateLimiter):
             if lease_id not in (current or {}).get("leases", {}):
                 return
             leases.pop(lease_id, None)
-            op = algorithm.Op(
+            op = algorithm.LeaseOp(
                 pk,
-                "cas",
+                int(now + lim.per_seconds + 3600),
                 state={"leases": leases},
                 version=int((current or {}).get("v", 0)),
-                ttl=int(now + lim.per_seconds + 3600),
             )
             ok, item = self.store.apply(op)
             self._remember(pk, item)

@@ -9,6 +9,8 @@ from stepgraph.errors import ConfigError, StepGraphError
 
 LimitKind = Literal["sliding", "utc_day", "concurrency"]
 KINDS: tuple[str, ...] = ("sliding", "utc_day", "concurrency")
+LimitUnit = Literal["requests", "tokens"]
+UNITS: tuple[str, ...] = ("requests", "tokens")
 
 
 @dataclass(frozen=True)
@@ -16,12 +18,16 @@ class Limit:
     """`sliding`: at most `capacity` units in every window of `per_seconds`;
     `utc_day`: at most `capacity` per UTC calendar day (`per_seconds` ignored unless under 86,400:
     a time-scaled local run's shorter day);
-    `concurrency`: at most `capacity` held at once, leases expire after `per_seconds`."""
+    `concurrency`: at most `capacity` held at once, leases expire after `per_seconds`.
+
+    `unit` says what `capacity` counts: `requests` (a plain `try_acquire()` costs 1) or `tokens` (costs
+    only what the caller estimates for it, e.g. `try_acquire({"rpm": 1, "tpm": 1200})`)."""
 
     name: str
     capacity: int
     per_seconds: float
     kind: LimitKind = "sliding"
+    unit: LimitUnit = "requests"
 
     def __post_init__(self) -> None:
         if not self.name or "#" in self.name:
@@ -34,18 +40,18 @@ class Limit:
             raise ConfigError(
                 f"limit {self.name!r}: kind must be one of {', '.join(KINDS)} (got {self.kind!r})"
             )
+        if self.unit not in UNITS:
+            raise ConfigError(
+                f"limit {self.name!r}: unit must be one of {', '.join(UNITS)} (got {self.unit!r})"
+            )
         if self.kind != "utc_day" and not self.per_seconds > 0:
             raise ConfigError(f"limit {self.name!r}: per_seconds must be > 0 (got {self.per_seconds!r})")
-
-    @property
-    def counts_tokens(self) -> bool:
-        """Token limits take the token estimate as their cost; request limits take 1."""
-        return "token" in self.name or self.name.startswith("tp")
 
 
 @dataclass
 class Grant:
-    """`granted`: the slot is reserved; send after `wait_s`. Refused: retry no sooner than `wait_s`."""
+    """`granted`: the slot is reserved; send after `wait_s`. Refused: retry no sooner than `wait_s`;
+    `refused_by` names the limit that refused."""
 
     granted: bool
     wait_s: float = 0.0
@@ -59,8 +65,6 @@ class Grant:
 class RateLimited(StepGraphError):
     """The next slot is further away than the caller may wait: come back after `retry_after_s`."""
 
-    code = "StepGraph.RateLimited"
-
     def __init__(self, retry_after_s: float, *, limit: str | None = None, key: str | None = None) -> None:
         self.retry_after_s = retry_after_s
         self.limit = limit
@@ -72,5 +76,3 @@ class RateLimited(StepGraphError):
 
 class LimiterUnavailable(StepGraphError):
     """DynamoDB kept failing: the limiter fails closed and grants nothing."""
-
-    code = "StepGraph.LimiterUnavailable"

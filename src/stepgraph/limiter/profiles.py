@@ -42,10 +42,10 @@ def load_profile(
         raise ConfigError(f"time_scale must be > 0 (got {time_scale})")
     limits = {lim.name: lim for lim in PROFILES[name]}
     for lname, fields in (overrides or {}).items():
-        bad = set(fields) - {"capacity", "per_seconds", "kind"}
+        bad = set(fields) - {"capacity", "per_seconds", "kind", "unit"}
         if bad:
             raise ConfigError(
-                f"limit override {lname!r}: unknown fields {sorted(bad)} (allowed: capacity, per_seconds, kind)"
+                f"limit override {lname!r}: unknown fields {sorted(bad)} (allowed: capacity, per_seconds, kind, unit)"
             )
         limits[lname] = replace(limits[lname], **fields) if lname in limits else Limit(lname, **fields)
     day_scale = time_scale if day_scale is None else day_scale

@@ -14,7 +14,7 @@ import time
 from decimal import Decimal
 from typing import Any, Protocol
 
-from stepgraph.limiter.algorithm import Op, State
+from stepgraph.limiter.algorithm import BusyOp, CountOp, IdleOp, LeaseOp, Op, State
 from stepgraph.limiter.limits import LimiterUnavailable
 
 PK = "pk"
@@ -147,13 +147,14 @@ class DynamoDBStore:
     def _update_args(self, op: Op) -> dict[str, Any]:
         names = {"#t": "ttl"}
         values: dict[str, Any] = {":ttl": _num(op.ttl)}
-        if op.kind == "busy":
+        if isinstance(op, BusyOp):
             expr, cond = "SET tat = tat + :inc, #t = :ttl", "tat BETWEEN :now AND :hmax"
             values.update({":inc": _num(op.inc), ":now": _num(op.now), ":hmax": _num(op.now + op.horizon)})
-        elif op.kind == "idle":
+        elif isinstance(op, IdleOp):
             expr, cond = "SET tat = :new, #t = :ttl", "attribute_not_exists(tat) OR tat < :now"
             values.update({":new": _num(op.now + op.inc), ":now": _num(op.now)})
-        else:  # count
+        else:
+            assert isinstance(op, CountOp), type(op).__name__
             expr = "ADD #c :inc SET #t = :ttl"
             cond = "attribute_not_exists(#c) OR #c <= :room"
             names["#c"] = "count"
@@ -170,7 +171,7 @@ class DynamoDBStore:
         from botocore.exceptions import ClientError
 
         try:
-            if op.kind == "cas":
+            if isinstance(op, LeaseOp):
                 item: dict[str, Any] = {PK: {"S": op.pk}, "v": _num(op.version + 1), "ttl": _num(op.ttl)}
                 item["s"] = TypeSerializer().serialize(json.loads(json.dumps(op.state), parse_float=Decimal))
                 cond: dict[str, Any] = (

@@ -11,6 +11,7 @@ import json
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from rich.table import Table
 from stepgraph import resources
 from stepgraph.local.simulator import DEV_KEY, running_simulator
 from stepgraph.local.stack import LocalStack, local_stack
+from stepgraph.progress import RunCounters
 
 OLLAMA_DEMO_KEY = "sk-sim-ollama"
 FAULTS = {"none": {}, "mixed": {"fail_rate": 0.05, "stream_error_rate": 0.0, "jitter_ms": 5.0}}
@@ -61,10 +63,12 @@ def load_items(path: Path, n: int | None) -> list[Any]:
 
 def check_options(opts: DemoOptions) -> list[Any]:
     """Every flag checked before anything starts; returns the items."""
+    import os
+
     from stepgraph.errors import ConfigError
     from stepgraph.graphs.registry import registered
 
-    graphs = registered()
+    graphs = registered(os.environ)  # the demo's functions see this process's STEPGRAPH_GRAPHS
     if opts.graph not in graphs:
         raise ConfigError(
             f"--graph {opts.graph!r} is not a registered graph",
@@ -129,11 +133,11 @@ def print_failures(console: Console, failures: list[dict[str, Any]], shown: int 
         )
 
 
-def _progress(stack: LocalStack, sim: Any, total: int, run: str, started: float, rpm: int) -> Table:
-    s3 = stack.client("s3")
-    done = s3.list_objects_v2(Bucket=stack.bucket, Prefix=f"{resources.PREFIX_RESULTS}{run}/").get(
-        "KeyCount", 0
-    )
+def _progress(
+    stack: LocalStack, counters: RunCounters, sim: Any, total: int, run: str, started: float, rpm: int
+) -> Table:
+    # One counter read per refresh, whatever the batch size (a listing page stops at 1,000 keys).
+    done = _read_done(counters)
     steps = [i for i in stack.invocations if i["function"] == resources.GRAPH_STEP_FUNCTION]
     stats = sim.stats()
     account = stats["accounts"]["default"]
@@ -155,6 +159,13 @@ def _progress(stack: LocalStack, sim: Any, total: int, run: str, started: float,
     table.add_row("spend", f"${account['usage_usd']:.6f}")
     table.add_row("elapsed", f"{elapsed:.1f} s")
     return table
+
+
+def _read_done(counters: RunCounters) -> int:
+    try:
+        return counters.read().items_done
+    except Exception:  # the table is being torn down at the very end: show nothing rather than fail
+        return 0
 
 
 def _export(stack: LocalStack, run: str, out: Path) -> Path:
@@ -186,8 +197,15 @@ class DemoResult:
     rate_limited: int = 0  # requests the provider answered 429
 
 
-def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoResult:
-    """Run the batch; `failed` counts the items that did not finish (the exit code is non-zero then)."""
+def run_demo(
+    opts: DemoOptions,
+    console: Console | None = None,
+    after: Callable[[LocalStack, str, Path], None] | None = None,
+) -> DemoResult:
+    """Run the batch; `failed` counts the items that did not finish (the exit code is non-zero then).
+    `after(stack, execution_arn, export_dir)` runs once the batch ended, while the stack is still up."""
+    import os
+
     from stepgraph.local import map_runs
     from stepgraph.usage.report import render, run_report
 
@@ -220,6 +238,12 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoResult:
             "STEPGRAPH_LIMITS_OVERRIDES": json.dumps(
                 {"rpm": {"capacity": opts.rpm}, "rpd": {"capacity": opts.rpd}}
             ),
+            # The graphs `check_options` accepted, as a deployment's function would be configured.
+            **(
+                {"STEPGRAPH_GRAPHS": os.environ["STEPGRAPH_GRAPHS"]}
+                if "STEPGRAPH_GRAPHS" in os.environ
+                else {}
+            ),
         }
         console.print(
             f"[bold]stepgraph demo[/bold]: {len(items)} items, graph {opts.graph}, "
@@ -239,15 +263,16 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoResult:
                 stateMachineArn=stack.state_machine_arn, name=run, input=json.dumps(payload)
             )["executionArn"]
             started = time.monotonic()
-            with Live(
-                _progress(stack, sim, len(items), run, started, opts.rpm),
-                console=console,
-                refresh_per_second=4,
-            ) as live:
+            counters = RunCounters(stack.limiter_table, arn, client=stack.dynamodb_client())
+
+            def progress() -> Table:
+                return _progress(stack, counters, sim, len(items), run, started, opts.rpm)
+
+            with Live(progress(), console=console, refresh_per_second=4) as live:
                 while (status := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
                     time.sleep(0.5)
-                    live.update(_progress(stack, sim, len(items), run, started, opts.rpm))
-                live.update(_progress(stack, sim, len(items), run, started, opts.rpm))
+                    live.update(progress())
+                live.update(progress())
             elapsed = time.monotonic() - started
             if status["status"] != "SUCCEEDED":
                 console.print(
@@ -255,6 +280,8 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoResult:
                 )
                 return DemoResult(len(items), len(items), elapsed, 0, 0.0, 0, 0)
             out = _export(stack, run, opts.out_dir)
+            if after is not None:
+                after(stack, arn, out)
             done = len(list((out / resources.PREFIX_RESULTS / run).glob("*.json")))
             failures = failed_items(stack, run)
             stats = sim.stats()

@@ -17,18 +17,37 @@ HANDLERS = {
     resources.GRAPH_STEP_FUNCTION: "graph_step",
     resources.CREDITS_POLLER_FUNCTION: "credits_poller",
 }
-_loaded: dict[str, Callable[..., Any]] = {}
+_loaded: dict[str, Any] = {}  # directory -> the handler module (one warm container per function)
 
 
-def load_handler(directory: str) -> Callable[..., Any]:
+def _module(directory: str) -> Any:
     if directory not in _loaded:
         path = resources.data_path("lambdas", directory, "handler.py")
         spec = importlib.util.spec_from_file_location(f"stepgraph_lambda_{directory}", path)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        _loaded[directory] = module.handler
+        _loaded[directory] = module
     return _loaded[directory]
+
+
+def load_handler(directory: str) -> Callable[..., Any]:
+    handler: Callable[..., Any] = _module(directory).handler
+    return handler
+
+
+def dependencies(function_name: str) -> Any:
+    """The warm container's dependencies of a function (its clients, limiters, key rings), for tests
+    that watch or fault what the handler uses."""
+    import os
+
+    return _module(HANDLERS[function_name]).container.get(os.environ)
+
+
+def cold_start() -> None:
+    """Every function's next call starts a new container: its handler module (and so its settings,
+    clients, limiters and key rings) is loaded afresh."""
+    _loaded.clear()
 
 
 @dataclass

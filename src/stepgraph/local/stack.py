@@ -21,6 +21,7 @@ from typing import Any
 from stepgraph import resources
 from stepgraph.local.asl import load_definition
 from stepgraph.local.lambdas import HANDLERS
+from stepgraph.local.s3_index import prefix_index
 from stepgraph.local.workers import FunctionConfig, Invocation, LambdaRuntime
 
 log = logging.getLogger(__name__)
@@ -138,6 +139,14 @@ class LocalStack:
         with self._lock:
             self.invocations.append(entry)
         return done
+
+    def cold_start(self) -> None:
+        """The functions' next calls start new containers (fresh settings, clients, limiters, key rings)."""
+        self.recycle()
+
+    def dynamodb_client(self) -> Any:
+        """A client of the limiter table (DynamoDB Local when it runs, else moto)."""
+        return self.client("dynamodb")
 
 
 def _route_invocations(stack: LocalStack) -> Any:
@@ -302,6 +311,7 @@ def local_stack(
         elif use_dynamodb_local:
             log.warning("Java or DynamoDB Local missing: the limiter table runs in moto (run `make setup`)")
         url, response_hooks = stack.enter_context(moto_server(port))
+        stack.enter_context(prefix_index())  # moto scans the whole bucket per prefix listing otherwise
         fenv = function_env(url, ddb_endpoint, env)
         runtime = LambdaRuntime(
             [

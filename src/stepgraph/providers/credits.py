@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
@@ -26,8 +26,8 @@ from stepgraph.config import Settings
 from stepgraph.errors import ConfigError
 from stepgraph.limiter.limits import Limit
 from stepgraph.limiter.profiles import load_profile
+from stepgraph.observability import MetricsEmitter
 from stepgraph.providers.keys import load_keys, load_management_key
-from stepgraph.providers.metrics import MetricsEmitter
 from stepgraph.providers.table import ProviderSpec, ProviderTable, load_provider_table
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def day_limit(spec: ProviderSpec, overrides: dict[str, Any] | None = None) -> Li
     limits = load_profile(
         spec.limits_profile, overrides={k: v for k, v in (overrides or {}).items() if k in known}
     )
-    return next((lim for lim in limits if lim.kind == "utc_day" and not lim.counts_tokens), None)
+    return next((lim for lim in limits if lim.kind == "utc_day" and lim.unit == "requests"), None)
 
 
 def limiter_day_count(table_name: str, client: Any) -> DayCount:
@@ -138,10 +138,14 @@ def poll_all(
     secrets_client: Any = None,
     day_count: DayCount | None = None,
     learned_day_limit: LearnedDayLimit | None = None,
-    env: dict[str, str] | None = None,
+    env: Mapping[str, str],
+    table: ProviderTable | None = None,
 ) -> dict[str, Any]:
-    """Poll every OpenRouter-style account once; returns a report per `provider:account` (no keys)."""
-    table = load_provider_table(settings.providers, env=env)
+    """Poll every OpenRouter-style account once; returns a report per `provider:account` (no keys).
+
+    Keys and management keys come from `env` (local runs) or the providers' secrets; `table` is the
+    provider table when the caller has it (else read from `settings.providers`)."""
+    table = table or load_provider_table(settings.providers, env=env)
     emitter = emitter or MetricsEmitter()
     own_http = http is None
     http = http or httpx.Client(timeout=TIMEOUT_S, headers={"User-Agent": "stepgraph-credits-poller"})

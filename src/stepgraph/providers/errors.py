@@ -8,8 +8,6 @@ from stepgraph.errors import StepGraphError
 class Throttled(StepGraphError):
     """The next attempt must wait longer than this step may: end the step, let the state machine wait."""
 
-    code = "StepGraph.Throttled"
-
     def __init__(self, retry_after_s: float, reason: str) -> None:
         self.retry_after_s = max(0.0, retry_after_s)
         super().__init__(f"throttled for {self.retry_after_s:.2f} s: {reason}")
@@ -18,8 +16,6 @@ class Throttled(StepGraphError):
 class ProviderFatal(StepGraphError):
     """400/401/403 and the like: retrying or falling back cannot help."""
 
-    code = "StepGraph.ProviderFatal"
-
     def __init__(
         self, provider: str, model: str, status: int | None, detail: str, hint: str | None = None
     ) -> None:
@@ -27,5 +23,18 @@ class ProviderFatal(StepGraphError):
         super().__init__(f"{provider} rejected {model} (HTTP {status}): {detail}", hint=hint)
 
 
+class ModelUnavailable(ProviderFatal):
+    """The provider does not know the model (retired or misspelt ID) and no later model served."""
+
+    def __init__(self, provider: str, model: str, status: int | None, detail: str) -> None:
+        super().__init__(
+            provider,
+            model,
+            status,
+            detail,
+            hint="check the model ID against the provider's /models list, or add another model to the chain",
+        )
+
+
 class AllModelsFailed(StepGraphError):
-    code = "StepGraph.AllModelsFailed"
+    """Every model of the chain failed or was skipped."""

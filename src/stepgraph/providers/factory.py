@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -12,15 +12,19 @@ from stepgraph.providers.router import ModelRouter, Route, RunState
 from stepgraph.providers.table import ProviderSpec, ProviderTable
 
 ATTRIBUTION = {"HTTP-Referer": "https://github.com/stepgraph/stepgraph", "X-OpenRouter-Title": "stepgraph"}
-LimiterFactory = Callable[[str, ProviderSpec], Any]
+# (provider, spec, model) -> the deployment's limiter, or None when it has no limits.
+LimiterFactory = Callable[[str, ProviderSpec, str], Any]
 
 
-def make_llm_factory(spec: ProviderSpec, model: str, *, timeout_s: float = 120.0) -> Callable[[str], Any]:
-    """key -> a ChatOpenAI (that keeps `cost` and the generation id on streams), cached per key."""
+def make_llm_factory(
+    spec: ProviderSpec, model: str, *, timeout_s: float = 120.0, http_client: Any = None
+) -> Callable[[str], Any]:
+    """key -> a ChatOpenAI (that keeps `cost` and the generation id on streams), cached per key.
+    `http_client` (an `httpx.Client`) replaces the default transport, e.g. a replay of recorded replies."""
 
     @lru_cache(maxsize=8)
     def build(key: str) -> Any:
-        from stepgraph.usage.capture import UsageCapturingChatOpenAI
+        from stepgraph.providers.chat import UsageCapturingChatOpenAI
 
         return UsageCapturingChatOpenAI(
             model=model,
@@ -30,6 +34,7 @@ def make_llm_factory(spec: ProviderSpec, model: str, *, timeout_s: float = 120.0
             streaming=spec.models[model].stream if model in spec.models else False,
             timeout=timeout_s,
             default_headers=ATTRIBUTION if spec.attribution else None,
+            http_client=http_client,
         )
 
     return build
@@ -47,8 +52,12 @@ def build_chat_model(
     run_state: RunState | None = None,
     keyrings: dict[str, KeyRing] | None = None,
     secrets_client: Any = None,
+    env: Mapping[str, str] | None = None,
     metrics: Any = None,
+    http_client: Any = None,
 ) -> ModelRouter:
+    """The router over `run_config.models` (or the table's chain): one route per model, each with its
+    account's keys (from `env` or Secrets Manager, kept in `keyrings`) and limiter."""
     chain = list(getattr(run_config, "models", None) or table.chain)
     allow_paid = bool(getattr(run_config, "allow_paid", True))
     keyrings = keyrings if keyrings is not None else {}
@@ -57,15 +66,15 @@ def build_chat_model(
         provider, model = table.route(entry)
         spec = table.providers[provider]
         if provider not in keyrings:
-            keyrings[provider] = load_keys(provider, spec, secrets_client=secrets_client)
-        limiter = limiter_factory(provider, spec) if limiter_factory else None
+            keyrings[provider] = load_keys(provider, spec, secrets_client=secrets_client, env=env or {})
+        limiter = limiter_factory(provider, spec, model) if limiter_factory else None
         routes.append(
             Route(
                 provider,
                 model,
                 spec.models[model],
                 keyrings[provider],
-                make_llm_factory(spec, model),
+                make_llm_factory(spec, model, http_client=http_client),
                 limiter,
             )
         )

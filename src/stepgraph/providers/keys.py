@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 from stepgraph.errors import ConfigError
@@ -72,9 +72,9 @@ def _secret_string(client: Any, secret_id: str) -> str | None:
 
 
 def load_keys(
-    name: str, spec: ProviderSpec, *, secrets_client: Any = None, env: dict[str, str] | None = None
+    name: str, spec: ProviderSpec, *, env: Mapping[str, str], secrets_client: Any = None
 ) -> KeyRing:
-    env = dict(os.environ if env is None else env)
+    """The provider's keys: from `env[spec.keys_env]` when set, else from its Secrets Manager secret."""
     if spec.keys_env and env.get(spec.keys_env):
         return KeyRing(name, parse_keys(env[spec.keys_env]))
     if spec.secret_id and secrets_client is not None:
@@ -91,13 +91,12 @@ def load_keys(
 
 
 def load_management_key(
-    name: str, spec: ProviderSpec, *, secrets_client: Any = None, env: dict[str, str] | None = None
+    name: str, spec: ProviderSpec, *, env: Mapping[str, str], secrets_client: Any = None
 ) -> str | None:
     """The account's management key (reads the balance, GET /credits), or None when none is set.
 
     From `spec.management_key_env` locally, else from the secret `{"key": "..."}`; the stack creates
     that secret empty, and a secret that does not exist (an older stack) means no key too."""
-    env = dict(os.environ if env is None else env)
     if spec.management_key_env and env.get(spec.management_key_env, "").strip():
         return env[spec.management_key_env].strip()
     if not spec.management_secret_id or secrets_client is None:

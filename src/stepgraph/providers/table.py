@@ -1,14 +1,18 @@
 """The provider table: which providers, their accounts, keys, limit profiles and models.
 
 Built-in: OpenRouter and Ollama Cloud; any OpenAI-compatible endpoint can be added through
-`STEPGRAPH_PROVIDERS` (JSON, or a path to a YAML/JSON file). Limits belong to the ACCOUNT, not the key:
-every key of one account shares one limiter.
+`STEPGRAPH_PROVIDERS` (JSON, or a path to a YAML/JSON file). Limits belong to the DEPLOYMENT (provider
+account + model variant), never to a key: every key of one account shares its limiters. A free model
+(`:free` on OpenRouter) carries the provider's `limits_profile` (the platform caps, shared by all free
+models of the account); a paid model carries `paid_limits_profile` (only what the provider publishes
+for it; OpenRouter has no platform request cap on paid variants, the budget guard still applies). A
+model's own `limits_profile` overrides either.
 """
 
 from __future__ import annotations
 
 import json
-import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +33,12 @@ class ModelSpec(BaseModel):
     usd_per_prompt_token: float = Field(0.0, ge=0)
     usd_per_completion_token: float = Field(0.0, ge=0)
     stream: bool = Field(False, description="Request SSE streaming (usage and cost come in the last chunk)")
+    limits_profile: str | None = Field(
+        None, description="This model's own limits (default: the provider's free or paid profile)"
+    )
+    length_retry_max_tokens: int | None = Field(
+        None, gt=0, description="Retry a `length` or empty reply once with this max_tokens"
+    )
 
 
 class ProviderSpec(BaseModel):
@@ -36,7 +46,8 @@ class ProviderSpec(BaseModel):
 
     base_url: str
     account: str = "main"
-    limits_profile: str = "unlimited"
+    limits_profile: str = Field("unlimited", description="Limits of the account's free models")
+    paid_limits_profile: str = Field("unlimited", description="Limits of the account's paid models")
     keys_env: str | None = Field(None, description="Env var with a key or 'label=key,label=key'")
     secret_id: str | None = Field(None, description="Secrets Manager secret: {'keys': [{'label', 'key'}]}")
     # The account balance (GET /credits) needs a management key, which cannot make model calls: it is
@@ -45,6 +56,17 @@ class ProviderSpec(BaseModel):
     management_secret_id: str | None = Field(None, description="Secrets Manager secret: {'key': '...'}")
     attribution: bool = Field(False, description="Send OpenRouter's HTTP-Referer / X-OpenRouter-Title")
     models: dict[str, ModelSpec] = Field(default_factory=dict)
+
+    def deployment(self, provider: str, model: str) -> tuple[str, str]:
+        """`(limiter key, limits profile)` of one model: free models of an account share the key
+        `provider:account` (the platform counts them together, and the credits poller reads that day
+        counter); a paid model or one with its own profile counts apart, `provider:account:model`."""
+        spec = self.models[model]
+        if spec.limits_profile is not None:
+            return f"{provider}:{self.account}:{model}", spec.limits_profile
+        if spec.free:
+            return f"{provider}:{self.account}", self.limits_profile
+        return f"{provider}:{self.account}:{model}", self.paid_limits_profile
 
 
 class ProviderTable(BaseModel):
@@ -71,6 +93,15 @@ class ProviderTable(BaseModel):
                 hint="write it as 'provider:model' or add it to STEPGRAPH_PROVIDERS",
             )
         return owners[0], entry
+
+    def price(self, model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
+        """USD for a reply of `model` by the table's per-token prices; None for a model it does not list
+        (the usage record then says the cost is missing rather than a silent 0)."""
+        for spec in self.providers.values():
+            if model in spec.models:
+                m = spec.models[model]
+                return prompt_tokens * m.usd_per_prompt_token + completion_tokens * m.usd_per_completion_token
+        return None
 
 
 DEFAULT_TABLE: dict[str, Any] = {
@@ -120,10 +151,9 @@ def _parse(raw: str) -> dict[str, Any]:
     return data
 
 
-def load_provider_table(providers: str | None = None, *, env: dict[str, str] | None = None) -> ProviderTable:
+def load_provider_table(providers: str | None = None, *, env: Mapping[str, str]) -> ProviderTable:
     """The table from `STEPGRAPH_PROVIDERS` (or the built-in one); base URLs can be moved by
-    `STEPGRAPH_<PROVIDER>_BASE_URL` (local runs point them at the simulator)."""
-    env = dict(os.environ if env is None else env)
+    `STEPGRAPH_<PROVIDER>_BASE_URL` in `env` (local runs point them at the simulator)."""
     source = ENV if providers else "built-in provider table"
     data = _parse(providers) if providers else json.loads(json.dumps(DEFAULT_TABLE))
     for name, spec in data.get("providers", {}).items():

@@ -43,7 +43,7 @@ def throttled_loops(shape: BatchShape) -> float:
     in_flight = max(1, min(shape.concurrency, shape.items))
     loops = 0.0
     for lim in shape.limits:
-        if lim.counts_tokens:
+        if lim.unit == "tokens":
             continue
         if lim.kind == "sliding" and calls > lim.capacity:
             loops = max(loops, calls * in_flight)  # up to a refusal per item in flight, per call

@@ -3,40 +3,36 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from stepgraph import resources
+from stepgraph.s3 import put_once
 from stepgraph.schemas import S3Ref
 
 
-def _name(execution_id: str) -> str:
-    return execution_id.rsplit(":", 1)[-1]
-
-
 class ResultStore:
-    def __init__(self, bucket: str, client: Any, prefix: str = resources.PREFIX_RESULTS) -> None:
+    def __init__(
+        self,
+        bucket: str,
+        client: Any,
+        prefix: str = resources.PREFIX_RESULTS,
+        *,
+        on_created: Callable[[], None] | None = None,
+    ) -> None:
         self.bucket, self.client, self.prefix = bucket, client, prefix
+        self.on_created = on_created  # called once per item, when its result is first written
 
     def key(self, execution_id: str, item_id: str) -> str:
-        return f"{self.prefix}{_name(execution_id)}/{item_id}.json"
+        return f"{self.prefix}{resources.execution_name(execution_id)}/{item_id}.json"
 
     def put(self, execution_id: str, item_id: str, result: dict[str, Any]) -> S3Ref:
         """Write once: a re-run that reaches the end again finds the object there and keeps it."""
-        from botocore.exceptions import ClientError
-
         key = self.key(execution_id, item_id)
         body = json.dumps(result, default=str, sort_keys=True).encode()
-        try:
-            self.client.put_object(
-                Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*", ContentType="application/json"
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") not in (
-                "PreconditionFailed",
-                "412",
-                "ConditionalRequestConflict",
-            ):
-                raise
+        created = put_once(self.client, self.bucket, key, body, content_type="application/json")
+        if created and self.on_created is not None:
+            self.on_created()
         return S3Ref(bucket=self.bucket, key=key)
 
     def get(self, ref: S3Ref) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from stepgraph.limiter import RateLimited
 from stepgraph.providers.errors import Throttled
 from stepgraph.runtime.results import ResultStore
 from stepgraph.schemas import StepEvent, StepResult
+from stepgraph.usage.attempt import AttemptContext
 
 # A wait of an hour or more is a daily quota (the next UTC day): spread the wake-ups over up to five
 # minutes so a whole batch does not call the provider at 00:00:00 at once.
@@ -54,12 +55,12 @@ def run_step(
     """`graph` is compiled with the item's checkpointer; `item` is the resolved item."""
     config: dict[str, Any] = {
         "configurable": {"thread_id": event.thread_id},
-        "metadata": {
-            "execution_id": event.execution_id,
-            "item_id": event.item_id,
-            "thread_id": event.thread_id,
-            "graph": event.graph,
-        },
+        "metadata": AttemptContext(
+            execution_id=event.execution_id,
+            item_id=event.item_id,
+            thread_id=event.thread_id,
+            graph=event.graph,
+        ).run_metadata(),
         "recursion_limit": 100,
     }
     snapshot = graph.get_state(config)

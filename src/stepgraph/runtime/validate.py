@@ -4,20 +4,34 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from stepgraph import resources
-from stepgraph.config import get_settings
+from stepgraph import s3 as s3util
 from stepgraph.errors import ConfigError, InvalidInput, UnknownGraph
-from stepgraph.graphs.registry import registered
 from stepgraph.limiter.profiles import load_profile
-from stepgraph.providers.table import ProviderTable, load_provider_table
+from stepgraph.providers.table import ProviderTable
 from stepgraph.runtime import history
 from stepgraph.schemas import RunConfig, check_item_sizes, check_items_key, parse_execution_input
 
 
-def validate_execution(event: dict[str, Any], *, bucket: str, s3: Any) -> dict[str, Any]:
-    """`event` is `{"input": <execution input>, "execution_id": ...}` (or the bare input)."""
+def validate_execution(
+    event: dict[str, Any],
+    *,
+    bucket: str,
+    s3: Any,
+    table: ProviderTable,
+    graphs: Mapping[str, str],
+    map_concurrency: int,
+    limits_overrides: str | None = None,
+) -> dict[str, Any]:
+    """`event` is `{"input": <execution input>, "execution_id": ...}` (or the bare input).
+
+    `table` and `graphs` are what model names and graph names are checked against; `map_concurrency`
+    is the default for an input that sets no `config.max_concurrency`; `limits_overrides` (JSON, local
+    runs) changes the primary provider's limits the history model plans with.
+    """
     raw = event.get("input", event) if isinstance(event, dict) else event
     execution_id = event.get("execution_id") if isinstance(event, dict) else None
     if not isinstance(execution_id, str) or not execution_id or execution_id.endswith("None"):
@@ -25,14 +39,13 @@ def validate_execution(event: dict[str, Any], *, bucket: str, s3: Any) -> dict[s
             f"run-{uuid.uuid4().hex[:12]}"  # a stand-in that gives no context id still gets a unique one
         )
     parsed = parse_execution_input(raw)
-    graphs = registered()
     if parsed.graph not in graphs:
         raise UnknownGraph(
             f"input.graph: unknown graph {parsed.graph!r}", hint=f"registered: {', '.join(sorted(graphs))}"
         )
-    check_run_config(parsed.config, load_provider_table(get_settings().providers), where="input.config")
+    check_run_config(parsed.config, table, where="input.config")
     config = parsed.config.model_dump()
-    config["max_concurrency"] = config["max_concurrency"] or get_settings().map_concurrency
+    config["max_concurrency"] = config["max_concurrency"] or map_concurrency
     if config["tolerated_failure_percentage"] is None:
         config["tolerated_failure_percentage"] = resources.DEFAULT_TOLERATED_FAILURE_PERCENTAGE
     out: dict[str, Any] = {"graph": parsed.graph, "config": config, "execution_id": execution_id}
@@ -50,8 +63,10 @@ def validate_execution(event: dict[str, Any], *, bucket: str, s3: Any) -> dict[s
     if not items:
         raise InvalidInput("input.items: the batch is empty", hint="give at least one item")
     check_item_sizes(items, where="input.items")
-    if not history.fits_inline(batch_shape(len(items), parsed.config, config["max_concurrency"])):
-        key = f"{resources.PREFIX_ITEMS}{execution_id.rsplit(':', 1)[-1]}/items.json"
+    if not history.fits_inline(
+        batch_shape(len(items), parsed.config, config["max_concurrency"], table, limits_overrides)
+    ):
+        key = f"{resources.PREFIX_ITEMS}{resources.execution_name(execution_id)}/items.json"
         s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(items).encode(), ContentType="application/json")
         out.update(mode="distributed", items_s3={"bucket": bucket, "key": key}, item_count=len(items))
     else:
@@ -59,15 +74,19 @@ def validate_execution(event: dict[str, Any], *, bucket: str, s3: Any) -> dict[s
     return out
 
 
-def batch_shape(items: int, config: RunConfig, concurrency: int) -> history.BatchShape:
+def batch_shape(
+    items: int,
+    config: RunConfig,
+    concurrency: int,
+    table: ProviderTable,
+    limits_overrides: str | None = None,
+) -> history.BatchShape:
     """What the history model needs: the items, the calls each makes and the primary provider's limits."""
-    settings = get_settings()
-    table = load_provider_table(settings.providers)
     primary = table.route((config.models or table.chain)[0])[0]
     profile = config.limits_profile or table.providers[primary].limits_profile
     limits = load_profile(profile)
-    if settings.limits_overrides:  # local runs lower or raise the primary's limits
-        overrides = json.loads(settings.limits_overrides)
+    if limits_overrides:  # local runs lower or raise the primary's limits
+        overrides = json.loads(limits_overrides)
         known = {lim.name for lim in limits}
         limits = load_profile(profile, overrides={k: v for k, v in overrides.items() if k in known})
     calls = config.calls_per_item or history.DEFAULT_CALLS_PER_ITEM
@@ -93,10 +112,12 @@ def _read_items(s3: Any, bucket: str, key: str) -> list[Any]:
     from botocore.exceptions import ClientError
 
     try:
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code")
-        raise InvalidInput(f"input.items_s3: cannot read s3://{bucket}/{key} ({code})") from None
+        with s3util.mapped(bucket, key):
+            body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except (ClientError, s3util.S3Failure) as exc:
+        raise InvalidInput(
+            f"input.items_s3: cannot read s3://{bucket}/{key} ({s3util.error_code(exc)})"
+        ) from None
     try:
         items = json.loads(body)
     except json.JSONDecodeError:

@@ -9,6 +9,10 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
+    "AttemptContext": "stepgraph.usage.attempt",
+    "FanOut": "stepgraph.usage.sink",
+    "ListSink": "stepgraph.usage.sink",
+    "UsageSink": "stepgraph.usage.sink",
     "UsageCallbackHandler": "stepgraph.usage.callback",
     "UsageLedger": "stepgraph.usage.ledger",
     "UsageWriteError": "stepgraph.usage.ledger",

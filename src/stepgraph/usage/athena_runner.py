@@ -13,7 +13,7 @@ from stepgraph.usage import sql as usage_sql
 
 
 class AthenaQueryFailed(StepGraphError):
-    code = "StepGraph.AthenaQueryFailed"
+    """An Athena query ended FAILED or CANCELLED."""
 
 
 def run_athena(

@@ -29,8 +29,6 @@ _ACCEPTS: dict[str, tuple[type, ...]] = {
 class UsageDataError(StepGraphError):
     """A usage object holds a line the report cannot read."""
 
-    code = "StepGraph.UsageDataError"
-
 
 def _lines(path: Path) -> Iterable[bytes]:
     return layout.decode(path.name, path.read_bytes()).splitlines()

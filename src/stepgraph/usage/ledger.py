@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any
 
+from stepgraph import resources, s3
 from stepgraph.errors import StepGraphError
 from stepgraph.usage.record import UsageRecord
 
@@ -25,23 +26,41 @@ Listener = Callable[[UsageRecord], None]
 
 
 class UsageWriteError(StepGraphError):
-    code = "StepGraph.UsageWriteError"
+    """Usage records could not be written to S3 (they stay pending for the next flush)."""
 
 
 def _safe(part: str) -> str:
     # Execution ids are ARNs: keep the execution name, and nothing that breaks an S3 key.
-    name = part.rsplit(":", 1)[-1] or "unknown"
+    name = resources.execution_name(part) or "unknown"
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
 class UsageLedger:
+    """Buffers usage records and writes them as create-once JSONL objects; a `UsageSink`.
+
+    Args:
+        bucket: the S3 bucket; objects go under `prefix` (`usage/`).
+        execution_id, invocation_id: name the objects (`dt=DAY/{execution}/{invocation}[-N].jsonl`).
+        client: a boto3 S3 client (default: one made on first use).
+        gzip: write `.jsonl.gz`.
+        listeners: called with each record as it is added (e.g. the metrics emitter).
+        max_attempts: object names tried per flush before giving up.
+        flush_every: write after this many records (0: only on `flush()` / leaving the `with`).
+
+    Returns (from `flush`): the keys written.
+
+    Example:
+        >>> with UsageLedger("my-bucket", execution_id="run-1", invocation_id=ctx.aws_request_id) as ledger:
+        ...     model.invoke("hi", config={"callbacks": [UsageCallbackHandler(ledger)]})
+    """
+
     def __init__(
         self,
         bucket: str,
         *,
         execution_id: str,
         invocation_id: str,
-        prefix: str = "usage/",
+        prefix: str = resources.PREFIX_USAGE,
         client: Any = None,
         gzip: bool = False,
         listeners: Iterable[Listener] = (),
@@ -93,8 +112,6 @@ class UsageLedger:
 
     def flush(self) -> list[str]:
         """Write every record not yet written; returns the keys created (none when nothing was pending)."""
-        from botocore.exceptions import ClientError
-
         with self._lock:
             batch, self._pending = self._pending, []
         by_day: dict[str, list[UsageRecord]] = defaultdict(list)
@@ -113,12 +130,11 @@ class UsageLedger:
                         self._seq += 1
                     key = self._key(dt, seq)
                     try:
-                        self.client.put_object(Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*")
-                    except ClientError as exc:
-                        code = exc.response.get("Error", {}).get("Code")
-                        if code in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
-                            continue  # the name is taken: never overwrite, take the next one
-                        raise
+                        created = s3.put_once(self.client, self.bucket, key, body, backoff_s=())
+                    except s3.WriteBusy:
+                        created = False  # another writer holds the name: never wait on it, take the next
+                    if not created:
+                        continue  # the name is taken: never overwrite, take the next one
                     written.append(key)
                     done_days.add(dt)
                     break

@@ -7,14 +7,27 @@ partition, taken from the object's path, not stored in the record.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 SCHEMA_VERSION = 1
 
-Status = Literal["ok", "error", "rate_limited", "timeout"]
+
+@dataclass(frozen=True)
+class GlueType:
+    """The Athena/Glue column type of a field, when its Python type alone does not say it."""
+
+    name: str
+
+
+# Token counts and milliseconds outgrow Athena's 32-bit `int` in sums and long runs.
+Count = Annotated[int, GlueType("bigint")]
+
+# "incomplete": a reply cut at max_tokens (`finish_reason: length`) or with no content at all.
+Status = Literal["ok", "incomplete", "error", "rate_limited", "timeout"]
 CostSource = Literal["provider", "generation_api", "estimated", "free", "missing"]
 
 
@@ -38,20 +51,21 @@ class UsageRecord(BaseModel):
     status: Status = "ok"
     http_status: int | None = None
     error_type: str = ""
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    reasoning_tokens: int = 0
-    cached_tokens: int = 0
-    total_tokens: int = 0
+    finish_reason: str = Field("", description="the provider's normalised finish_reason (stop, length, ...)")
+    prompt_tokens: Count = 0
+    completion_tokens: Count = 0
+    reasoning_tokens: Count = 0
+    cached_tokens: Count = 0
+    total_tokens: Count = 0
     cost_usd: float | None = Field(
         default=None, description="USD credits; null when unknown (never a silent 0)"
     )
     cost_source: CostSource = "missing"
     is_free: bool = False
     streamed: bool = False
-    latency_ms: int = 0
-    ttft_ms: int | None = None
-    limiter_wait_ms: int = 0
+    latency_ms: Count = 0
+    ttft_ms: Count | None = None
+    limiter_wait_ms: Count = 0
     fallback: bool = False
 
     @property
@@ -63,25 +77,16 @@ def iso_utc(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-# Athena/Glue column types, in record order; athena/create_table.sql must match (a test checks).
 def glue_columns() -> list[tuple[str, str]]:
+    """Athena/Glue column types, in record order: the one schema the DDL, the CDK table and the local
+    (DuckDB) reader all use."""
     kinds = {int: "int", float: "double", bool: "boolean", str: "string"}
     out = []
     for name, field in UsageRecord.model_fields.items():
+        declared = next((m.name for m in field.metadata if isinstance(m, GlueType)), None)
         ann: Any = field.annotation
         args = getattr(ann, "__args__", ())
+        nested = [m.name for a in args for m in getattr(a, "__metadata__", ()) if isinstance(m, GlueType)]
         base = next((t for t in (bool, int, float, str) if ann is t or t in args), str)
-        col = kinds[base]
-        if name in (
-            "prompt_tokens",
-            "completion_tokens",
-            "reasoning_tokens",
-            "cached_tokens",
-            "total_tokens",
-            "latency_ms",
-            "ttft_ms",
-            "limiter_wait_ms",
-        ):
-            col = "bigint"
-        out.append((name, col))
+        out.append((name, declared or (nested[0] if nested else kinds[base])))
     return out

@@ -1,6 +1,9 @@
 """The SQL in athena/: DDL and named queries with `${...}` placeholders (plain data, no AWS, no LangChain).
 
-The files ship inside the package (`stepgraph/data/athena/`) and are read with importlib.resources."""
+The files ship inside the package (`stepgraph/data/athena/`) and are read with importlib.resources.
+The CDK app imports this module (and, through it, only the pydantic `UsageRecord`): the table's columns
+come from `columns()`, the same list the DDL's `${columns}` is filled with.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from pathlib import Path
 from string import Template
 
 from stepgraph import resources
+from stepgraph.usage.record import glue_columns
 
 
 def athena_dir() -> Traversable:
@@ -28,5 +32,12 @@ def fill(sql: str, **values: str) -> str:
     return Template(sql).safe_substitute({**defaults, **values})
 
 
+def columns() -> list[tuple[str, str]]:
+    """(name, Athena type) of every usage-record field, in record order."""
+    return glue_columns()
+
+
 def ddl(name: str, root: Path | Traversable | None = None) -> str:
-    return ((root or athena_dir()) / f"{name}.sql").read_text()
+    """The DDL file `name`, with `${columns}` filled from the usage record (other placeholders kept)."""
+    body = ",\n".join(f"  `{n}` {t}" for n, t in columns())
+    return Template(((root or athena_dir()) / f"{name}.sql").read_text()).safe_substitute(columns=body)

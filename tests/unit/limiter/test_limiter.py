@@ -74,7 +74,7 @@ def test_refused_dimension_takes_nothing_from_the_others() -> None:
 
 
 def test_token_estimates_reconcile_refund_and_charge() -> None:
-    lim, clock, store = make([Limit("rpm", 1000, 60), Limit("tpm", 6000, 60)], max_wait_s=60)
+    lim, clock, store = make([Limit("rpm", 1000, 60), Limit("tpm", 6000, 60, unit="tokens")], max_wait_s=60)
     grant = lim.try_acquire({"tpm": 3000})
     assert grant.granted and grant.costs == {"rpm": 1, "tpm": 3000}
     before = store.get("acct#tpm")["tat"]

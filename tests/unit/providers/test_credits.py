@@ -19,9 +19,9 @@ from stepgraph.config import load_settings
 from stepgraph.errors import ConfigError
 from stepgraph.limiter import BudgetGuard, MemoryStore
 from stepgraph.limiter.limits import Limit
+from stepgraph.observability import MetricsEmitter
 from stepgraph.providers.credits import day_limit, poll_all, publish_spent_today
 from stepgraph.providers.keys import load_management_key
-from stepgraph.providers.metrics import MetricsEmitter
 from stepgraph.providers.table import load_provider_table
 
 API_KEY = "sk-or-v1-APIKEY-never-logged"

@@ -244,3 +244,19 @@ def test_provider_table_and_overrides() -> None:
         table.route("nope")
     with pytest.raises(ConfigError, match="neither JSON nor a file"):
         load_provider_table("not json", env={})
+
+
+def test_a_stop_before_the_call_hands_the_limiter_lease_back() -> None:
+    # The slot and the budget reservation are one context: a BudgetExceeded after the lease was taken
+    # releases it (it used to stay held until it expired, blocking the account's next call).
+    clock = FakeClock()
+    limiter = DynamoDBRateLimiter(
+        "t", "p", [Limit("conc", 1, 600, "concurrency")], store=MemoryStore(), clock=clock
+    )
+    guard = BudgetGuard("t", "acct", daily_cap_usd=0.0001, store=MemoryStore(), clock=clock)
+    s = Script("x")
+    with pytest.raises(BudgetExceeded):
+        router(route(s, free=False, context=10**6, limiter=limiter), budget_guard=guard, clock=clock).invoke(
+            "x" * 4000
+        )
+    assert s.calls == [] and limiter.try_acquire().granted

@@ -49,13 +49,45 @@ def usage_block(model: ModelInfo, prompt_tokens: int, completion: str, cached_to
         "total_tokens": prompt_tokens + completion_tokens,
         "cost": cost,
         "is_byok": False,
-        "prompt_tokens_details": {"cached_tokens": cached_tokens},
-        "completion_tokens_details": {"reasoning_tokens": reasoning},
-        "cost_details": {"upstream_inference_cost": None},
+        "prompt_tokens_details": {"cached_tokens": cached_tokens, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": reasoning, "image_tokens": 0},
+        "cost_details": {
+            "upstream_inference_cost": None,
+            "upstream_inference_prompt_cost": 0,
+            "upstream_inference_completions_cost": 0,
+        },
     }
 
 
-def completion_body(gen_id: str, model: str, text: str, usage: dict[str, Any]) -> dict[str, Any]:
+KEEP_ALIVE = ": OPENROUTER PROCESSING\n\n"  # OpenRouter's SSE comment while the upstream thinks
+
+
+def reasoning_of(model: str, text: str) -> str | None:
+    """gpt-oss replies carry `message.reasoning` (and `reasoning_details`) beside the content."""
+    return f"The user wants: {text[:40]}" if "gpt-oss" in model else None
+
+
+def truncate(text: str, max_tokens: int | None) -> tuple[str, str]:
+    """(text, finish_reason): cut at `max_tokens` (about four characters a token) with `length`."""
+    if max_tokens is not None and count_tokens(text) > max_tokens:
+        return text[: max(0, max_tokens * 4)], "length"
+    return text, "stop"
+
+
+def _message(model: str, text: str) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
+    reasoning = reasoning_of(model, text)
+    if reasoning is not None:
+        message["reasoning"] = reasoning
+        message["reasoning_details"] = [
+            {"type": "reasoning.text", "text": reasoning, "format": "unknown", "index": 0}
+        ]
+    return message
+
+
+def completion_body(
+    gen_id: str, model: str, text: str, usage: dict[str, Any], finish_reason: str = "stop"
+) -> dict[str, Any]:
     return {
         "id": gen_id,
         "object": "chat.completion",
@@ -65,11 +97,13 @@ def completion_body(gen_id: str, model: str, text: str, usage: dict[str, Any]) -
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "finish_reason": "stop",
-                "native_finish_reason": "stop",
+                "message": _message(model, text),
+                "finish_reason": finish_reason,
+                "native_finish_reason": finish_reason,
+                "logprobs": None,
             }
         ],
+        "system_fingerprint": None,
         "usage": usage,
     }
 
@@ -77,31 +111,64 @@ def completion_body(gen_id: str, model: str, text: str, usage: dict[str, Any]) -
 def _chunk(gen_id: str, model: str, delta: dict[str, Any], finish: str | None, **extra: Any) -> str:
     body = {
         "id": gen_id,
+        "provider": "stepgraph-simulator",
+        "model": model,
         "object": "chat.completion.chunk",
         "created": int(time.time()),
-        "model": model,
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        "choices": [
+            {
+                "index": 0,
+                "delta": delta,
+                "finish_reason": finish,
+                "native_finish_reason": finish,
+                "logprobs": None,
+            }
+        ],
         **extra,
     }
     return f"data: {json.dumps(body)}\n\n"
 
 
 def sse_events(
-    gen_id: str, model: str, text: str, usage: dict[str, Any], *, error: bool = False
+    gen_id: str,
+    model: str,
+    text: str,
+    usage: dict[str, Any],
+    *,
+    error: bool = False,
+    finish_reason: str = "stop",
 ) -> Iterator[str]:
-    """Content chunks, then a finish chunk, then usage (OpenRouter sends usage in the last chunk)."""
+    """Keep-alive comments, content chunks, a finish chunk, then usage (OpenRouter sends usage in the
+    last chunk); a mid-stream error ends with an error chunk (top-level `error`, finish `error`)."""
     words = text.split(" ")
     pieces = [w + (" " if i < len(words) - 1 else "") for i, w in enumerate(words)]
     if error:
         pieces = pieces[: max(1, len(pieces) // 2)]
+    yield KEEP_ALIVE
     yield _chunk(gen_id, model, {"role": "assistant", "content": ""}, None)
+    reasoning = reasoning_of(model, text)
+    if reasoning is not None:
+        details = [{"type": "reasoning.text", "text": reasoning, "format": "unknown", "index": 0}]
+        yield KEEP_ALIVE
+        yield _chunk(
+            gen_id,
+            model,
+            {"role": "assistant", "content": "", "reasoning": reasoning, "reasoning_details": details},
+            None,
+        )
     for piece in pieces:
-        yield _chunk(gen_id, model, {"content": piece}, None)
+        yield _chunk(gen_id, model, {"role": "assistant", "content": piece}, None)
     if error:
-        err = {"code": 502, "message": "simulated provider error mid-stream"}
-        yield _chunk(gen_id, model, {}, "error", error=err)
-    else:
-        yield _chunk(gen_id, model, {}, "stop")
-    body = {"id": gen_id, "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
+        err = {"code": "server_error", "message": "simulated provider error mid-stream"}
+        yield _chunk(gen_id, model, {"content": ""}, "error", error=err)
+        return  # OpenRouter ends the stream after the error chunk
+    yield _chunk(gen_id, model, {"role": "assistant", "content": ""}, finish_reason)
+    body = {
+        "id": gen_id,
+        "provider": "stepgraph-simulator",
+        "model": model,
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+    }
     yield f"data: {json.dumps({**body, 'choices': [], 'usage': usage})}\n\n"
     yield "data: [DONE]\n\n"

@@ -19,6 +19,21 @@ class ModelInfo:
             self.prompt_usd_per_token == 0 and self.completion_usd_per_token == 0
         )
 
+    def pricing(self) -> dict[str, str]:
+        """`/api/v1/models` pricing: USD per token as decimal strings, "0" for free."""
+
+        def usd(v: float) -> str:
+            return "0" if v == 0 else format(v, ".10f").rstrip("0")
+
+        return {
+            "prompt": usd(self.prompt_usd_per_token),
+            "completion": usd(self.completion_usd_per_token),
+            "request": "0",
+            "image": "0",
+            "web_search": "0",
+            "internal_reasoning": "0",
+        }
+
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         return round(
             prompt_tokens * self.prompt_usd_per_token + completion_tokens * self.completion_usd_per_token, 10

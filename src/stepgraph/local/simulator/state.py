@@ -26,6 +26,8 @@ class SimOptions:
     time_scale: float = 1.0
     seed: int = 0
     accounts: dict[str, Any] | None = None  # parsed --accounts file
+    # OpenRouter's platform caps apply to free variants only; True limits paid models too.
+    limit_paid: bool = False
 
 
 @dataclass
@@ -36,10 +38,26 @@ class Fault:
     delay_ms: float = 0.0
     model: str | None = None
     limit_source: str | None = None
+    # As real OpenRouter sometimes does: the error arrives with HTTP 200 as a top-level error body.
+    error_body: bool = False
+    # A 429 whose rate-limit headers are only in the body (upstream 429s), not on the HTTP response.
+    body_headers_only: bool = False
+    # A 429 whose X-RateLimit-Reset is already in the past.
+    past_reset: bool = False
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> Fault:
-        allowed = {"status", "retry_after_s", "stream_error", "delay_ms", "model", "limit_source"}
+        allowed = {
+            "status",
+            "retry_after_s",
+            "stream_error",
+            "delay_ms",
+            "model",
+            "limit_source",
+            "error_body",
+            "body_headers_only",
+            "past_reset",
+        }
         unknown = set(raw) - allowed
         if unknown:
             raise ValueError(f"unknown fault fields {sorted(unknown)}; allowed: {sorted(allowed)}")
@@ -92,12 +110,15 @@ class SimState:
             self.log.append(entry)
             self.counts["requests"] += 1
             status = entry["status"]
-            if status == 200 and not entry.get("stream_error"):
+            failed_200 = entry.get("stream_error") or entry.get("error_body")  # an error sent with HTTP 200
+            if status == 200 and not failed_200:
                 self.counts["ok"] += 1
             elif status == 429:
                 self.counts["rate_limited"] += 1
-            if status != 200 or entry.get("stream_error"):
-                self.counts[f"status_{status if status != 200 else 'stream_error'}"] += 1
+            if status != 200:
+                self.counts[f"status_{status}"] += 1
+            elif failed_200:
+                self.counts["status_stream_error" if entry.get("stream_error") else "status_error_body"] += 1
 
     def new_generation_id(self) -> str:
         return "gen-" + uuid.uuid4().hex[:24]

@@ -10,7 +10,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from stepgraph.bench.report import BenchResult, print_result
+from stepgraph.local.bench.report import BenchResult, print_result
 
 
 def steady_fraction(ts: list[float], window_s: float, limit: int, busy: float = 0.8) -> float:

@@ -1,26 +1,28 @@
-"""CloudWatch metrics (EMF through Powertools): from usage records and router events.
+"""CloudWatch metrics (EMF through Powertools): a usage-record listener and the router's events.
 
 Each metric is emitted twice: with provider/model/graph dimensions and with the service alone, so
-stack-wide alarms read one series. Set POWERTOOLS_METRICS_DISABLED=true to switch emission off (local runs).
+stack-wide alarms read one series. `enabled=False` records what would be sent without sending it; the
+composition root sets it from POWERTOOLS_METRICS_DISABLED (local runs switch emission off).
 """
 
 from __future__ import annotations
 
-import os
-from typing import Any
+from collections.abc import Mapping
 
 from stepgraph import metrics as names
-from stepgraph.resources import SERVICE_NAME
+from stepgraph.resources import METRIC_NAMESPACE, SERVICE_NAME
+from stepgraph.usage.record import UsageRecord
 
 
-def _enabled() -> bool:
-    return os.environ.get("POWERTOOLS_METRICS_DISABLED", "").lower() not in ("1", "true", "yes")
+def metrics_enabled(env: Mapping[str, str]) -> bool:
+    return env.get("POWERTOOLS_METRICS_DISABLED", "").lower() not in ("1", "true", "yes")
 
 
 class MetricsEmitter:
-    def __init__(self, namespace: str = names.NAMESPACE, graph: str = "") -> None:
+    def __init__(self, namespace: str = METRIC_NAMESPACE, graph: str = "", *, enabled: bool = True) -> None:
         self.namespace = namespace
         self.graph = graph
+        self.enabled = enabled
         self.emitted: list[tuple[str, float, dict[str, str]]] = []  # what was sent, for tests
 
     def emit(self, metric: str, value: float, unit: str = "Count", **dims: str) -> None:
@@ -29,7 +31,7 @@ class MetricsEmitter:
         # A metric with no dimension beyond the service is one series, sent once.
         for dimensions in (full, service) if full != service else (service,):
             self.emitted.append((metric, value, dimensions))
-            if not _enabled():
+            if not self.enabled:
                 continue
             from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
@@ -41,14 +43,16 @@ class MetricsEmitter:
                         m.add_dimension(name=k, value=v)
 
     # -- ledger listener -----------------------------------------------------------------------
-    def __call__(self, record: Any) -> None:
+    def __call__(self, record: UsageRecord) -> None:
         dims = {
             "provider": record.provider,
             "model": record.model_used or record.model_requested,
             "graph": record.graph,
         }
         self.emit(names.REQUESTS, 1, **dims)
-        if record.status == "ok":
+        if record.status == "incomplete":
+            self.emit(names.INCOMPLETE_REPLIES, 1, **dims)
+        if record.status in ("ok", "incomplete"):  # an incomplete reply is still billed
             self.emit(names.PROMPT_TOKENS, record.prompt_tokens, **dims)
             self.emit(names.COMPLETION_TOKENS, record.completion_tokens, **dims)
             if record.cost_usd:

@@ -9,7 +9,7 @@ from typing import Annotated, Any, TypedDict
 
 import typer
 
-from stepgraph.bench.report import BenchResult, print_result
+from stepgraph.local.bench.report import BenchResult, print_result
 
 
 class _State(TypedDict):

@@ -10,7 +10,7 @@ from typing import Any
 
 import typer
 
-from stepgraph.bench.report import BenchResult, print_result
+from stepgraph.local.bench.report import BenchResult, print_result
 
 
 def _client(endpoint: str) -> Any:

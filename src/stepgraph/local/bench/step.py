@@ -20,7 +20,7 @@ from typing import Any
 import typer
 
 from stepgraph import resources
-from stepgraph.bench.report import BenchResult, print_result
+from stepgraph.local.bench.report import BenchResult, print_result
 
 _HANDLER_IMPORT = (
     "import sys; sys.path.insert(0, {path!r}); import handler"  # how Lambda loads handler.handler
@@ -153,15 +153,12 @@ def _handler_overhead(items: int, base_url: str, ollama: str) -> tuple[float, fl
     import boto3
     from moto import mock_aws
 
-    from stepgraph.config import get_settings
     from stepgraph.limiter.table import ensure_limiter_table
-    from stepgraph.local.lambdas import invoke
-    from stepgraph.runtime import clients
+    from stepgraph.local.lambdas import cold_start, invoke
 
     timer = _HttpTimer()
     with _patched_env(_env(base_url, ollama)), mock_aws(), timer.installed():
-        get_settings.cache_clear()
-        clients.reset()
+        cold_start()
         boto3.client("s3").create_bucket(Bucket=resources.DATA_BUCKET_NAME)
         ensure_limiter_table(boto3.client("dynamodb"), resources.LIMITER_TABLE_NAME)
 
@@ -181,8 +178,7 @@ def _handler_overhead(items: int, base_url: str, ollama: str) -> tuple[float, fl
             assert result["status"] == "done", result
             steps += result["steps"]
         wall = time.perf_counter() - t0
-        get_settings.cache_clear()
-        clients.reset()
+        cold_start()
     return (wall - timer.seconds) / steps * 1000, steps / items
 
 

@@ -101,7 +101,7 @@ def cli_all(out: Path = typer.Option(Path("docs/benchmarks.md"), help="Where to 
     console = Console()
     results: list[BenchResult] = []
     for name in BENCHES:
-        module = importlib.import_module(f"stepgraph.bench.{name}")
+        module = importlib.import_module(f"stepgraph.local.bench.{name}")
         console.rule(f"bench {name}")
         try:
             result = module.run()

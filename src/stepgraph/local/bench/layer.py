@@ -17,8 +17,8 @@ from pathlib import Path
 import typer
 
 from stepgraph import resources
-from stepgraph.bench.report import BenchResult, print_result
-from stepgraph.bench.step import cold_imports_s, lambda_env
+from stepgraph.local.bench.report import BenchResult, print_result
+from stepgraph.local.bench.step import cold_imports_s, lambda_env
 
 _BARE = "import langgraph.graph, langchain_openai"
 # The handler module, then what its first step imports (deferred so the init phase stays short).
