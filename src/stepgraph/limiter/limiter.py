@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
+from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,6 +16,8 @@ from stepgraph.errors import ConfigError
 from stepgraph.limiter import algorithm
 from stepgraph.limiter.limits import Grant, Limit, LimiterUnavailable, RateLimited
 from stepgraph.limiter.store import DynamoDBStore, Store
+
+ROUND_TRIPS_KEPT = 32  # the acquisitions the lead looks back over
 
 Costs = Mapping[str, int] | int
 
@@ -36,6 +39,10 @@ class DynamoDBRateLimiter(BaseRateLimiter):
         max_attempts: conditional-write attempts under contention before refusing (fail closed).
         max_skew_s: the largest clock difference between any two callers of the key; sliding windows
             are paced over `per_seconds + max_skew_s` so the limit holds in real time.
+        lead_s: the least time from a request to its window slot. The slot is the send time, so a grant
+            must come back before it: the lead is also at least the longest of this limiter's last
+            acquisitions (its writes' round trip), or a grant returns after its slot, the send leaves
+            late and bunches into the provider's window with the on-time sends after it.
 
     Returns (from `try_acquire`): a `Grant`; granted, send after `wait_s` (at `send_at`); refused,
     `refused_by` names the limit and `wait_s` says when to come back. Hand a finished call's grant to
@@ -61,6 +68,7 @@ class DynamoDBRateLimiter(BaseRateLimiter):
         store: Store | None = None,
         max_attempts: int = 50,
         max_skew_s: float = 0.0,
+        lead_s: float = 0.0,
     ) -> None:
         if not limits:
             raise ConfigError(f"rate limiter {key!r} needs at least one Limit")
@@ -76,6 +84,10 @@ class DynamoDBRateLimiter(BaseRateLimiter):
         self.max_wait_s = max_wait_s
         self.max_attempts = max_attempts
         self.max_skew_s = max_skew_s
+        if not lead_s >= 0:
+            raise ConfigError(f"rate limiter {key!r}: lead_s must be >= 0 (got {lead_s!r})")
+        self.lead_s = lead_s
+        self._round_trips: deque[float] = deque(maxlen=ROUND_TRIPS_KEPT)
         # What the admission rules see: the limits with the skew allowance in their spacing.
         self._paced = {lim.name: algorithm.with_skew_allowance(lim, max_skew_s) for lim in self.limits}
         self._client = client
@@ -140,16 +152,18 @@ class DynamoDBRateLimiter(BaseRateLimiter):
         lease_id = uuid.uuid4().hex
         now = self.clock.now()
         dims = [lim for lim in self._order() if want[lim.name] > 0]
+        lead = self.lead()
         # A refusal we can see in what we last read is sound (windows and counters only grow): no write.
         for lim in dims:
             if lim.kind != "concurrency":
+                at, reach = self._ahead(lim, now, horizon, lead)
                 planned = algorithm.plan(
                     lim,
                     self.pk(lim, now),
                     self._cached(self.pk(lim, now)),
                     want[lim.name],
-                    now,
-                    horizon,
+                    at,
+                    reach,
                     lease_id,
                 )
                 if isinstance(planned, algorithm.Refusal):
@@ -161,7 +175,7 @@ class DynamoDBRateLimiter(BaseRateLimiter):
         send_at = now
         for lim in dims:
             try:
-                outcome = self._take(lim, want[lim.name], horizon, lease_id)
+                outcome = self._take(lim, want[lim.name], horizon, lease_id, lead)
             except LimiterUnavailable:
                 self._undo_quietly(taken, lease_id)
                 raise
@@ -173,7 +187,10 @@ class DynamoDBRateLimiter(BaseRateLimiter):
             if lim.kind == "sliding":  # counters and leases have no place in time
                 send_at = max(send_at, start)
         has_lease = any(lim.kind == "concurrency" for lim in dims)
-        wait = max(0.0, send_at - self.clock.now())
+        done = self.clock.now()
+        with self._lock:
+            self._round_trips.append(done - now)
+        wait = max(0.0, send_at - done)
         days = [lim for lim in dims if lim.kind == "utc_day"]
         day = algorithm.utc_day(now, algorithm.day_length(days[0])) if days else algorithm.utc_day(now)
         return Grant(True, wait, lease_id if has_lease else None, want, day=day, send_at=send_at)
@@ -188,15 +205,29 @@ class DynamoDBRateLimiter(BaseRateLimiter):
             return algorithm.seconds_to_next_utc_day(now, algorithm.day_length(lim))
         return float(known["tat"]) - now - horizon
 
+    def lead(self) -> float:
+        """How far ahead a window slot starts: `lead_s`, or the longest recent acquisition when longer."""
+        with self._lock:
+            measured = max(self._round_trips, default=0.0)
+        return min(max(self.lead_s, measured), self.max_wait_s)
+
+    @staticmethod
+    def _ahead(lim: Limit, now: float, horizon: float, lead: float) -> tuple[float, float]:
+        """When a slot of `lim` may start and how far past that it may lie (the horizon counts from now)."""
+        if lim.kind != "sliding" or lead == 0:
+            return now, horizon
+        return now + lead, max(0.0, horizon - lead)
+
     def _take(
-        self, lim: Limit, cost: int, horizon: float, lease_id: str
+        self, lim: Limit, cost: int, horizon: float, lease_id: str, lead: float = 0.0
     ) -> tuple[algorithm.Op, dict[str, Any] | None, float] | algorithm.Refusal:
         """One dimension: the op and item written and the slot's start (epoch s), or the refusal."""
         refreshed = False
         for _ in range(self.max_attempts):
             now = self.clock.now()
             pk = self.pk(lim, now)
-            planned = algorithm.plan(lim, pk, self._cached(pk), cost, now, horizon, lease_id)
+            at, reach = self._ahead(lim, now, horizon, lead)
+            planned = algorithm.plan(lim, pk, self._cached(pk), cost, at, reach, lease_id)
             if isinstance(planned, algorithm.Refusal):
                 if lim.kind == "concurrency" and not refreshed:
                     # Leases are released by others: never refuse on a stale view of them.
@@ -210,7 +241,7 @@ class DynamoDBRateLimiter(BaseRateLimiter):
                 windowed = item and isinstance(planned, algorithm.WindowOp)
                 start = float(item["tat"]) - planned.inc if windowed else now  # type: ignore[index, attr-defined]
                 return planned, item, start
-            refused = algorithm.refusal(lim, planned, item, now)
+            refused = algorithm.refusal(lim, planned, item, at)
             if refused is not None:
                 return refused
         # Endless contention: refuse (fail closed) with the shortest honest wait.

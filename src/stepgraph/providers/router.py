@@ -227,6 +227,9 @@ class ModelRouter(Runnable[Any, BaseMessage]):
             if self.remaining_s() < self.min_attempt_s:
                 # A call that cannot finish before the Lambda's deadline would be killed mid-flight.
                 raise Throttled(0.0, "the step's time budget is spent")
+            # Built before the slot is reserved: a container's first client costs about a second of
+            # lazy imports, and a send that leaves that late after its slot bunches into the window.
+            llm = route.make_llm(secret)
             with self._admitted(route, input) as admission:
                 context = AttemptContext().for_attempt(
                     attempt=attempt.number,
@@ -240,7 +243,7 @@ class ModelRouter(Runnable[Any, BaseMessage]):
                     config, {"metadata": context.attempt_metadata(), "callbacks": self.callbacks}
                 )
                 try:
-                    return self._call(route, secret, input, call_config, admission, attempt)
+                    return self._call(route, llm, input, call_config, admission, attempt)
                 except _Incomplete:
                     attempt.max_tokens = route.spec.length_retry_max_tokens
                     log.warning(
@@ -310,7 +313,7 @@ class ModelRouter(Runnable[Any, BaseMessage]):
     def _call(
         self,
         route: Route,
-        secret: str,
+        llm: Runnable,
         input: Any,
         config: RunnableConfig,
         admission: _Admission,
@@ -320,7 +323,7 @@ class ModelRouter(Runnable[Any, BaseMessage]):
         kwargs: dict[str, Any] = {"timeout": budget} if budget != float("inf") else {}
         if attempt.max_tokens:
             kwargs["max_tokens"] = attempt.max_tokens
-        message = route.make_llm(secret).invoke(input, config, **kwargs)
+        message = llm.invoke(input, config, **kwargs)
         used = reply_usage(message)
         admission.cost_usd = used.cost_usd or 0.0
         if used.finish_reason == "error":

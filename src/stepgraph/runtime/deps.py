@@ -37,6 +37,9 @@ ClientFactory = Callable[[str, "str | None"], Any]
 # enough that a fan-out of a few branches fits into one step at 20 rpm (one slot every 3 s).
 MAX_WAIT_S = 10.0
 MIN_STATE_MACHINE_WAIT_S = 1.0
+# A new container's first window slots start this far ahead (a DynamoDB write's round trip and then
+# some), until its limiter has measured its own acquisitions (see DynamoDBRateLimiter's lead_s).
+SEND_LEAD_S = 0.1
 
 
 def new_client(service: str, endpoint_url: str | None = None) -> Any:
@@ -132,6 +135,7 @@ class Dependencies:
                         # Never hand the state machine a wait shorter than its Wait can take (whole seconds).
                         max_wait_s=max(MAX_WAIT_S * settings.time_scale, MIN_STATE_MACHINE_WAIT_S),
                         max_skew_s=settings.clock_skew_s * settings.time_scale,
+                        lead_s=SEND_LEAD_S,
                     )
                 return self._limiters[key]
 

@@ -273,3 +273,36 @@ def test_the_request_window_is_reserved_last_and_its_slot_is_the_send_time() -> 
     second = lim.try_acquire()
     assert second.send_at - first.send_at == pytest.approx(3.0)
     assert second.wait_s == pytest.approx(second.send_at - clock.now())
+
+
+def test_after_slow_writes_a_slot_starts_late_enough_that_the_grant_comes_back_before_it() -> None:
+    # An idle window's slot used to be the instant the request was planned, so every grant came back
+    # a write's round trip after its slot and the send left late; late sends followed by on-time ones
+    # put more than the limit into one of the provider's windows.
+    clock = FakeClock()
+    store = SlowStore(clock, latency_s=0.2)
+    lim, _, _ = make([Limit("rpm", 20, 60), Limit("rpd", 1000, 86_400, "utc_day")], clock=clock, store=store)
+    lim.try_acquire()  # two writes: 0.4 s
+    assert lim.lead() == pytest.approx(0.4)
+    clock.advance(10.0)  # the window goes idle
+    asked = clock.now()
+    grant = lim.try_acquire()
+    # The window is planned after the day's write (0.2 s) and its slot starts the lead (0.4 s) later.
+    assert grant.granted and grant.send_at == pytest.approx(asked + 0.2 + 0.4, abs=1e-6)
+    assert clock.now() == pytest.approx(asked + 0.4, abs=1e-6)  # back before its slot: nothing sends late
+    assert grant.wait_s == pytest.approx(0.2)
+
+
+def test_the_lead_has_a_floor_and_never_passes_the_longest_wait() -> None:
+    clock = FakeClock()
+    lim, _, _ = make([Limit("rpm", 20, 60)], clock=clock, lead_s=0.1, max_wait_s=5.0)
+    asked = clock.now()
+    assert lim.try_acquire().send_at == pytest.approx(
+        asked + 0.1, abs=1e-6
+    )  # nothing measured yet: the floor
+    slow = SlowStore(clock, latency_s=30.0)
+    lim2, _, _ = make([Limit("rpm", 20, 60)], clock=clock, store=slow, max_wait_s=5.0)
+    lim2.try_acquire()
+    assert lim2.lead() == 5.0
+    with pytest.raises(ConfigError, match="lead_s must be >= 0"):
+        make([Limit("rpm", 20, 60)], lead_s=-1.0)
