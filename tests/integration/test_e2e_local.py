@@ -191,3 +191,22 @@ def test_the_functions_get_their_environment_and_the_callers_is_left_alone(
     assert dict(os.environ) == before
     (entry,) = [i for i in st.invocations if i["function"] == resources.VALIDATE_FUNCTION]
     assert entry["ok"] and entry["pid"] not in (0, os.getpid())  # it ran in a worker process
+
+
+def test_each_function_runs_on_warm_workers_of_its_own_and_a_recycle_cold_starts(
+    stack: tuple[LocalStack, SimulatorHandle],
+) -> None:
+    st, _ = stack
+    event = {
+        "input": {"graph": "fanout", "items": [{"text": "row 0"}]},
+        "execution_id": "arn:x:execution:sm:w",
+    }
+    first = st.run_function(resources.VALIDATE_FUNCTION, event)
+    second = st.run_function(resources.VALIDATE_FUNCTION, event)
+    assert first.ok and second.ok and first.cold and not second.cold
+    assert first.pid == second.pid and first.pid != os.getpid()  # the warm container, not this process
+    poller = st.run_function(resources.CREDITS_POLLER_FUNCTION, {})
+    assert poller.cold and poller.pid not in (first.pid, os.getpid())  # each function its own container
+    st.recycle()
+    third = st.run_function(resources.VALIDATE_FUNCTION, event)
+    assert third.ok and third.cold and third.pid != first.pid

@@ -133,6 +133,27 @@ def test_a_killed_worker_is_a_runtime_exit_and_the_next_call_cold_starts(pool: F
     assert again.ok and again.cold and again.pid != died.pid
 
 
+def test_a_crash_takes_down_its_own_worker_only(pool: FunctionPool) -> None:
+    # Threads of one interpreter share its fate: a SIGKILL in one handler would end every invocation
+    # and the caller. Here the neighbour finishes and the caller goes on.
+    results = {}
+
+    def call(name: str, event: dict[str, object]) -> None:
+        results[name] = pool.invoke(event)
+
+    threads = [
+        threading.Thread(target=call, args=("slow", {"do": "sleep", "s": 1.5})),
+        threading.Thread(target=call, args=("dies", {"do": "die"})),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert results["dies"].error_type == "Runtime.ExitError"
+    assert results["slow"].ok and results["slow"].payload["pid"] != results["dies"].pid
+    assert os.getpid() not in (results["slow"].pid, results["dies"].pid)
+
+
 def test_handler_errors_come_back_with_lambdas_fields(pool: FunctionPool) -> None:
     bad = pool.invoke({"do": "raise"})
     assert bad.error_type == "ValueError" and bad.error_class == "ValueError"

@@ -286,6 +286,10 @@ class ModelRouter(Runnable[Any, BaseMessage]):
                 # the write's latency bunch up in the provider's window.
                 until_slot = grant.send_at - self.clock.now() if grant.send_at else grant.wait_s
                 admission.waited_s = self._wait_or_throttle(min(grant.wait_s, until_slot), "limiter slot")
+                if self.remaining_s() < self.min_attempt_s:
+                    # The limiter's writes can be slow (a loaded DynamoDB): a call started now could not
+                    # finish before the Lambda's deadline (its timeout would be spent), so end the step.
+                    raise Throttled(0.0, "the step's time budget is spent")
             if self.budget_guard is not None and not route.spec.free:
                 estimate = (
                     prompt_tokens(input) * route.spec.usd_per_prompt_token
