@@ -19,12 +19,12 @@ export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 PYTHON ?= $(shell for c in python3.12 "env PYENV_VERSION=3.12.1 python3.12" python3; do \
 	if $$c -c 'import sys; assert sys.version_info >= (3, 11)' >/dev/null 2>&1; then echo "$$c"; break; fi; done)
 
-.PHONY: help setup venv node jdk validators lint format typecheck imports test test-unit test-integration test-infra demo bench synth layer clean
+.PHONY: help setup venv node jdk chromium validators lint format typecheck imports test test-unit test-integration test-infra demo bench synth layer clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
 
-setup: venv node jdk validators  ## Install everything the tests and the demo need
+setup: venv node jdk chromium validators  ## Install everything the tests and the demo need
 
 venv: $(STAMP_PY)  ## Create .venv and install the Python packages (again when pyproject.toml changes)
 $(STAMP_PY): pyproject.toml
@@ -55,6 +55,14 @@ jdk:  ## DynamoDB Local needs Java 17+; install a headless JRE when we can (root
 		else echo "error: Java 17+ is needed for DynamoDB Local: install a JDK (e.g. apt-get install openjdk-17-jre-headless)"; exit 1; fi; \
 	fi
 	@java -version 2>&1 | head -1
+
+chromium:  ## The review-page test drives a real headless browser: Debian's chromium, installed as root with apt-get
+	@if ! command -v chromium >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "Chromium not found: installing Debian's chromium"; \
+			apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+		else echo "warning: no chromium (apt-get install chromium as root): the review-page browser test will be skipped"; fi; \
+	fi
 
 lint: venv  ## ruff check + format check
 	$(BIN)/ruff check .

@@ -8,13 +8,10 @@ provider secrets, the management-key secrets (it alone) and the limiter's day co
 from __future__ import annotations
 
 import sys
-import tempfile
-from pathlib import Path
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
-from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
@@ -22,17 +19,8 @@ from aws_cdk import aws_secretsmanager as sm
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from infra.lambda_parts import ROOT, async_invoke, built_layer, dead_letter_queue, schedule
 from stepgraph import resources
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def stand_in_layer() -> Path:
-    """A one-file layer, so `cdk synth` works on a fresh clone; its fixed content keeps the asset hash stable."""
-    d = Path(tempfile.gettempdir()) / "stepgraph-stand-in-layer"
-    (d / "python").mkdir(parents=True, exist_ok=True)
-    (d / "python" / "STAND_IN.txt").write_text("stand-in layer: build the real one with `make layer`\n")
-    return d
 
 
 class Functions(Construct):
@@ -54,22 +42,18 @@ class Functions(Construct):
         removal: RemovalPolicy,
     ) -> None:
         super().__init__(scope, cid)
-        layer_path = Path(layer_dir) if Path(layer_dir).is_absolute() else ROOT / layer_dir
-        if not layer_path.is_dir():
-            layer_path = stand_in_layer()
+        self.layer, built = built_layer(
+            self,
+            "Dependencies",
+            layer_dir,
+            description="stepgraph and its dependencies (built by `make layer`)",
+        )
+        if not built:
             print(
                 f"note: {layer_dir} is not built: synthesizing against a stand-in layer "
                 "(run `make layer` before `cdk deploy`)",
                 file=sys.stderr,
             )
-        self.layer = lambda_.LayerVersion(
-            self,
-            "Dependencies",
-            code=lambda_.Code.from_asset(str(layer_path)),
-            compatible_runtimes=[lambda_.Runtime.PYTHON_3_12],
-            compatible_architectures=[lambda_.Architecture.X86_64],
-            description="stepgraph and its dependencies (built by `make layer`)",
-        )
         layers = [self.layer]
         if graph_package:
             layers.append(
@@ -116,9 +100,7 @@ class Functions(Construct):
                 log_group=log_group,
                 reserved_concurrent_executions=reserved,
                 # Only the scheduled poller is invoked asynchronously: its failed events are kept.
-                dead_letter_queue=dead_letters,
-                retry_attempts=2 if dead_letters else None,
-                max_event_age=Duration.hours(1) if dead_letters else None,
+                **(async_invoke(dead_letters) if dead_letters else {}),
             )
 
         self.graph_step = function(
@@ -129,13 +111,7 @@ class Functions(Construct):
             graph_step_reserved_concurrency,
         )
         self.validate = function(resources.VALIDATE_FUNCTION, "validate_input", Duration.seconds(60), 512)
-        self.poller_dead_letters = sqs.Queue(
-            self,
-            "PollerDeadLetters",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-        )
+        self.poller_dead_letters = dead_letter_queue(self, "PollerDeadLetters")
         self.poller = function(
             resources.CREDITS_POLLER_FUNCTION,
             "credits_poller",
@@ -149,6 +125,7 @@ class Functions(Construct):
         bucket.grant_delete(step_role, f"{resources.PREFIX_CHECKPOINTS}*")
         bucket.grant_put(step_role, f"{resources.PREFIX_USAGE}*")
         bucket.grant_read_write(step_role, f"{resources.PREFIX_RESULTS}*")
+        bucket.grant_read_write(step_role, f"{resources.PREFIX_REVIEWS}*")  # pending interrupts + task tokens
         bucket.grant_read(step_role, f"{resources.PREFIX_ITEMS}*")
         table.grant(step_role, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
         for secret in secrets.values():
@@ -158,18 +135,11 @@ class Functions(Construct):
             secret.grant_read(self.poller)
         bucket.grant_read_write(self.validate, f"{resources.PREFIX_ITEMS}*")
         table.grant(self.poller, "dynamodb:GetItem")
-        events.Rule(
+        schedule(
             self,
             "PollCredits",
+            self.poller,
             description="stepgraph: poll provider credits and free-tier use",
-            schedule=events.Schedule.rate(Duration.minutes(15)),
-            # A poll that cannot be delivered is retried twice within the hour, then kept in the queue.
-            targets=[
-                targets.LambdaFunction(
-                    self.poller,
-                    retry_attempts=2,
-                    max_event_age=Duration.hours(1),
-                    dead_letter_queue=self.poller_dead_letters,
-                )
-            ],
+            when=events.Schedule.rate(Duration.minutes(15)),
+            dead_letters=self.poller_dead_letters,
         )

@@ -10,7 +10,7 @@ from constructs import IConstruct
 ACKNOWLEDGED = {
     "AwsSolutions-IAM4": "Lambda functions use the AWS managed AWSLambdaBasicExecutionRole for their log streams.",
     "AwsSolutions-IAM5": "Wildcards are object-key prefixes of the data bucket (checkpoints/*, usage/*, results/*, "
-    "items/*, failures/*, map-runs/*, usage-compacted/*), X-Ray actions that take no resource, and the state machine's own executions.",
+    "items/*, failures/*, map-runs/*, reviews/*, usage-compacted/*), X-Ray actions that take no resource, and the state machine's own executions.",
     "AwsSolutions-SMG4": "Provider API keys are issued by the provider; Secrets Manager cannot rotate them.",
     "AwsSolutions-L1": "The dependency layer is built and byte-compiled for Python 3.12.",
 }
@@ -35,6 +35,7 @@ FINDINGS = {
     "AwsSolutions-IAM5[Resource::<DataBucketE6B0FAA8.Arn>/map-runs/*]": "the Distributed Map's ResultWriter writes the Map Run's result files there (the actions AWS documents for it)",
     "AwsSolutions-IAM5[Resource::<DataBucketE6B0FAA8.Arn>/results/*]": _S3_PREFIX,
     "AwsSolutions-IAM5[Resource::<DataBucketE6B0FAA8.Arn>/usage/*]": _S3_PREFIX,
+    "AwsSolutions-IAM5[Resource::<DataBucketE6B0FAA8.Arn>/reviews/*]": "graph-step keeps each item's pending review (interrupts and the callback token) there",
     "AwsSolutions-IAM5[Resource::<DataBucketE6B0FAA8.Arn>/usage-compacted/*]": "usage compaction creates "
     "Parquet and manifests under usage-compacted/ only (never overwriting: If-None-Match)",
     "AwsSolutions-IAM5[Resource::<FunctionsgraphstepE053112F.Arn>:*]": "invoking any version of graph-step",

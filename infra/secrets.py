@@ -13,7 +13,7 @@ from constructs import Construct
 
 from stepgraph import resources
 
-PROVIDERS = ("openrouter", "ollama")
+PROVIDERS = ("openrouter", "ollama", "groq", "cerebras", "nvidia")  # the built-in provider table's
 MANAGED_PROVIDERS = ("openrouter",)  # providers whose account balance needs a management key
 
 

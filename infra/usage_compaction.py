@@ -7,22 +7,16 @@ so the dependency layer of graph-step stays small.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from aws_cdk import Duration, RemovalPolicy, Size
 from aws_cdk import aws_events as events
-from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra.functions import stand_in_layer
+from infra.lambda_parts import ROOT, async_invoke, built_layer, dead_letter_queue, schedule
 from stepgraph import resources
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 class UsageCompaction(Construct):
@@ -38,29 +32,17 @@ class UsageCompaction(Construct):
         removal: RemovalPolicy,
     ) -> None:
         super().__init__(scope, cid)
-        path = Path(duckdb_layer_dir) if Path(duckdb_layer_dir).is_absolute() else ROOT / duckdb_layer_dir
-        if (
-            not path.is_dir()
-        ):  # a fresh clone's `make synth`: the functions' note already says to build layers
-            path = stand_in_layer()
-        duckdb_layer = lambda_.LayerVersion(
+        # Unbuilt on a fresh clone's `make synth`: the functions' note already says to build the layers.
+        duckdb_layer, _ = built_layer(
             self,
             "DuckDB",
-            code=lambda_.Code.from_asset(str(path)),
-            compatible_runtimes=[lambda_.Runtime.PYTHON_3_12],
-            compatible_architectures=[lambda_.Architecture.X86_64],
+            duckdb_layer_dir,
             description="DuckDB for usage compaction (built by `make layer`)",
         )
         log_group = logs.LogGroup(self, "Logs", retention=retention, removal_policy=removal)
         # A run that fails (or whose event is dropped) is kept here; the next day's run compacts every
         # finished day again, so nothing is lost meanwhile.
-        self.dead_letters = sqs.Queue(
-            self,
-            "DeadLetters",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-        )
+        self.dead_letters = dead_letter_queue(self, "DeadLetters")
         self.function = lambda_.Function(
             self,
             "Function",
@@ -80,9 +62,7 @@ class UsageCompaction(Construct):
             tracing=lambda_.Tracing.ACTIVE,
             log_group=log_group,
             reserved_concurrent_executions=1,  # two overlapping runs would only refuse each other's manifests
-            dead_letter_queue=self.dead_letters,
-            retry_attempts=2,
-            max_event_age=Duration.hours(1),
+            **async_invoke(self.dead_letters),
         )
         bucket.grant_read(self.function, f"{resources.PREFIX_USAGE}*")
         bucket.grant_read_write(self.function, f"{resources.PREFIX_USAGE_COMPACTED}*")
@@ -92,18 +72,12 @@ class UsageCompaction(Construct):
                 resources=[bucket.arn_for_objects(f"{resources.PREFIX_USAGE}*")],
             )
         )
-        events.Rule(
+        schedule(
             self,
             "Daily",
+            self.function,
             description="stepgraph: compact the usage records of each finished UTC day",
-            schedule=events.Schedule.cron(minute="30", hour="1"),  # settled: the day ended 1.5 h ago
-            targets=[
-                targets.LambdaFunction(
-                    self.function,
-                    event=events.RuleTargetInput.from_object({}),
-                    retry_attempts=2,
-                    max_event_age=Duration.hours(1),
-                    dead_letter_queue=self.dead_letters,
-                )
-            ],
+            when=events.Schedule.cron(minute="30", hour="1"),  # settled: the day ended 1.5 h ago
+            dead_letters=self.dead_letters,
+            event=events.RuleTargetInput.from_object({}),
         )

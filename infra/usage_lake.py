@@ -1,11 +1,13 @@
-"""The usage lake: Glue database and table (partition projection on dt), an Athena workgroup and the
-named queries from athena/, filled by `stepgraph.usage.sql.fill`. Columns come from the usage record
-(`stepgraph.usage.sql.columns`), the one schema the DDL is filled from too."""
+"""The usage lake: a Glue database, the raw JSONL and the compacted Parquet tables (partition projection on
+dt) with the view over both, an Athena workgroup and the named queries from athena/, filled by
+`stepgraph.usage.sql.fill`. Columns come from the usage record (`stepgraph.usage.sql.columns`), the one
+schema the DDL is filled from too."""
 
 from __future__ import annotations
 
 import base64
 import json
+from dataclasses import dataclass
 from string import Template
 
 from aws_cdk import Stack
@@ -28,6 +30,30 @@ PRESTO_TYPES = {
 }
 
 
+@dataclass(frozen=True)
+class _Storage:
+    """How a usage table's objects are written: the raw JSONL days or the compacted Parquet ones."""
+
+    parameters: dict[str, str]
+    input_format: str
+    output_format: str
+    serde: str
+
+
+RAW_JSONL = _Storage(
+    {"classification": "json"},
+    "org.apache.hadoop.mapred.TextInputFormat",
+    "org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat",
+    "org.apache.hive.hcatalog.data.JsonSerDe",
+)
+PARQUET = _Storage(
+    {"classification": "parquet", "parquet.compression": "ZSTD"},
+    "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
+    "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
+    "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe",
+)
+
+
 class UsageLake(Construct):
     def __init__(self, scope: Construct, cid: str, *, bucket: s3.IBucket) -> None:
         super().__init__(scope, cid)
@@ -36,65 +62,17 @@ class UsageLake(Construct):
         db = glue.CfnDatabase(
             self, "Database", catalog_id=account, database_input={"name": self.database_name}
         )
-        location = f"s3://{bucket.bucket_name}/{resources.PREFIX_USAGE}"
-        table = glue.CfnTable(
-            self,
-            "UsageTable",
-            catalog_id=account,
-            database_name=self.database_name,
-            table_input=glue.CfnTable.TableInputProperty(
-                name=resources.USAGE_TABLE,
-                table_type="EXTERNAL_TABLE",
-                partition_keys=[glue.CfnTable.ColumnProperty(name="dt", type="string")],
-                parameters={
-                    "classification": "json",
-                    "projection.enabled": "true",
-                    "projection.dt.type": "date",
-                    "projection.dt.format": "yyyy-MM-dd",
-                    "projection.dt.range": "2025-01-01,NOW",
-                    "projection.dt.interval": "1",
-                    "projection.dt.interval.unit": "DAYS",
-                    "storage.location.template": location + "dt=${dt}/",
-                },
-                storage_descriptor=glue.CfnTable.StorageDescriptorProperty(
-                    columns=[glue.CfnTable.ColumnProperty(name=n, type=t) for n, t in usage_sql.columns()],
-                    location=location,
-                    input_format="org.apache.hadoop.mapred.TextInputFormat",
-                    output_format="org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat",
-                    serde_info=glue.CfnTable.SerdeInfoProperty(
-                        serialization_library="org.apache.hive.hcatalog.data.JsonSerDe"
-                    ),
-                ),
-            ),
+        table = self._usage_table(
+            db, "UsageTable", resources.USAGE_TABLE, bucket, resources.PREFIX_USAGE, RAW_JSONL
         )
-        table.add_resource_dependency(db)
-        compacted_location = f"s3://{bucket.bucket_name}/{resources.PREFIX_USAGE_COMPACTED}"
-        compacted = glue.CfnTable(
-            self,
+        compacted = self._usage_table(
+            db,
             "UsageCompactedTable",
-            catalog_id=account,
-            database_name=self.database_name,
-            table_input=glue.CfnTable.TableInputProperty(
-                name=resources.USAGE_COMPACTED_TABLE,
-                table_type="EXTERNAL_TABLE",
-                partition_keys=[glue.CfnTable.ColumnProperty(name="dt", type="string")],
-                parameters={
-                    "classification": "parquet",
-                    "parquet.compression": "ZSTD",
-                    **_projection(compacted_location),
-                },
-                storage_descriptor=glue.CfnTable.StorageDescriptorProperty(
-                    columns=[glue.CfnTable.ColumnProperty(name=n, type=t) for n, t in usage_sql.columns()],
-                    location=compacted_location,
-                    input_format="org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
-                    output_format="org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
-                    serde_info=glue.CfnTable.SerdeInfoProperty(
-                        serialization_library="org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
-                    ),
-                ),
-            ),
+            resources.USAGE_COMPACTED_TABLE,
+            bucket,
+            resources.PREFIX_USAGE_COMPACTED,
+            PARQUET,
         )
-        compacted.add_resource_dependency(db)
         view = glue.CfnTable(
             self,
             "UsageAllView",
@@ -139,6 +117,33 @@ class UsageLake(Construct):
                 description=sql.splitlines()[0].lstrip("- ")[:1024],
             )
             query.add_resource_dependency(self.workgroup)
+
+    def _usage_table(
+        self, db: glue.CfnDatabase, cid: str, name: str, bucket: s3.IBucket, prefix: str, storage: _Storage
+    ) -> glue.CfnTable:
+        """A table of the usage records under `prefix`, one partition per UTC day (`dt`, projected: no crawler)."""
+        location = f"s3://{bucket.bucket_name}/{prefix}"
+        table = glue.CfnTable(
+            self,
+            cid,
+            catalog_id=Stack.of(self).account,
+            database_name=self.database_name,
+            table_input=glue.CfnTable.TableInputProperty(
+                name=name,
+                table_type="EXTERNAL_TABLE",
+                partition_keys=[glue.CfnTable.ColumnProperty(name="dt", type="string")],
+                parameters={**storage.parameters, **_projection(location)},
+                storage_descriptor=glue.CfnTable.StorageDescriptorProperty(
+                    columns=[glue.CfnTable.ColumnProperty(name=n, type=t) for n, t in usage_sql.columns()],
+                    location=location,
+                    input_format=storage.input_format,
+                    output_format=storage.output_format,
+                    serde_info=glue.CfnTable.SerdeInfoProperty(serialization_library=storage.serde),
+                ),
+            ),
+        )
+        table.add_resource_dependency(db)
+        return table
 
 
 def _projection(location: str) -> dict[str, str]:

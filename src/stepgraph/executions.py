@@ -213,7 +213,9 @@ def status(
     """Execution status, items done, failures and spend so far, in a number of requests that does not
     grow with the batch: one DescribeExecution, the Distributed Map's Map Run (its item counts), one read
     of the run's counters (`stepgraph.progress`: attempts, spend, items done) and one page of failure
-    records (at most `failures_limit` downloaded; 0 skips them, as `--wait` does between polls).
+    records (at most `failures_limit` downloaded; 0 skips them, as `--wait` does between polls). While the
+    run goes on, and unless `failures_limit` is 0, `items_in_review` and `longest_review_wait_s` count the
+    items waiting for a person (one listing of its `reviews/` records, a read per record).
 
     `bucket` is the stack's data bucket; by default it is found from the execution (see `data_bucket`).
     `table` is the limiter table holding the counters (the CLI passes `$STEPGRAPH_LIMITER_TABLE`; default
@@ -251,12 +253,17 @@ def status(
     run = _read_counters(RunCounters(table, execution_arn, client=ddb))
     report["provider_attempts"], report["spend_usd"] = run.attempts, run.spend_usd
     report["items_done"] = run.items_done
+    if run.deployments:
+        report["deployments"] = _deployments(ddb, table, run.deployments, execution_arn)
     if not bucket:
         report["note"] = "the data bucket is not known: pass --bucket"
         return report
     s3 = made.get("s3") or _client("s3", endpoint_url, region)
     if not run.found:  # a run older than the counters, or one whose steps never reached a model
         report["items_done"] = _count_keys(s3, bucket, f"{resources.PREFIX_RESULTS}{name}/")
+    # An ended run has nothing waiting, whatever its records say; a poll (failures_limit 0) reads no records.
+    if desc["status"] == "RUNNING" and failures_limit > 0:
+        report["items_in_review"], report["longest_review_wait_s"] = _in_review(s3, bucket, execution_arn)
     if not inline:
         failed_count, failed = _failure_records(s3, bucket, name, failures_limit)
         report["failed_count"] = failed_count
@@ -275,6 +282,18 @@ def status(
     return report
 
 
+def _in_review(s3: Any, bucket: str, execution_arn: str) -> tuple[int, float | None]:
+    """Items parked on a review right now (their records under reviews/ say `waiting`), and the longest
+    wait among them in seconds. One listing of the run's reviews/ prefix plus one read per record: it
+    grows with the items that were ever reviewed, not with the batch."""
+    from stepgraph.review.answer import waiting_for
+    from stepgraph.review.store import WAITING, ReviewStore, effective_status
+
+    waiting = [r for r in ReviewStore(bucket, s3).list(execution_arn) if effective_status(r) == WAITING]
+    waits = [w for r in waiting if (w := waiting_for(r.get("waiting_since"))) is not None]
+    return len(waiting), round(max(waits), 1) if waits else None
+
+
 def map_run_counts(sfn: Any, execution_arn: str) -> dict[str, int] | None:
     """The item counts of the execution's Distributed Map run (`DescribeMapRun`), or None (inline, local)."""
     try:
@@ -285,6 +304,15 @@ def map_run_counts(sfn: Any, execution_arn: str) -> dict[str, int] | None:
     except Exception:  # an endpoint without Map Runs (older local stand-ins): the counters still answer
         return None
     return {k: int(v) for k, v in counts.items() if isinstance(v, int)} or None
+
+
+def _deployments(ddb: Any, table: str, counts: dict[str, dict[str, int]], run: str) -> dict[str, Any]:
+    from stepgraph.pool_status import deployment_status
+
+    try:
+        return deployment_status(ddb, table, counts, run_id=run)
+    except Exception:  # the counters are shown; health is an extra
+        return {dep: dict(numbers) for dep, numbers in counts.items()}
 
 
 def _read_counters(counters: RunCounters) -> RunCounts:

@@ -22,6 +22,10 @@ CREDITS_KNOWN = "CreditsKnown"
 # The budget guard's counter of the current UTC day (spent or reserved), published by the poller:
 # the very number the daily cap is checked against.
 SPENT_TODAY_USD = "SpentTodayUSD"
+# A deployment's limit lowered from the provider's answers (the value is the new capacity).
+LEARNED_LIMIT = "LearnedLimit"
+# A deployment's shared circuit breaker opened (its workers skip it for the cooldown).
+BREAKER_OPEN = "BreakerOpen"
 
 ALL = (
     CREDITS_SPENT_USD,
@@ -38,4 +42,6 @@ ALL = (
     INCOMPLETE_REPLIES,
     CREDITS_KNOWN,
     SPENT_TODAY_USD,
+    LEARNED_LIMIT,
+    BREAKER_OPEN,
 )

@@ -68,3 +68,9 @@ class MetricsEmitter:
 
     def fallback(self, provider: str, model: str) -> None:
         self.emit(names.FALLBACKS, 1, provider=provider, model=model, graph=self.graph)
+
+    def learned_limit(self, provider: str, model: str, limit: str, capacity: int) -> None:
+        self.emit(names.LEARNED_LIMIT, capacity, provider=provider, model=model, limit=limit)
+
+    def breaker_open(self, provider: str, model: str) -> None:
+        self.emit(names.BREAKER_OPEN, 1, provider=provider, model=model)

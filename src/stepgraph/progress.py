@@ -11,7 +11,7 @@ record and the counter can leave the counter one attempt off; the records and th
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from stepgraph.clock import SYSTEM_CLOCK, Clock
@@ -19,6 +19,7 @@ from stepgraph.clock import SYSTEM_CLOCK, Clock
 log = logging.getLogger(__name__)
 NANOS = 1_000_000_000  # billionths of a dollar: a free-tier fraction of a cent stays visible
 TTL_S = 400 * 86_400  # as long as the budget guard's total counter
+DEPLOYMENT_PREFIX = "dep#"  # counter attributes per deployment: dep#provider:account:model#attempts
 
 
 class _Costed(Protocol):
@@ -32,6 +33,8 @@ class RunCounts:
     spend_usd: float = 0.0
     items_done: int = 0
     found: bool = False
+    # per deployment (`provider:account:model`): {"attempts", "ok", "tokens"}
+    deployments: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def run_name(execution_id: str) -> str:
@@ -62,10 +65,15 @@ class RunCounters:
         return f"run#{self.name}"
 
     def _add(self, **deltas: int) -> None:
-        names = {f"#{k}": k for k in deltas} | {"#t": "ttl"}
-        values = {f":{k}": {"N": str(v)} for k, v in deltas.items()}
+        self._add_named(deltas)
+
+    def _add_named(self, deltas: dict[str, int]) -> None:
+        # Attribute names stand behind placeholders (#a0, ...): a deployment's name holds ':' and '/'.
+        keys = list(deltas)
+        names = {f"#a{i}": k for i, k in enumerate(keys)} | {"#t": "ttl"}
+        values = {f":a{i}": {"N": str(deltas[k])} for i, k in enumerate(keys)}
         values[":ttl"] = {"N": str(int(self.clock.now() + TTL_S))}
-        adds = ", ".join(f"#{k} :{k}" for k in deltas)
+        adds = ", ".join(f"#a{i} :a{i}" for i in range(len(keys)))
         try:
             self.client.update_item(
                 TableName=self.table_name,
@@ -82,7 +90,15 @@ class RunCounters:
 
     def attempt(self, record: _Costed) -> None:
         nanos = round(max(0.0, record.cost_usd or 0.0) * NANOS)
-        self._add(attempts=1, cost_nanos=nanos)
+        deltas = {"attempts": 1, "cost_nanos": nanos}
+        deployment = getattr(record, "deployment", "")
+        if deployment:  # the same single ADD also counts the attempt for its deployment
+            provider, _, model = deployment.partition(":")
+            dep = f"{DEPLOYMENT_PREFIX}{provider}:{getattr(record, 'account', '') or 'main'}:{model}"
+            deltas[f"{dep}#attempts"] = 1
+            deltas[f"{dep}#ok"] = int(getattr(record, "status", "") == "ok")
+            deltas[f"{dep}#tokens"] = int(getattr(record, "total_tokens", 0) or 0)
+        self._add_named(deltas)
 
     def item_done(self) -> None:
         self._add(items_done=1)
@@ -97,9 +113,15 @@ class RunCounters:
         def num(field: str) -> int:
             return int(item.get(field, {}).get("N", "0"))
 
+        deployments: dict[str, dict[str, int]] = {}
+        for name in item:
+            if name.startswith(DEPLOYMENT_PREFIX) and "#" in name[len(DEPLOYMENT_PREFIX) :]:
+                dep, _, what = name[len(DEPLOYMENT_PREFIX) :].rpartition("#")
+                deployments.setdefault(dep, {"attempts": 0, "ok": 0, "tokens": 0})[what] = num(name)
         return RunCounts(
             attempts=num("attempts"),
             spend_usd=round(num("cost_nanos") / NANOS, 9),
             items_done=num("items_done"),
             found=True,
+            deployments=deployments,
         )

@@ -26,6 +26,9 @@ PREFIX_FAILURES = "failures/"
 PREFIX_ITEMS = "items/"
 # Distributed Map results (ResultWriter): `map-runs/{map run id}/manifest.json` and result files.
 PREFIX_MAP_RUNS = "map-runs/"
+# Items waiting for a person: `reviews/{execution name}/{item_id}.json` holds the pending interrupts and the
+# callback task's token (written by graph-step, answered by `stepgraph resume` / the review page).
+PREFIX_REVIEWS = "reviews/"
 
 # Limiter table (also holds BudgetGuard counters under their own keys).
 BUDGET_KEY = "spend"  # the stack-wide budget guard's key (graph-step charges it, the poller reads it)
@@ -74,6 +77,8 @@ DEFAULT_TOLERATED_FAILURE_PERCENTAGE = 100
 # An execution may run as long as its quota needs (CDK context `max_run_days`); Standard workflows
 # run at most a year. The definition's TimeoutSeconds is set from it, in the CDK app and locally alike.
 DEFAULT_MAX_RUN_DAYS = 30
+# An item waits for its review at most this long (config.review_timeout_s), then ends as ReviewTimedOut.
+DEFAULT_REVIEW_TIMEOUT_S = 7 * 86_400
 MAX_RUN_DAYS_LIMIT = 365
 
 

@@ -79,6 +79,12 @@ class RunConfig(BaseModel):
         le=100,
         description="Distributed Map: the share of failed items that fails the whole run (default 100: never)",
     )
+    review_timeout_s: int | None = Field(
+        default=None,
+        ge=1,
+        le=31_536_000,
+        description="How long an item waits for a human review before it ends as ReviewTimedOut (default 7 days)",
+    )
 
 
 class ExecutionInput(BaseModel):
@@ -98,6 +104,25 @@ class ExecutionInput(BaseModel):
         return self
 
 
+class ReviewAnswer(BaseModel):
+    """What `stepgraph resume` sends with the callback token: one value per pending interrupt id."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    answers: dict[str, Any]
+    round: int = Field(default=1, ge=1)
+
+
+class ParkRequest(BaseModel):
+    """The callback task's payload part: record this token beside the item's pending interrupts."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    task_token: str = Field(min_length=1)
+    review_ref: S3Ref
+    entered_at: str | None = None  # when the task began: its timeout counts from here
+
+
 class StepEvent(BaseModel):
     """What the state machine's ItemSelector hands to graph-step on every superstep loop."""
 
@@ -109,6 +134,8 @@ class StepEvent(BaseModel):
     item_ref: S3Ref | None = None
     graph: str = Field(min_length=1)
     config: RunConfig = Field(default_factory=RunConfig)
+    review: ReviewAnswer | None = None  # set by the callback task once a person answered
+    park: ParkRequest | None = None  # set only by the callback task itself
 
     @field_validator("item_id", mode="before")
     @classmethod
@@ -117,6 +144,8 @@ class StepEvent(BaseModel):
 
     @model_validator(mode="after")
     def _item_present(self) -> StepEvent:
+        if self.park is not None:
+            return self  # the callback task carries no item: it records a token, it runs nothing
         if self.item is None and self.item_ref is None:
             raise ValueError("give 'item' or 'item_ref'")
         if self.item is not None and self.item_ref is not None:
@@ -130,7 +159,7 @@ class StepEvent(BaseModel):
         return f"{resources.execution_name(self.execution_id)}/{self.item_id}"
 
 
-StepStatus = Literal["running", "throttled", "done", "failed"]
+StepStatus = Literal["running", "throttled", "interrupted", "done", "failed"]
 
 
 class StepResult(BaseModel):
@@ -141,6 +170,7 @@ class StepResult(BaseModel):
     steps: int = Field(default=0, ge=0)
     last_nodes: list[str] = Field(default_factory=list)
     result_ref: S3Ref | None = None
+    review_ref: S3Ref | None = None  # interrupted: the pending interrupts' record (payloads stay in S3)
     error: str | None = None
     cause: str | None = None
 

@@ -1,5 +1,6 @@
 """Validators nobody on the project wrote: asl-validator on the state machine definition, checkov and
-cfn-lint on the synthesized template (the definition is inline in it), and `cdk synth` on a fresh clone.
+cfn-lint on the synthesized template (the definition is inline in it), cdk-nag's acknowledged findings,
+and `cdk synth` on a fresh clone.
 
 `make test` installs them (npm asl-validator pinned in package.json; checkov in .venv-checkov, whose pins
 clash with ours). Each check is shown to fail on a bad input, so a pass means something."""
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
+from infra import nag
 from infra.state_machine import definition_text
 from stepgraph import resources
 from tests.infra.conftest import synth
@@ -156,6 +158,14 @@ def test_cfn_lint_sees_the_definition_inline_and_rejects_a_broken_one(
     bad = tmp_path / "bad.template.json"
     bad.write_text(json.dumps(tpl))
     assert cfn_lint_errors(bad)
+
+
+def test_every_acknowledgment_suppresses_a_real_finding(layer_dir: Path) -> None:
+    with pytest.raises(Exception, match="ValidationFailed") as info:
+        synth(layer_dir, acknowledge=False)
+    report = str(info.value)
+    for finding in {**nag.ACKNOWLEDGED, **nag.FINDINGS}:
+        assert f"AwsSolutions::{finding}" in report, f"{finding} is acknowledged but never found"
 
 
 def test_synth_on_a_fresh_clone_uses_a_stand_in_layer_and_says_so(tmp_path: Path) -> None:

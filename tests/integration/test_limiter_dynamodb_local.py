@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import time
 from concurrent.futures import ThreadPoolExecutor
+from multiprocessing.synchronize import Barrier
 
 import pytest
 from botocore.exceptions import ClientError
@@ -17,11 +18,15 @@ from tests.fixtures.dynamodb_local import ddb_client
 CAPACITY, WINDOW = 10, 2.0
 
 
-def _worker(endpoint: str, table: str, key: str, until: float, out: mp.Queue) -> None:
+def _worker(endpoint: str, table: str, key: str, seconds: float, ready: Barrier, out: mp.Queue) -> None:
     limiter = DynamoDBRateLimiter(
         table, key, [Limit("r", CAPACITY, WINDOW)], client=ddb_client(endpoint), max_wait_s=0.5
     )
     sends = []
+    # Start together once every process has imported and built its limiter: spawn start-up time varies
+    # with machine load and must not eat into the measured window.
+    ready.wait(timeout=120)
+    until = time.time() + seconds
     while time.time() < until:
         grant = limiter.try_acquire()
         if grant.granted:
@@ -46,12 +51,11 @@ def test_processes_never_exceed_the_window_and_use_the_capacity(limiter_table: t
     endpoint, table = limiter_table
     ctx = mp.get_context("spawn")
     out: mp.Queue = ctx.Queue()
-    seconds = 6.0
-    until = time.time() + seconds + 2.0  # spawn start-up takes ~1-2 s
-    procs = [ctx.Process(target=_worker, args=(endpoint, table, "shared", until, out)) for _ in range(6)]
+    ready = ctx.Barrier(6)
+    procs = [ctx.Process(target=_worker, args=(endpoint, table, "shared", 6.0, ready, out)) for _ in range(6)]
     for p in procs:
         p.start()
-    sends = [t for _ in procs for t in out.get(timeout=60)]
+    sends = [t for _ in procs for t in out.get(timeout=180)]
     for p in procs:
         p.join(timeout=30)
     assert sends, "no grants at all"

@@ -62,7 +62,12 @@ def test_a_batch_whose_quota_needs_three_days_finishes_every_item_within_the_eve
     payload = {
         "graph": "fanout",
         "items": items,
-        "config": {"max_concurrency": 3, "calls_per_item": CALLS_PER_ITEM},
+        # The free model alone: with the default chain the paid variant would serve once the day is spent.
+        "config": {
+            "max_concurrency": 3,
+            "calls_per_item": CALLS_PER_ITEM,
+            "models": ["openrouter:openai/gpt-oss-120b:free"],
+        },
     }
     desc = execute(st, payload, "three-days", timeout_s=300)
     assert desc["status"] == "SUCCEEDED", desc

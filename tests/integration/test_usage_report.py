@@ -186,6 +186,8 @@ def test_report_reads_s3_in_place_through_httpfs(moto_server: str) -> None:
     with UsageLedger(bucket, execution_id="e", invocation_id="j", client=s3) as ledger:
         for r in make_records(12, seed=9):
             ledger.add(r)
+    # The raw glob is one listing of *.jsonl*: an object that is neither .jsonl nor .jsonl.gz stays unread.
+    s3.put_object(Bucket=bucket, Key="usage/dt=2026-03-01/e/i.jsonl.partial", Body=b"{not json")
     seen: list[str] = []
     s3.meta.events.register("before-send", lambda request, **_: seen.append(request.method))
     res = run_report(f"s3://{bucket}", queries=["failures_by_status", "spend_by_day_model"], s3_client=s3)

@@ -48,3 +48,22 @@ def test_settings_errors_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("STEPGRAPH_TIME_SCALE", "0.05")
     assert load_settings().time_scale == 0.05
     assert load_settings(time_scale=0.5).time_scale == 0.5
+
+
+def test_the_review_deadline_defaults_to_seven_days_and_is_checked() -> None:
+    from stepgraph.providers.table import load_provider_table
+    from stepgraph.runtime.validate import validate_execution
+
+    table = load_provider_table(None, env={})
+
+    def config(extra: dict[str, object]) -> dict[str, object]:
+        event = {"graph": "g", "items": [{"text": "a"}], "config": extra}
+        out = validate_execution(
+            event, bucket="b", s3=None, table=table, graphs={"g": "m:f"}, map_concurrency=4
+        )
+        return dict(out["config"])
+
+    assert config({})["review_timeout_s"] == 7 * 86_400  # the callback task's TimeoutSecondsPath: never null
+    assert config({"review_timeout_s": 60})["review_timeout_s"] == 60
+    with pytest.raises(InvalidInput, match=r"input\.config\.review_timeout_s"):
+        parse_execution_input({"graph": "g", "items": [], "config": {"review_timeout_s": 0}})

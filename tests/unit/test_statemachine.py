@@ -95,3 +95,23 @@ def test_long_waits_to_the_next_day_are_jittered_short_ones_are_not() -> None:
     assert throttled_wait_s(0.0) == 1
     # Scaled locally: a day of 8.64 s gets at most 0.03 s of jitter.
     assert throttled_wait_s(8.0, time_scale=1e-4, rng=rng) in (8, 9)
+
+
+def test_a_review_parks_on_a_callback_task_with_the_runs_deadline() -> None:
+    parks = [(n, st, scope) for n, st, scope in all_states() if n.endswith("ParkForReview")]
+    assert sorted(n for n, _, _ in parks) == ["DistParkForReview", "ParkForReview"]
+    for _, park, scope in parks:
+        assert park["Resource"] == "arn:aws:states:::lambda:invoke.waitForTaskToken"
+        assert park["Parameters"]["Payload"]["park"]["task_token.$"] == "$$.Task.Token"
+        assert park["TimeoutSecondsPath"] == "$.config.review_timeout_s"
+        route = scope[park["Next"]]  # the answer goes back to graph-step, which resumes the graph
+        assert route["Resource"] == "${GraphStepFunctionArn}"
+        catches = {e: c["Next"] for c in park["Catch"] for e in c["ErrorEquals"]}
+        # An unanswered review fails only its item, as ReviewTimedOut.
+        timed_out = scope[catches["States.Timeout"]]
+        assert timed_out["Parameters"]["Error"] == "ReviewTimedOut"
+        assert scope[timed_out["Next"]]["Type"] == "Pass" and timed_out["Next"].endswith("ItemFailed")
+        # Lambda throttling through every retry waits and calls graph-step again (it parks again).
+        wait = scope[catches["Lambda.TooManyRequestsException"]]
+        assert wait["Type"] == "Wait" and wait["Next"] == park["Next"]
+        assert [c["ErrorEquals"] for c in park["Catch"]][-1] == ["States.ALL"]

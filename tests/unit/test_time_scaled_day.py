@@ -4,7 +4,9 @@ seconds locally. At scale 1 nothing changes."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -14,6 +16,9 @@ from stepgraph.clock import FakeClock
 from stepgraph.limiter import DynamoDBRateLimiter, MemoryStore, load_profile
 from stepgraph.limiter.algorithm import seconds_to_next_utc_day
 from stepgraph.local.simulator.limits import AccountLimits, next_utc_midnight
+from stepgraph.providers import Throttled, build_chat_model
+from stepgraph.providers.table import load_provider_table
+from tests.fixtures.replay import Replay
 
 SCALE = 1e-4  # a day of 8.64 s
 
@@ -70,3 +75,64 @@ def test_at_scale_one_the_day_is_the_utc_calendar_day() -> None:
     ts = datetime(2026, 5, 4, 12, 30, tzinfo=UTC).timestamp()
     assert next_utc_midnight(ts, 86_400) == datetime(2026, 5, 5, tzinfo=UTC).timestamp()
     assert seconds_to_next_utc_day(ts) == 11.5 * 3600
+
+
+def _chain_near_midnight(scale: float, left_s: float) -> tuple[Any, Replay]:
+    """The free variant then the paid one, the free day already spent, `left_s` before the day ends."""
+    day_s = 86_400 * scale
+    clock = FakeClock((1_767_225_600.0 // day_s + 1) * day_s - left_s)
+    table = load_provider_table(
+        json.dumps(
+            {
+                "providers": {
+                    "openrouter": {
+                        "base_url": "https://openrouter.example/api/v1",
+                        "keys_env": "OPENROUTER_API_KEY",
+                        "limits_profile": "openrouter-free",
+                        "models": {
+                            "openai/gpt-oss-120b:free": {"free": True},
+                            "openai/gpt-oss-120b": {"usd_per_prompt_token": 1e-7},
+                        },
+                    }
+                },
+                "chain": ["openrouter:openai/gpt-oss-120b:free", "openrouter:openai/gpt-oss-120b"],
+            }
+        ),
+        env={},
+    )
+    free_day = DynamoDBRateLimiter(
+        "t",
+        "openrouter:main",
+        load_profile("openrouter-free", time_scale=scale, overrides={"rpd": {"capacity": 1}}),
+        clock=clock,
+        store=MemoryStore(),
+        max_wait_s=1.0,
+    )
+    assert free_day.try_acquire().granted  # the day's one free request, spent earlier
+    replay = Replay.of("openrouter/ok_paid")
+    model = build_chat_model(
+        table,
+        limiter_factory=lambda provider, spec, name: free_day if name.endswith(":free") else None,
+        clock=clock,
+        remaining_s=lambda: 60.0,
+        env={"OPENROUTER_API_KEY": "sk-or-test"},
+        http_client=replay.client(),
+        time_scale=scale,
+    )
+    return model, replay
+
+
+@pytest.mark.parametrize("left_s", [200.0, 30.0])
+def test_a_scaled_run_sends_the_spent_free_day_to_the_paid_variant_up_to_the_days_end(left_s: float) -> None:
+    # At scale 0.05 a day lasts 72 min: with a real-seconds threshold (300 s) the last 5 min of every scaled
+    # day (7% of it) would hold the item for the rest of the day instead of serving it from the paid variant.
+    model, replay = _chain_near_midnight(0.05, left_s)
+    assert model.invoke("hi").content == "A short summary."
+    assert [b["model"] for b in replay.bodies()] == ["openai/gpt-oss-120b"]
+
+
+def test_at_scale_one_a_free_day_ending_in_minutes_is_waited_for_not_paid() -> None:
+    model, replay = _chain_near_midnight(1.0, 200.0)
+    with pytest.raises(Throttled) as stop:
+        model.invoke("hi")
+    assert 0 < stop.value.retry_after_s <= 200.0 and replay.requests == []

@@ -16,7 +16,9 @@ def register(app: typer.Typer) -> None:
             max=2000,
             help="How many items, the file cycled [default: 40, or exactly the --items-file's items]",
         ),
-        graph: str = typer.Option("document_pipeline", help="Registered graph: document_pipeline or fanout"),
+        graph: str = typer.Option(
+            "document_pipeline", help="Registered graph: document_pipeline, fanout or triage_with_review"
+        ),
         concurrency: int = typer.Option(10, min=1, max=1000, help="Map concurrency"),
         rpm: int = typer.Option(20, min=1, help="Provider requests per minute (simulator and limiter)"),
         rpd: int = typer.Option(1000, min=1, help="Provider requests per UTC day"),
@@ -26,12 +28,17 @@ def register(app: typer.Typer) -> None:
         ),
         items_file: Path = typer.Option(None, help="JSONL items (default: examples/items/tickets.jsonl)"),
         out: Path = typer.Option(Path(".stepgraph/demo"), help="Where results and usage records are copied"),
+        auto_review: str = typer.Option(
+            None, help="approve or reject: answer human reviews as they appear (graph triage_with_review)"
+        ),
     ) -> None:
         """Run a real batch through the real state machine definition, locally (no AWS account, no key)."""
         from stepgraph.local.demo import DemoOptions, run_demo
 
         count = items if items is not None or items_file else 40
-        opts = DemoOptions(count, graph, concurrency, rpm, rpd, faults, time_scale, out_dir=out)
+        opts = DemoOptions(
+            count, graph, concurrency, rpm, rpd, faults, time_scale, out_dir=out, auto_review=auto_review
+        )
         if items_file:
             opts.items_file = items_file
         result = run_demo(opts)

@@ -16,6 +16,7 @@ from stepgraph.errors import ConfigError, UnknownGraph
 BUILTIN = {
     "document_pipeline": "stepgraph.graphs.document_pipeline:build_graph",
     "fanout": "stepgraph.graphs.fanout:build_graph",
+    "triage_with_review": "stepgraph.graphs.triage_with_review:build_graph",
 }
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import threading
 import uuid
 from collections import deque
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from langchain_core.rate_limiters import BaseRateLimiter
@@ -14,15 +16,18 @@ from langchain_core.rate_limiters import BaseRateLimiter
 from stepgraph.clock import SYSTEM_CLOCK, Clock
 from stepgraph.errors import ConfigError
 from stepgraph.limiter import algorithm
+from stepgraph.limiter.giveback import GiveBack
+from stepgraph.limiter.learned import LearnedLimits
 from stepgraph.limiter.limits import Grant, Limit, LimiterUnavailable, RateLimited
 from stepgraph.limiter.store import DynamoDBStore, Store
 
 ROUND_TRIPS_KEPT = 32  # the acquisitions the lead looks back over
 
 Costs = Mapping[str, int] | int
+CONTENTION_DOUBLINGS = 6
 
 
-class DynamoDBRateLimiter(BaseRateLimiter):
+class DynamoDBRateLimiter(GiveBack, BaseRateLimiter):
     """Holds every limit of `key` across processes; a request is granted only when all limits grant.
 
     `try_acquire` reserves a slot (possibly up to `max_wait_s` ahead) with one conditional write in
@@ -43,6 +48,8 @@ class DynamoDBRateLimiter(BaseRateLimiter):
             must come back before it: the lead is also at least the longest of this limiter's last
             acquisitions (its writes' round trip), or a grant returns after its slot, the send leaves
             late and bunches into the provider's window with the on-time sends after it.
+        learned_quiet_s / learned_refresh_s: how long a limit lowered from the provider's answers
+            (`learned.lower`) lasts, and how often each caller re-reads the lowerings (a read, no write).
 
     Returns (from `try_acquire`): a `Grant`; granted, send after `wait_s` (at `send_at`); refused,
     `refused_by` names the limit and `wait_s` says when to come back. Hand a finished call's grant to
@@ -69,6 +76,8 @@ class DynamoDBRateLimiter(BaseRateLimiter):
         max_attempts: int = 50,
         max_skew_s: float = 0.0,
         lead_s: float = 0.0,
+        learned_quiet_s: float = 600.0,
+        learned_refresh_s: float = 5.0,
     ) -> None:
         if not limits:
             raise ConfigError(f"rate limiter {key!r} needs at least one Limit")
@@ -90,9 +99,16 @@ class DynamoDBRateLimiter(BaseRateLimiter):
         self._round_trips: deque[float] = deque(maxlen=ROUND_TRIPS_KEPT)
         # What the admission rules see: the limits with the skew allowance in their spacing.
         self._paced = {lim.name: algorithm.with_skew_allowance(lim, max_skew_s) for lim in self.limits}
+        self._paced_for: tuple[tuple[str, int], ...] = ()
+        self.learned = LearnedLimits(
+            lambda: self.store, key, self.clock, quiet_s=learned_quiet_s, refresh_s=learned_refresh_s
+        )
         self._client = client
         self._store = store
         self._cache: dict[str, dict[str, Any] | None] = {}
+        self._contended = 0  # consecutive refusals that cost a write
+        self.read_at = float("-inf")  # when this caller last learned the table's state (a write's answer)
+        self._backoff: tuple[float, str | None] = (0.0, None)  # after such a refusal: until when, and why
         self._lock = threading.Lock()
 
     @property
@@ -134,6 +150,52 @@ class DynamoDBRateLimiter(BaseRateLimiter):
     def _remember(self, pk: str, item: dict[str, Any] | None) -> None:
         with self._lock:
             self._cache[pk] = item
+            self.read_at = self.clock.now()
+
+    def _apply_learned(self) -> None:
+        """Pace by the learned (lower) capacities in force: a larger spacing from now on keeps every
+        window within the profile's limit, and within the learned one a window after the change."""
+        caps = tuple(sorted((n, ll.capacity) for n, ll in self.learned.current().items()))
+        if caps == self._paced_for:
+            return
+        lowered = dict(caps)
+        self._paced = {
+            lim.name: algorithm.with_skew_allowance(
+                replace(lim, capacity=min(lim.capacity, lowered.get(lim.name, lim.capacity))), self.max_skew_s
+            )
+            for lim in self.limits
+        }
+        self._paced_for = caps
+
+    def capacity(self, name: str) -> int:
+        """The capacity in force for limit `name` (the profile's, or a learned lower one)."""
+        return self._paced[name].capacity
+
+    def peek(self, costs: Costs = 1, *, project: bool = False) -> tuple[float, int | None]:
+        """From what this caller last read, no store call: (seconds until a slot could be free, a lower
+        bound; requests left today by the tightest day counter, None without one). `project`: assume a
+        window busy when last read stayed as busy since (its backlog then is its wait now), a better
+        guess than the lower bound under contention, when others keep filling it."""
+        want = self._costs(costs)
+        now = self.clock.now()
+        wait, room = 0.0, None
+        for lim in self._paced.values():
+            known = self._cached(self.pk(lim, now)) or {}
+            if lim.kind == "sliding" and "tat" in known:
+                tat = float(known["tat"])
+                backlog = tat - self.read_at
+                wait = max(wait, backlog if project and backlog > 0 and now > self.read_at else tat - now)
+            elif lim.kind == "utc_day":
+                left = lim.capacity - int(known.get("count", 0))
+                if left < want[lim.name]:
+                    wait = max(wait, algorithm.seconds_to_next_utc_day(now, algorithm.day_length(lim)))
+                if lim.unit == "requests":
+                    room = left if room is None else min(room, left)
+            elif lim.kind == "concurrency":
+                leases = algorithm.live_leases(known, now)
+                if len(leases) >= lim.capacity:
+                    wait = max(wait, min(leases.values()) - now)
+        return max(0.0, wait), room
 
     def _order(self) -> list[Limit]:
         """Day counters and leases first (their refunds are exact), then token windows, and the request
@@ -145,12 +207,21 @@ class DynamoDBRateLimiter(BaseRateLimiter):
         return sorted(paced, key=lambda lim: rank[lim.kind] - (1 if lim.unit == "tokens" else 0))
 
     # -- the protocol --------------------------------------------------------------------------
-    def try_acquire(self, costs: Costs = 1, *, horizon: float | None = None) -> Grant:
-        """Reserve a slot in every limit, or none. Granted: send after `wait_s`. Refused: retry after `wait_s`."""
+    def try_acquire(self, costs: Costs = 1, *, horizon: float | None = None, backoff: bool = False) -> Grant:
+        """Reserve a slot in every limit, or none. Granted: send after `wait_s`. Refused: retry after `wait_s`.
+
+        `backoff=True` (the router's pools): a refusal that cost a write under contention adds a growing
+        jittered wait, and asks before it ends are refused without a store call."""
         horizon = self.max_wait_s if horizon is None else horizon
+        self._apply_learned()
         want = self._costs(costs)
         lease_id = uuid.uuid4().hex
         now = self.clock.now()
+        until, refused_by = self._backoff
+        if (
+            backoff and now < until
+        ):  # told to come back later after a contended refusal: asking again costs nothing
+            return Grant(False, until - now, costs=want, refused_by=refused_by)
         dims = [lim for lim in self._order() if want[lim.name] > 0]
         lead = self.lead()
         # A refusal we can see in what we last read is sound (windows and counters only grow): no write.
@@ -181,7 +252,11 @@ class DynamoDBRateLimiter(BaseRateLimiter):
                 raise
             if isinstance(outcome, algorithm.Refusal):
                 self._undo(taken, lease_id)
-                return Grant(False, outcome.wait_s, costs=want, refused_by=outcome.limit)
+                extra = self._contention_backoff(lim) if backoff else 0.0
+                wait = outcome.wait_s + extra
+                if extra > 0:
+                    self._backoff = (now + wait, outcome.limit)
+                return Grant(False, wait, costs=want, refused_by=outcome.limit)
             op, item, start = outcome
             taken.append((lim, op.pk, op, item))
             if lim.kind == "sliding":  # counters and leases have no place in time
@@ -193,7 +268,20 @@ class DynamoDBRateLimiter(BaseRateLimiter):
         wait = max(0.0, send_at - done)
         days = [lim for lim in dims if lim.kind == "utc_day"]
         day = algorithm.utc_day(now, algorithm.day_length(days[0])) if days else algorithm.utc_day(now)
+        self._contended = 0
         return Grant(True, wait, lease_id if has_lease else None, want, day=day, send_at=send_at)
+
+    def _contention_backoff(self, lim: Limit) -> float:
+        """Extra wait after refusals that cost a write: others took the slots this caller last saw free.
+        Refused callers otherwise all come back the moment one slot enters the horizon and pay a failed
+        write each. On a sliding window a wait doubling per such refusal in a row (jittered) spreads them
+        out; until it ends this caller's own `backoff=True` asks are refused without a write (a pool asks
+        every member each attempt). Leases are handed back by others at any moment: never backed off."""
+        self._contended += 1
+        if lim.kind != "sliding":
+            return 0.0
+        interval = algorithm.emission_interval(self._paced[lim.name])
+        return interval * 2 ** min(self._contended + 1, CONTENTION_DOUBLINGS) * random.uniform(0.5, 1.0)
 
     def _sure_refusal(self, op: algorithm.Op) -> bool:
         assert isinstance(op, algorithm.WindowOp | algorithm.CountOp | algorithm.LeaseOp)
@@ -246,79 +334,6 @@ class DynamoDBRateLimiter(BaseRateLimiter):
                 return refused
         # Endless contention: refuse (fail closed) with the shortest honest wait.
         return algorithm.Refusal(lim.per_seconds / lim.capacity, lim.name)
-
-    def _undo(
-        self, taken: list[tuple[Limit, str, algorithm.Op, dict[str, Any] | None]], lease_id: str
-    ) -> None:
-        """Give back what a partly granted request took, so a refusal leaves nothing taken."""
-        for lim, pk, op, item in reversed(taken):
-            if isinstance(op, algorithm.WindowOp) and item:
-                # Retract a window slot only while we are still the end of the queue; otherwise the
-                # slot stays vacant (it costs a little throughput, never a window overrun).
-                self.store.add(pk, "tat", -op.inc, if_equals=float(item["tat"]))
-            elif isinstance(op, algorithm.CountOp):
-                self.store.add(pk, "count", -op.inc)
-            elif isinstance(op, algorithm.LeaseOp):
-                self._drop_lease(lim, pk, lease_id)
-            self._remember(pk, None)
-
-    def _undo_quietly(
-        self, taken: list[tuple[Limit, str, algorithm.Op, dict[str, Any] | None]], lease_id: str
-    ) -> None:
-        """Best-effort undo when the store failed mid-request: what cannot be given back now (the store
-        is down) stays taken, costing a little capacity rather than the error the caller needs to see."""
-        for entry in reversed(taken):
-            try:
-                self._undo([entry], lease_id)
-            except LimiterUnavailable:
-                continue
-
-    def _drop_lease(self, lim: Limit, pk: str, lease_id: str) -> None:
-        for _ in range(self.max_attempts):
-            now = self.clock.now()
-            current = self.store.get(pk)
-            leases = algorithm.live_leases(current, now)
-            if lease_id not in (current or {}).get("leases", {}):
-                return
-            leases.pop(lease_id, None)
-            op = algorithm.LeaseOp(
-                pk,
-                int(now + lim.per_seconds + 3600),
-                state={"leases": leases},
-                version=int((current or {}).get("v", 0)),
-            )
-            ok, item = self.store.apply(op)
-            self._remember(pk, item)
-            if ok:
-                return
-
-    def reconcile(self, grant: Grant, actual_costs: Mapping[str, int]) -> None:
-        """Charge or refund the difference between the estimate and what the call really used."""
-        if not grant.granted:
-            return
-        for lim in self.limits:
-            if lim.name not in actual_costs or lim.kind == "concurrency":
-                continue
-            delta = int(actual_costs[lim.name]) - grant.costs.get(lim.name, 0)
-            if delta == 0:
-                continue
-            if lim.kind == "utc_day":
-                day = grant.day or algorithm.utc_day(self.clock.now(), algorithm.day_length(lim))
-                pk = f"{self.key}#{lim.name}#{day}"
-                self.store.add(pk, "count", delta)
-            else:
-                interval = algorithm.emission_interval(self._paced[lim.name])
-                self.store.add(f"{self.key}#{lim.name}", "tat", delta * interval)
-            self._remember(self.pk(lim, self.clock.now()), None)
-
-    def release(self, grant: Grant) -> None:
-        """Give back the concurrency lease of a finished call (an unreleased lease expires by itself)."""
-        if not grant.granted or not grant.lease_id:
-            return
-        for lim in self.limits:
-            if lim.kind == "concurrency":
-                pk = self.pk(lim, self.clock.now())
-                self._drop_lease(lim, pk, grant.lease_id)
 
     def used_today(self, limit_name: str) -> int:
         """Units counted today by a `utc_day` limit (FreeRequestsRemaining falls back to this)."""

@@ -1,5 +1,8 @@
-"""Named limit profiles per provider account (DESIGN §4: OpenRouter free is 20/min and 50 or
-1,000 per UTC day, per account; Ollama Cloud limits concurrent requests by plan)."""
+"""Named limit profiles per provider account (DESIGN §4 and §6: OpenRouter free is 20/min and 50 or
+1,000 per UTC day, per account; Ollama Cloud limits concurrent requests by plan; Groq, Cerebras and
+NVIDIA publish free-tier request and token limits). The numbers are the providers' published ones and
+change: a provider table's `limit_overrides` (or `STEPGRAPH_LIMITS_OVERRIDES`) corrects them, and the
+router lowers them further for a run when the provider's headers report less (learned limits)."""
 
 from __future__ import annotations
 
@@ -18,6 +21,22 @@ PROFILES: dict[str, tuple[Limit, ...]] = {
     "ollama-cloud-free": (Limit("concurrency", 1, 600, "concurrency"),),
     "ollama-cloud-pro": (Limit("concurrency", 3, 600, "concurrency"),),
     "ollama-cloud-max": (Limit("concurrency", 10, 600, "concurrency"),),
+    # Groq free plan, per organisation: x-ratelimit-limit-requests is the day, -tokens the minute.
+    "groq-free": (
+        Limit("rpm", 30, 60),
+        Limit("rpd", 1000, 86_400, "utc_day"),
+        Limit("tpm", 8000, 60, unit="tokens"),
+        Limit("tpd", 200_000, 86_400, "utc_day", unit="tokens"),
+    ),
+    # Cerebras free tier: it counts prompt + max_completion_tokens up front (token_accounting "reserved").
+    "cerebras-free": (
+        Limit("rpm", 30, 60),
+        Limit("rph", 900, 3600),
+        Limit("rpd", 14_400, 86_400, "utc_day"),
+        Limit("tpm", 60_000, 60, unit="tokens"),
+        Limit("tpd", 1_000_000, 86_400, "utc_day", unit="tokens"),
+    ),
+    "nvidia-free": (Limit("rpm", 40, 60),),
     "unlimited": (),
 }
 

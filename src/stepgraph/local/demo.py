@@ -43,6 +43,25 @@ class DemoOptions:
     seed: int = 1
     # The provider runs apart from the stack, as a real one does (see running_simulator).
     simulator_process: bool = True
+    # Answer reviews as they appear ("approve" or "reject"), so a graph with interrupt() ends by itself.
+    auto_review: str | None = None
+
+
+AUTO_REVIEWS = {"approve": {"action": "approve"}, "reject": {"action": "reject"}}
+
+
+def answer_reviews(reviewer: Any, value: Any) -> int:
+    """Answer every item waiting now; one answered meanwhile by someone else is skipped."""
+    from stepgraph.review.answer import NotWaiting
+
+    answered = 0
+    for row in reviewer.pending():
+        try:
+            reviewer.answer(str(row["item_id"]), value)
+            answered += 1
+        except NotWaiting:
+            pass
+    return answered
 
 
 def load_items(path: Path, n: int | None) -> list[Any]:
@@ -76,6 +95,10 @@ def check_options(opts: DemoOptions) -> list[Any]:
         )
     if opts.faults not in FAULTS:
         raise ConfigError(f"--faults {opts.faults!r} is not known", hint=f"use one of {', '.join(FAULTS)}")
+    if opts.auto_review is not None and opts.auto_review not in AUTO_REVIEWS:
+        raise ConfigError(
+            f"--auto-review {opts.auto_review!r} is not known", hint=f"use one of {', '.join(AUTO_REVIEWS)}"
+        )
     items = load_items(opts.items_file, opts.items)
     try:  # the copy at the end must not fail after the whole batch ran
         opts.out_dir.mkdir(parents=True, exist_ok=True)
@@ -263,6 +286,13 @@ def run_demo(
                 stateMachineArn=stack.state_machine_arn, name=run, input=json.dumps(payload)
             )["executionArn"]
             started = time.monotonic()
+            reviewer = None
+            if opts.auto_review:
+                from stepgraph.review.answer import Reviews
+                from stepgraph.review.store import ReviewStore
+
+                reviewer = Reviews(arn, ReviewStore(stack.bucket, s3), sfn)
+            reviewed = 0
             counters = RunCounters(stack.limiter_table, arn, client=stack.dynamodb_client())
 
             def progress() -> Table:
@@ -271,9 +301,13 @@ def run_demo(
             with Live(progress(), console=console, refresh_per_second=4) as live:
                 while (status := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
                     time.sleep(0.5)
+                    if reviewer is not None:
+                        reviewed += answer_reviews(reviewer, AUTO_REVIEWS[opts.auto_review or "approve"])
                     live.update(progress())
                 live.update(progress())
             elapsed = time.monotonic() - started
+            if reviewer is not None:
+                console.print(f"reviews answered {opts.auto_review!r} automatically: {reviewed}")
             if status["status"] != "SUCCEEDED":
                 console.print(
                     f"[red]execution {status['status']}[/red]: {status.get('error')} {status.get('cause')}"

@@ -4,6 +4,7 @@ stack's worker processes do (see `stepgraph.local.workers`), and so do tests of 
 from __future__ import annotations
 
 import importlib.util
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -18,17 +19,21 @@ HANDLERS = {
     resources.CREDITS_POLLER_FUNCTION: "credits_poller",
 }
 _loaded: dict[str, Any] = {}  # directory -> the handler module (one warm container per function)
+# The Map's first concurrent calls would each load the handler and build its own container (40 of them
+# at once for 40 items in flight); one loads, the others wait for it.
+_loading = threading.RLock()
 
 
 def _module(directory: str) -> Any:
-    if directory not in _loaded:
-        path = resources.data_path("lambdas", directory, "handler.py")
-        spec = importlib.util.spec_from_file_location(f"stepgraph_lambda_{directory}", path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        _loaded[directory] = module
-    return _loaded[directory]
+    with _loading:
+        if directory not in _loaded:
+            path = resources.data_path("lambdas", directory, "handler.py")
+            spec = importlib.util.spec_from_file_location(f"stepgraph_lambda_{directory}", path)
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            _loaded[directory] = module
+        return _loaded[directory]
 
 
 def load_handler(directory: str) -> Callable[..., Any]:

@@ -119,7 +119,7 @@ def _free_left(
 
 def _primary_overrides(settings: Settings, table: ProviderTable) -> tuple[str, dict[str, Any] | None]:
     # As in graph-step's wiring: STEPGRAPH_LIMITS_OVERRIDES applies to the chain's first provider.
-    primary = table.route(table.chain[0])[0]
+    primary = table.members(table.chain[0])[0][0]
     return primary, json.loads(settings.limits_overrides) if settings.limits_overrides else None
 
 

@@ -1,17 +1,17 @@
 """`ModelRouter`: a chat-model Runnable that walks the model chain under an explicit error matrix.
 
-Every HTTP attempt first takes a limiter slot (and, for paid models, a budget reservation), then
-calls the provider once (client retries are 0, so each attempt is recorded). What an error means is
-`stepgraph.providers.matrix.classify` (a table, tested row by row); what the router then does is one
-small handler per `Action`.
+A chain entry is one model or a pool of equivalent deployments (`stepgraph.providers.pool`): each
+attempt goes through the deployment that can send soonest, every HTTP attempt first takes a limiter
+slot (tokens included) and, for paid models, a budget reservation (`stepgraph.providers.admission`),
+then calls the provider once (client retries are 0, so each attempt is recorded). What an error means
+is `stepgraph.providers.matrix.classify` (a table, tested row by row); what the router then does is
+one small handler per `Action`; what it learns (limits, health) is `stepgraph.providers.feedback`.
 """
 
 from __future__ import annotations
 
 import logging
-import random
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,14 +20,36 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import ensure_config, merge_configs
 
 from stepgraph.clock import SYSTEM_CLOCK, Clock
-from stepgraph.limiter import LimiterUnavailable
+from stepgraph.providers import feedback
+from stepgraph.providers.actions import HANDLERS
+from stepgraph.providers.admission import admitted, prompt_tokens, token_costs
+from stepgraph.providers.attempt import (
+    DEFAULT_WAIT_S,
+    MIN_WAIT_S,
+    Drop,
+    Incomplete,
+    Next,
+    Refused,
+    WaitThen,
+    call_once,
+    is_incomplete,
+    retry_after_s,
+)
 from stepgraph.providers.errors import AllModelsFailed, ModelUnavailable, ProviderFatal, Throttled
-from stepgraph.providers.keys import KeyRing
-from stepgraph.providers.matrix import Action, Decision, StreamError, classify
-from stepgraph.providers.table import ModelSpec
-from stepgraph.providers.waits import wait_hint_s
+from stepgraph.providers.matrix import Action, classify
+from stepgraph.providers.pool import Blocked, Route, groups, pick
 from stepgraph.usage.attempt import AttemptContext
-from stepgraph.usage.reply import reply_usage
+
+__all__ = [
+    "DEFAULT_WAIT_S",
+    "MIN_WAIT_S",
+    "ModelRouter",
+    "Route",
+    "RunState",
+    "is_incomplete",
+    "prompt_tokens",
+    "retry_after_s",
+]
 
 log = logging.getLogger(__name__)
 # A paid call's budget reservation assumes this many completion tokens until the reply says.
@@ -44,98 +66,37 @@ class RunState:
 
 
 @dataclass
-class Route:
-    provider: str
-    model: str
-    spec: ModelSpec
-    keys: KeyRing
-    make_llm: Callable[[str], Runnable]  # key -> chat model
-    limiter: Any = None  # DynamoDBRateLimiter | None
-
-
-class _Next(Exception):
-    """Internal: give up on this model, try the next one."""
-
-
-class _Refused(_Next):
-    """Internal: this model cannot be served for a long while (its limiter or the provider said so);
-    try the next one, and if none serves, end the step as `Throttled` for the shortest wait."""
-
-    def __init__(self, wait_s: float, reason: str) -> None:
-        super().__init__(reason)
-        self.wait_s, self.reason = wait_s, reason
-
-
-class _Incomplete(Exception):
-    """Internal: a `length` or empty reply on a model configured to retry with more `max_tokens`."""
-
-
-@dataclass
-class _Admission:
-    """One attempt's admission: how long it waited for its slot, and (after the call) what it cost."""
-
-    waited_s: float = 0.0
-    cost_usd: float = 0.0
-
-
-@dataclass
 class _Attempt:
     route: Route
-    number: int
-    key_label: str
+    number: int = 0
+    key_label: str = ""
     failures: int = 0
-    waits: int = 0  # provider-asked waits (429, in-flight 402) on this model
+    waits: int = 0  # provider-asked waits (429, in-flight 402) on this deployment
     max_tokens: int | None = None  # set when a `length`/empty reply is retried with a larger budget
 
 
-# A provider that names no wait gets this; a reset already in the past gets the floor, so a skewed
-# clock cannot spin a 0-s loop.
-DEFAULT_WAIT_S = 1.0
-MIN_WAIT_S = 1.0
-
-
-def retry_after_s(exc: BaseException, now: float, *, floor_s: float = MIN_WAIT_S) -> float:
-    """Seconds to wait: the provider's hint (headers or body metadata, `stepgraph.providers.waits`),
-    never less than `floor_s`; `DEFAULT_WAIT_S` when it names none."""
-    hint = wait_hint_s(exc, now)
-    return max(floor_s, DEFAULT_WAIT_S if hint is None else hint)
-
-
-def is_incomplete(message: Any, finish_reason: str | None) -> bool:
-    """A reply cut at `max_tokens` or with nothing in it (no text, no tool call)."""
-    if finish_reason == "length":
-        return True
-    content = getattr(message, "content", "")
-    return not content and not getattr(message, "tool_calls", None)
-
-
-def prompt_tokens(messages: Any) -> int:
-    text = (
-        messages if isinstance(messages, str) else " ".join(str(getattr(m, "content", m)) for m in messages)
-    )
-    return max(1, len(text) // 4)
-
-
 class ModelRouter(Runnable[Any, BaseMessage]):
-    """A chat model that tries each route of the chain in order, every HTTP attempt admitted by the
-    route's limiter (and, for paid models, the budget guard) and recorded by the callbacks.
+    """A chat model that tries each entry of the chain in order (a pool: its soonest deployment),
+    every HTTP attempt admitted by the deployment's limiter (and, for paid models, the budget guard)
+    and recorded by the callbacks.
 
     Args:
-        routes: the chain, one `Route` per model (`build_chat_model` builds them from the provider table).
+        routes: one `Route` per deployment (`build_chat_model` builds them from the provider table);
+            the routes of one pool are consecutive and share `Route.pool`.
         budget_guard: a `BudgetGuard` for paid models, or None.
         callbacks: LangChain callbacks added to every attempt (the `UsageCallbackHandler`).
         clock: injected time (sleeps for limiter slots, 429 waits and backoff).
         remaining_s: seconds the caller may still spend; a wait beyond it raises `Throttled`.
         run_state: what the router learns during the run (paid models off after a 402, fallbacks).
         allow_paid: False skips models that are not free.
-        retries: transient failures retried per model before the next model.
+        retries: transient failures retried per deployment before it is left out.
         base_delay_s: the first retry's backoff (full jitter, doubling).
-        metrics: the `MetricsEmitter` for RateLimited and Fallbacks, or None.
+        metrics: the `MetricsEmitter` for RateLimited, Fallbacks, LearnedLimit and BreakerOpen, or None.
         min_attempt_s: no attempt starts with less time than this left.
-        max_rate_waits: provider-asked waits (429, in-flight 402) per model before moving on.
-        fallback_after_s: a model whose next slot (limiter or provider reset) is further away than
-            this is passed over for the next model of the chain (e.g. the paid variant once the free
-            day is spent); when no model serves, the step ends `Throttled` for the shortest wait.
+        max_rate_waits: provider-asked waits (429, in-flight 402) per deployment before moving on.
+        fallback_after_s: an entry whose next slot (limiter or provider reset) is further away than
+            this is passed over for the next entry of the chain (e.g. the paid variant once the free
+            day is spent); when none serves, the step ends `Throttled` for the shortest wait.
 
     Returns (from `invoke`): the provider's AIMessage; raises `Throttled` (the state machine waits),
     `ProviderFatal`, `AllModelsFailed` or `BudgetExceeded`.
@@ -180,23 +141,18 @@ class ModelRouter(Runnable[Any, BaseMessage]):
         # Inside a LangGraph node this picks up the node's config (metadata such as langgraph_node and
         # the runtime's execution/item ids, and the user's callbacks), so they reach every attempt.
         config = ensure_config(config)
-        tokens = prompt_tokens(input)
         last: BaseException | None = None
-        refused: _Refused | None = None
-        for position, route in enumerate(self.routes):
-            if not route.spec.free and (self.run_state.paid_disabled or not self.allow_paid):
-                continue
-            if tokens > route.spec.context_tokens:
-                continue  # a model with a larger context comes later in the chain
+        refused: Refused | None = None
+        for position, group in enumerate(groups(self.routes)):
             try:
-                return self._attempts(route, input, config, fallback=position > 0)
-            except _Next as exc:
-                if isinstance(exc, _Refused) and (refused is None or exc.wait_s < refused.wait_s):
+                return self._serve(group, input, config, fallback=position > 0)
+            except Next as exc:
+                if isinstance(exc, Refused) and (refused is None or exc.wait_s < refused.wait_s):
                     refused = exc
                 last = exc.__cause__ or exc
                 self.run_state.fallbacks += 1
                 if self.metrics:
-                    self.metrics.fallback(route.provider, route.model)
+                    self.metrics.fallback(group[0].provider, group[0].model)
         if refused is not None:
             raise Throttled(refused.wait_s, refused.reason)
         if isinstance(last, ModelUnavailable):
@@ -206,58 +162,152 @@ class ModelRouter(Runnable[Any, BaseMessage]):
             hint="check the providers' status and keys, or add a model to the chain",
         )
 
-    def _wait_or_throttle(self, wait: float, reason: str) -> float:
-        if wait <= 0:
-            return 0.0
-        if wait > self.remaining_s():
-            if wait > self.fallback_after_s:
-                raise _Refused(wait, reason)  # a long wait: let the next model serve meanwhile
-            raise Throttled(wait, reason)
-        self.clock.sleep(wait)
-        return wait
+    # -- one chain entry: attempts through its deployments until a reply, the next entry or a stop --
+    def _eligible(self, route: Route, tokens: int, run_id: str) -> bool:
+        if not route.spec.free and (self.run_state.paid_disabled or not self.allow_paid):
+            return False
+        if tokens > route.spec.context_tokens:
+            return False  # a model with a larger context comes later in the chain
+        retired = route.breaker is not None and bool(run_id) and route.breaker.status(run_id) == "retired"
+        return not retired
 
-    # -- one model: attempts until a reply, the next model or a stop ------------------------------
-    def _attempts(
-        self, route: Route, input: Any, config: RunnableConfig | None, *, fallback: bool
+    def _serve(
+        self, group: list[Route], input: Any, config: RunnableConfig, *, fallback: bool
     ) -> BaseMessage:
-        attempt = _Attempt(route, 0, "")
+        tokens = prompt_tokens(input)
+        run_id = AttemptContext.from_metadata(config.get("metadata")).execution_id
+        attempts = {id(r): _Attempt(r) for r in group}
+        eligible = [r for r in group if self._eligible(r, tokens, run_id)]
+        not_before: dict[int, float] = {}
+        refused: Refused | None = None
+        last: BaseException | None = None
         while True:
-            attempt.number += 1
-            attempt.key_label, secret = self._key(route)
+            eligible = [r for r in eligible if self._eligible(r, tokens, run_id)]
+            if not eligible:
+                if refused is not None:
+                    raise refused
+                raise Next() from last
             if self.remaining_s() < self.min_attempt_s:
                 # A call that cannot finish before the Lambda's deadline would be killed mid-flight.
                 raise Throttled(0.0, "the step's time budget is spent")
-            # Built before the slot is reserved: a container's first client costs about a second of
-            # lazy imports, and a send that leaves that late after its slot bunches into the window.
-            llm = route.make_llm(secret)
-            with self._admitted(route, input) as admission:
-                context = AttemptContext().for_attempt(
-                    attempt=attempt.number,
-                    provider=route.provider,
-                    key_label=attempt.key_label,
-                    model_requested=route.model,
-                    limiter_wait_ms=int(admission.waited_s * 1000),
-                    fallback=fallback,
+            chosen = pick(
+                eligible,
+                now=self.clock.now(),
+                costs=lambda r: token_costs(r.limiter, tokens + self._max_tokens(attempts[id(r)])),
+                horizon=lambda r: min(r.limiter.max_wait_s, self.remaining_s()),
+                not_before=not_before,
+                run_id=run_id,
+                on_refusal=self._refusal_seen,
+            )
+            if isinstance(chosen, Blocked):
+                self._blocked(chosen)
+                continue
+            attempt = attempts[id(chosen.route)]
+            try:
+                return self._attempt(attempt, chosen.grant, input, config, fallback=fallback, run_id=run_id)
+            except WaitThen as exc:
+                not_before[id(chosen.route)] = self.clock.now() + exc.wait_s
+            except Drop as exc:
+                eligible.remove(chosen.route)
+                last = exc.__cause__ or exc
+                if isinstance(exc, Refused) and (refused is None or exc.wait_s < refused.wait_s):
+                    refused = exc
+
+    def _blocked(self, blocked: Blocked) -> None:
+        """None of the entry's deployments can send now: sleep a short local wait, else hand it on."""
+        wait = blocked.wait_s
+        if blocked.kind == "breaker":
+            raise Refused(wait, blocked.reason)  # the next entry of the chain serves meanwhile
+        if wait <= self.remaining_s() and blocked.kind == "local":
+            self.clock.sleep(wait)
+            return
+        if wait > self.fallback_after_s:
+            raise Refused(wait, blocked.reason)  # e.g. the free day is spent: the next entry serves
+        raise Throttled(wait, blocked.reason)
+
+    def _refusal_seen(self, route: Route, grant: Any) -> None:
+        if self.metrics:
+            self.metrics.rate_limited(route.provider, route.model, local=True)
+
+    @staticmethod
+    def _in_force(route: Route, name: str) -> int:
+        limits = {lim.name for lim in getattr(route.limiter, "limits", ())}
+        return int(route.limiter.capacity(name)) if name in limits else 0
+
+    @staticmethod
+    def _max_tokens(attempt: _Attempt) -> int:
+        return attempt.max_tokens or attempt.route.spec.max_tokens
+
+    def _sleep_to_slot(self, grant: Any) -> float:
+        # Sleep to the reserved slot, not wait_s after the write returned: sends that drift late by
+        # the write's latency bunch up in the provider's window.
+        until_slot = grant.send_at - self.clock.now() if grant.send_at else grant.wait_s
+        wait = min(grant.wait_s, until_slot)
+        if wait <= 0:
+            return 0.0
+        if wait > self.remaining_s():
+            raise Throttled(wait, "limiter slot")
+        self.clock.sleep(wait)
+        return wait
+
+    def _attempt(
+        self,
+        attempt: _Attempt,
+        grant: Any,
+        input: Any,
+        config: RunnableConfig,
+        *,
+        fallback: bool,
+        run_id: str,
+    ) -> BaseMessage:
+        route = attempt.route
+        attempt.number += 1
+        attempt.key_label, secret = self._key(route)
+        estimate_usd = (
+            prompt_tokens(input) * route.spec.usd_per_prompt_token
+            + COMPLETION_ESTIMATE_TOKENS * route.spec.usd_per_completion_token
+        )
+        with admitted(
+            route,
+            grant,
+            budget_guard=self.budget_guard,
+            estimate_usd=estimate_usd,
+            sleep_to_slot=self._sleep_to_slot,
+        ) as admission:
+            context = AttemptContext().for_attempt(
+                attempt=attempt.number,
+                provider=route.provider,
+                key_label=attempt.key_label,
+                model_requested=route.model,
+                limiter_wait_ms=int(admission.waited_s * 1000),
+                fallback=fallback,
+                account=route.account,
+                learned_limit=",".join(f"{k}={v}" for k, v in sorted(admission.learned.items())),
+                limit_rpm=self._in_force(route, "rpm"),
+                limit_tpm=self._in_force(route, "tpm"),
+            )
+            call_config = merge_configs(
+                config, {"metadata": context.attempt_metadata(), "callbacks": self.callbacks}
+            )
+            try:
+                message = call_once(route, secret, input, call_config, admission, attempt, self.remaining_s())
+            except Incomplete:
+                attempt.max_tokens = route.spec.length_retry_max_tokens
+                log.warning(
+                    "incomplete reply from %s %s: retrying with max_tokens=%s",
+                    route.provider,
+                    route.model,
+                    attempt.max_tokens,
                 )
-                call_config = merge_configs(
-                    config, {"metadata": context.attempt_metadata(), "callbacks": self.callbacks}
-                )
-                try:
-                    return self._call(route, llm, input, call_config, admission, attempt)
-                except _Incomplete:
-                    attempt.max_tokens = route.spec.length_retry_max_tokens
-                    log.warning(
-                        "incomplete reply from %s %s: retrying with max_tokens=%s",
-                        route.provider,
-                        route.model,
-                        attempt.max_tokens,
-                    )
-                    continue
-                except Exception as exc:
-                    decision = classify(exc)
-                    if decision.action is Action.RAISE:
-                        raise
-                    self._handlers[decision.action](self, attempt, decision, exc)
+                raise WaitThen(0.0) from None
+            except Exception as exc:
+                decision = classify(exc)
+                if decision.action is Action.RAISE:
+                    raise
+                self._handlers[decision.action](self, attempt, decision, exc, run_id)
+                raise WaitThen(0.0) from exc  # the handler let it be retried (e.g. another key)
+            feedback.after_reply(route, message, now=self.clock.now(), metrics=self.metrics)
+            return message
 
     @staticmethod
     def _key(route: Route) -> tuple[str, str]:
@@ -272,141 +322,4 @@ class ModelRouter(Runnable[Any, BaseMessage]):
             )
         return key
 
-    @contextmanager
-    def _admitted(self, route: Route, input: Any) -> Iterator[_Admission]:
-        """A limiter slot (slept to) and, for a paid model, a budget reservation; both handed back when
-        the attempt ends however it ends (the reservation reconciled with the reply's cost)."""
-        admission = _Admission()
-        grant = None
-        reservation = None
-        try:
-            if route.limiter is not None:
-                grant = self._slot(route)
-                # Sleep to the reserved slot, not wait_s after the write returned: sends that drift late by
-                # the write's latency bunch up in the provider's window.
-                until_slot = grant.send_at - self.clock.now() if grant.send_at else grant.wait_s
-                admission.waited_s = self._wait_or_throttle(min(grant.wait_s, until_slot), "limiter slot")
-                if self.remaining_s() < self.min_attempt_s:
-                    # The limiter's writes can be slow (a loaded DynamoDB): a call started now could not
-                    # finish before the Lambda's deadline (its timeout would be spent), so end the step.
-                    raise Throttled(0.0, "the step's time budget is spent")
-            if self.budget_guard is not None and not route.spec.free:
-                estimate = (
-                    prompt_tokens(input) * route.spec.usd_per_prompt_token
-                    + COMPLETION_ESTIMATE_TOKENS * route.spec.usd_per_completion_token
-                )
-                reservation = self.budget_guard.reserve(estimate)
-            yield admission
-        finally:
-            if grant is not None:
-                self._release(route, grant)
-            if reservation is not None:
-                self.budget_guard.reconcile(reservation, admission.cost_usd)
-
-    def _slot(self, route: Route) -> Any:
-        grant = route.limiter.try_acquire(1, horizon=min(route.limiter.max_wait_s, self.remaining_s()))
-        if not grant.granted:
-            if self.metrics:
-                self.metrics.rate_limited(route.provider, route.model, local=True)
-            reason = f"{route.provider} limit {grant.refused_by}"
-            if grant.wait_s > self.fallback_after_s:
-                raise _Refused(grant.wait_s, reason)  # e.g. the free day is spent: the next model serves
-            raise Throttled(grant.wait_s, reason)
-        return grant
-
-    def _call(
-        self,
-        route: Route,
-        llm: Runnable,
-        input: Any,
-        config: RunnableConfig,
-        admission: _Admission,
-        attempt: _Attempt,
-    ) -> BaseMessage:
-        budget = self.remaining_s()
-        kwargs: dict[str, Any] = {"timeout": budget} if budget != float("inf") else {}
-        if attempt.max_tokens:
-            kwargs["max_tokens"] = attempt.max_tokens
-        message = llm.invoke(input, config, **kwargs)
-        used = reply_usage(message)
-        admission.cost_usd = used.cost_usd or 0.0
-        if used.finish_reason == "error":
-            raise StreamError("the stream ended with finish_reason=error")
-        retry_with = route.spec.length_retry_max_tokens
-        if retry_with and attempt.max_tokens is None and is_incomplete(message, used.finish_reason):
-            raise _Incomplete()
-        return message
-
-    @staticmethod
-    def _release(route: Route, grant: Any) -> None:
-        # A lease that cannot be handed back expires on its own; failing here would hide a reply
-        # that was already paid for and make the step call the provider again.
-        try:
-            route.limiter.release(grant)
-        except LimiterUnavailable as exc:
-            log.warning("limiter release failed; the lease expires by itself: %s", exc)
-
-    # -- what each Action does ----------------------------------------------------------------
-    def _on_wait(self, attempt: _Attempt, decision: Decision, exc: BaseException) -> None:
-        route = attempt.route
-        if decision.failure is not None and decision.failure.status == 429:
-            if self.metrics:
-                self.metrics.rate_limited(route.provider, route.model, local=False)
-            reason = f"{route.provider} 429"
-        else:
-            reason = f"{route.provider} {decision.reason}"
-        wait = retry_after_s(exc, self.clock.now())
-        attempt.waits += 1
-        if attempt.waits > self.max_rate_waits:
-            # Asked to wait again and again: stop spending the step on this model.
-            log.warning(
-                "%s %s: %d waits on %s; moving on", route.provider, route.model, attempt.waits - 1, reason
-            )
-            raise _Refused(wait, reason) from exc
-        self._wait_or_throttle(wait, reason)
-
-    def _on_paid_off(self, attempt: _Attempt, decision: Decision, exc: BaseException) -> None:
-        self.run_state.paid_disabled = True
-        self.run_state.events.append(f"402 from {attempt.route.provider}: paid models off for this run")
-        raise _Next() from exc
-
-    def _on_rotate_key(self, attempt: _Attempt, decision: Decision, exc: BaseException) -> None:
-        attempt.route.keys.retire(attempt.key_label)  # the next key of the same account takes over
-
-    def _on_next_model(self, attempt: _Attempt, decision: Decision, exc: BaseException) -> None:
-        raise _Next() from exc
-
-    def _on_skip_model(self, attempt: _Attempt, decision: Decision, exc: BaseException) -> None:
-        route = attempt.route
-        detail = (decision.failure.message if decision.failure else str(exc))[:300]
-        log.warning(
-            "%s does not serve %s (%s); skipping to the next model", route.provider, route.model, detail
-        )
-        self.run_state.events.append(f"{route.provider}:{route.model} skipped: {detail}")
-        status = decision.failure.status if decision.failure else None
-        raise _Next() from ModelUnavailable(route.provider, route.model, status, detail)
-
-    def _on_fatal(self, attempt: _Attempt, decision: Decision, exc: BaseException) -> None:
-        failure = decision.failure
-        status = failure.status if failure else None
-        detail = (failure.message if failure else str(exc))[:300]
-        raise ProviderFatal(attempt.route.provider, attempt.route.model, status, detail) from None
-
-    def _on_retry(self, attempt: _Attempt, decision: Decision, exc: BaseException) -> None:
-        attempt.failures += 1
-        if attempt.failures > self.retries:
-            raise _Next() from exc
-        delay = random.uniform(0, self.base_delay_s * 2 ** (attempt.failures - 1))
-        if delay > self.remaining_s():
-            raise Throttled(delay, f"{attempt.route.provider} retry backoff") from exc
-        self.clock.sleep(delay)
-
-    _handlers: dict[Action, Callable[[ModelRouter, _Attempt, Decision, BaseException], None]] = {
-        Action.WAIT: _on_wait,
-        Action.PAID_OFF: _on_paid_off,
-        Action.ROTATE_KEY: _on_rotate_key,
-        Action.NEXT_MODEL: _on_next_model,
-        Action.SKIP_MODEL: _on_skip_model,
-        Action.FATAL: _on_fatal,
-        Action.RETRY: _on_retry,
-    }
+    _handlers = HANDLERS

@@ -1,27 +1,39 @@
-"""The provider table: which providers, their accounts, keys, limit profiles and models.
+"""The provider table: which providers, their accounts, keys, limit profiles, models and pools.
 
-Built-in: OpenRouter and Ollama Cloud; any OpenAI-compatible endpoint can be added through
-`STEPGRAPH_PROVIDERS` (JSON, or a path to a YAML/JSON file). Limits belong to the DEPLOYMENT (provider
-account + model variant), never to a key: every key of one account shares its limiters. A free model
-(`:free` on OpenRouter) carries the provider's `limits_profile` (the platform caps, shared by all free
-models of the account); a paid model carries `paid_limits_profile` (only what the provider publishes
-for it; OpenRouter has no platform request cap on paid variants, the budget guard still applies). A
-model's own `limits_profile` overrides either.
+Built-in (`stepgraph/data/providers/builtin.json`): OpenRouter, Ollama Cloud, Groq, Cerebras and NVIDIA;
+any OpenAI-compatible endpoint can be added through `STEPGRAPH_PROVIDERS` (JSON, or a path to a YAML/JSON
+file). Limits belong to the DEPLOYMENT (provider account + model variant), never to a key: every key of
+one account shares its limiters. A free model carries the provider's `limits_profile` (the platform
+caps, shared by all free models of the account); a paid model carries `paid_limits_profile`; a model's
+own `limits_profile` overrides either, and `limit_overrides` changes single limits of the account.
+
+A pool is a named group of equivalent deployments (`"pools": {"gpt-oss-120b": ["groq:openai/gpt-oss-120b",
+...]}`); a chain entry, or an execution's `config.models` entry, is `pool:NAME` or one model.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from stepgraph.errors import ConfigError
 
 ENV = "STEPGRAPH_PROVIDERS"
+POOL_PREFIX = "pool:"
+# Which rate-limit headers a provider sends (stepgraph.providers.dialects reads them):
+# openrouter: X-RateLimit-Limit/-Remaining/-Reset on 429 only; openai: x-ratelimit-*-requests|tokens on
+# every response (Groq, Cerebras); none: nothing to learn from.
+HeaderDialect = Literal["openrouter", "openai", "none"]
+# usage: token limits count what the reply reports; reserved: the provider counts prompt + max completion
+# before it runs (Cerebras), so the reservation stands and only the prompt estimate is corrected.
+TokenAccounting = Literal["usage", "reserved"]
 
 
 class ModelSpec(BaseModel):
@@ -29,6 +41,9 @@ class ModelSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     context_tokens: int = Field(131_072, gt=0)
+    max_tokens: int = Field(
+        4096, gt=0, description="max_tokens sent with every call (and reserved on token limits)"
+    )
     free: bool = False
     usd_per_prompt_token: float = Field(0.0, ge=0)
     usd_per_completion_token: float = Field(0.0, ge=0)
@@ -48,6 +63,11 @@ class ProviderSpec(BaseModel):
     account: str = "main"
     limits_profile: str = Field("unlimited", description="Limits of the account's free models")
     paid_limits_profile: str = Field("unlimited", description="Limits of the account's paid models")
+    limit_overrides: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Changed fields per limit name, e.g. {'rpm': {'capacity': 25}}"
+    )
+    header_dialect: HeaderDialect = "none"
+    token_accounting: TokenAccounting = "usage"
     keys_env: str | None = Field(None, description="Env var with a key or 'label=key,label=key'")
     secret_id: str | None = Field(None, description="Secrets Manager secret: {'keys': [{'label', 'key'}]}")
     # The account balance (GET /credits) needs a management key, which cannot make model calls: it is
@@ -69,11 +89,44 @@ class ProviderSpec(BaseModel):
         return f"{provider}:{self.account}:{model}", self.paid_limits_profile
 
 
+@dataclass(frozen=True)
+class Deployment:
+    """One place a model is served: provider + account + model. `name` is how a chain or pool spells it;
+    `limiter_key` is what its limits (and learned lowerings) are kept under; `health_key` its breaker's."""
+
+    provider: str
+    account: str
+    model: str
+    limiter_key: str
+    profile: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.provider}:{self.model}"
+
+    @property
+    def health_key(self) -> str:
+        return f"{self.provider}:{self.account}:{self.model}"
+
+
 class ProviderTable(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     providers: dict[str, ProviderSpec]
-    chain: list[str] = Field(min_length=1, description="'provider:model' in the order to try")
+    pools: dict[str, list[str]] = Field(
+        default_factory=dict, description="name -> equivalent deployments ('provider:model')"
+    )
+    chain: list[str] = Field(min_length=1, description="'provider:model' or 'pool:NAME' in the order to try")
+
+    @model_validator(mode="after")
+    def _pools_name_models(self) -> ProviderTable:
+        for name, members in self.pools.items():
+            if not members:
+                raise ValueError(f"pool {name!r} has no deployments")
+            for i, member in enumerate(members):
+                if member.startswith(POOL_PREFIX):
+                    raise ValueError(f"pools.{name}[{i}]: a pool cannot hold another pool ({member!r})")
+        return self
 
     def route(self, entry: str) -> tuple[str, str]:
         """'provider:model' (split at the first ':' that names a provider) or a bare model name."""
@@ -88,11 +141,44 @@ class ProviderTable(BaseModel):
                 return name, model
         owners = [n for n, p in self.providers.items() if entry in p.models]
         if not owners:
+            if ":" in entry:
+                raise ConfigError(
+                    f"unknown pool or provider in {entry!r}",
+                    hint=f"pools: {sorted(self.pools)}; providers: {sorted(self.providers)} "
+                    "(write 'pool:NAME' or 'provider:model')",
+                )
             raise ConfigError(
                 f"model {entry!r} is in no provider",
-                hint="write it as 'provider:model' or add it to STEPGRAPH_PROVIDERS",
+                hint="write it as 'provider:model' or 'pool:NAME', or add it to STEPGRAPH_PROVIDERS",
             )
         return owners[0], entry
+
+    def members(self, entry: str) -> list[tuple[str, str]]:
+        """`(provider, model)` of every deployment a chain entry names: a pool's members in order, or one."""
+        if entry.startswith(POOL_PREFIX):
+            name = entry[len(POOL_PREFIX) :]
+            if name not in self.pools:
+                raise ConfigError(
+                    f"unknown pool or provider: no pool {name!r}",
+                    hint=f"pools: {sorted(self.pools) or 'none'} (add it under 'pools' in {ENV})",
+                )
+            out = []
+            for i, member in enumerate(self.pools[name]):
+                try:
+                    out.append(self.route(member))
+                except ConfigError as exc:
+                    raise ConfigError(f"pool {name!r}[{i}]: {exc.message}", hint=exc.hint) from None
+            return out
+        return [self.route(entry)]
+
+    def deployment(self, provider: str, model: str) -> Deployment:
+        spec = self.providers[provider]
+        key, profile = spec.deployment(provider, model)
+        return Deployment(provider, spec.account, model, key, profile)
+
+    def deployments(self, entry: str) -> list[Deployment]:
+        """The deployments of one chain entry (`pool:NAME` or a model)."""
+        return [self.deployment(p, m) for p, m in self.members(entry)]
 
     def price(self, model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
         """USD for a reply of `model` by the table's per-token prices; None for a model it does not list
@@ -104,31 +190,13 @@ class ProviderTable(BaseModel):
         return None
 
 
-DEFAULT_TABLE: dict[str, Any] = {
-    "providers": {
-        "openrouter": {
-            "base_url": "https://openrouter.ai/api/v1",
-            "limits_profile": "openrouter-free",
-            "keys_env": "OPENROUTER_API_KEY",
-            "secret_id": "stepgraph/providers/openrouter",
-            "management_key_env": "OPENROUTER_MANAGEMENT_KEY",
-            "management_secret_id": "stepgraph/providers/openrouter-management",
-            "attribution": True,
-            "models": {
-                "openai/gpt-oss-120b:free": {"free": True},
-                "openai/gpt-oss-120b": {"usd_per_prompt_token": 0.10e-6, "usd_per_completion_token": 0.50e-6},
-            },
-        },
-        "ollama": {
-            "base_url": "https://ollama.com/v1",
-            "limits_profile": "ollama-cloud-free",
-            "keys_env": "OLLAMA_API_KEY",
-            "secret_id": "stepgraph/providers/ollama",
-            "models": {"gpt-oss:120b": {"free": True}},
-        },
-    },
-    "chain": ["openrouter:openai/gpt-oss-120b:free", "ollama:gpt-oss:120b", "openrouter:openai/gpt-oss-120b"],
-}
+def _builtin() -> dict[str, Any]:
+    text = resources.files("stepgraph").joinpath("data/providers/builtin.json").read_text()
+    data: dict[str, Any] = json.loads(text)
+    return data
+
+
+DEFAULT_TABLE: dict[str, Any] = _builtin()
 
 
 def _parse(raw: str) -> dict[str, Any]:
@@ -164,10 +232,16 @@ def load_provider_table(providers: str | None = None, *, env: Mapping[str, str])
         table = ProviderTable.model_validate(data)
     except ValidationError as exc:
         where = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"{source}: {where}") from None
+        raise ConfigError(f"{source}: {where.replace('Value error, ', '')}") from None
+    for name, members in table.pools.items():
+        for i, member in enumerate(members):
+            try:
+                table.route(member)
+            except ConfigError as exc:
+                raise ConfigError(f"{source}: pools.{name}[{i}]: {exc.message}", hint=exc.hint) from None
     for i, entry in enumerate(table.chain):
         try:
-            table.route(entry)
+            table.members(entry)
         except ConfigError as exc:
             raise ConfigError(f"{source}: chain.{i}: {exc.message}", hint=exc.hint) from None
     return table

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from stepgraph.clock import SYSTEM_CLOCK
 from stepgraph.config import Settings, settings_from
 from stepgraph.graphs.registry import registered
 from stepgraph.observability import MetricsEmitter, metrics_enabled
@@ -29,6 +30,7 @@ from stepgraph.resources import BUDGET_KEY
 
 if TYPE_CHECKING:
     from stepgraph.limiter import BudgetGuard, DynamoDBRateLimiter
+    from stepgraph.limiter.breaker import CircuitBreaker
     from stepgraph.providers.keys import KeyRing
     from stepgraph.usage.ledger import Listener, UsageLedger
 
@@ -40,6 +42,13 @@ MIN_STATE_MACHINE_WAIT_S = 1.0
 # A new container's first window slots start this far ahead (a DynamoDB write's round trip and then
 # some), until its limiter has measured its own acquisitions (see DynamoDBRateLimiter's lead_s).
 SEND_LEAD_S = 0.1
+# Learned limits last this long after the last evidence; breakers open after 3 failures in a minute for a
+# minute; workers re-read both every few seconds (all scaled by STEPGRAPH_TIME_SCALE).
+LEARNED_QUIET_S = 600.0
+SHARED_REFRESH_S = 2.0
+BREAKER_WINDOW_S = 60.0
+BREAKER_COOLDOWN_S = 60.0
+BREAKER_PROBE_S = 30.0
 
 
 def new_client(service: str, endpoint_url: str | None = None) -> Any:
@@ -65,6 +74,7 @@ class Dependencies:
         self._client = client
         self.keyrings: dict[str, KeyRing] = {}
         self._limiters: dict[tuple[str, str, str, float], DynamoDBRateLimiter] = {}
+        self._breakers: dict[str, CircuitBreaker] = {}
         self._lock = threading.Lock()
 
     # -- clients (created on first use) ---------------------------------------------------------
@@ -116,6 +126,8 @@ class Dependencies:
             if overrides:
                 known = {lim.name for lim in load_profile(profile)}
                 overrides = {k: v for k, v in overrides.items() if k in known}
+            if spec.limit_overrides:  # the provider table corrects its profile's published numbers
+                overrides = {**spec.limit_overrides, **(overrides or {})}
             limits = load_profile(
                 profile,
                 time_scale=settings.time_scale * (1 + settings.limit_margin),
@@ -136,8 +148,35 @@ class Dependencies:
                         max_wait_s=max(MAX_WAIT_S * settings.time_scale, MIN_STATE_MACHINE_WAIT_S),
                         max_skew_s=settings.clock_skew_s * settings.time_scale,
                         lead_s=SEND_LEAD_S,
+                        learned_quiet_s=LEARNED_QUIET_S * settings.time_scale,
+                        learned_refresh_s=SHARED_REFRESH_S * settings.time_scale,
                     )
                 return self._limiters[key]
+
+        return make
+
+    def breaker_factory(self) -> Callable[[str], CircuitBreaker]:
+        """`(deployment health key) -> CircuitBreaker`, one per deployment, kept across the container's calls."""
+        from stepgraph.limiter.breaker import CircuitBreaker
+        from stepgraph.limiter.store import DynamoDBStore
+
+        settings = self.settings
+        scale = settings.time_scale
+
+        def make(health_key: str) -> CircuitBreaker:
+            with self._lock:
+                if health_key not in self._breakers:
+                    store = DynamoDBStore(settings.limiter_table, self.dynamodb)
+                    self._breakers[health_key] = CircuitBreaker(
+                        lambda: store,
+                        health_key,
+                        SYSTEM_CLOCK,
+                        window_s=BREAKER_WINDOW_S * scale,
+                        cooldown_s=BREAKER_COOLDOWN_S * scale,
+                        probe_s=BREAKER_PROBE_S * scale,
+                        refresh_s=SHARED_REFRESH_S * scale,
+                    )
+                return self._breakers[health_key]
 
         return make
 

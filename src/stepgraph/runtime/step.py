@@ -20,6 +20,7 @@ from typing import Any
 from stepgraph.graphs.context import StepContext
 from stepgraph.limiter import RateLimited
 from stepgraph.providers.errors import Throttled
+from stepgraph.review.store import ReviewStore
 from stepgraph.runtime.results import ResultStore
 from stepgraph.schemas import StepEvent, StepResult
 from stepgraph.usage.attempt import AttemptContext
@@ -51,8 +52,13 @@ def run_step(
     remaining_s: Callable[[], float],
     margin_s: float,
     time_scale: float = 1.0,
+    reviews: ReviewStore | None = None,
 ) -> StepResult:
-    """`graph` is compiled with the item's checkpointer; `item` is the resolved item."""
+    """`graph` is compiled with the item's checkpointer; `item` is the resolved item.
+
+    An answer (`event.review`) is applied only while the interrupts it answers are the ones pending: a
+    retried or repeated call after the answer was applied finds other interrupts (or none) and goes on
+    from the checkpoint, so a person's answer reaches the graph exactly once."""
     config: dict[str, Any] = {
         "configurable": {"thread_id": event.thread_id},
         "metadata": AttemptContext(
@@ -66,10 +72,18 @@ def run_step(
     snapshot = graph.get_state(config)
     started = bool(snapshot.values) or bool(snapshot.tasks)
     if started and not snapshot.tasks:
-        return _done(
-            event, snapshot.values, results, steps=0, last_nodes=[]
-        )  # finished earlier: say so again
-    payload = None if started else graph_input(item)
+        # finished earlier: say so again
+        return _done(event, snapshot.values, results, steps=0, last_nodes=[], reviews=reviews)
+    payload: Any = None if started else graph_input(item)
+    pending = _pending(snapshot)
+    if pending:
+        answers = event.review.answers if event.review else {}
+        if set(answers) != {i["id"] for i in pending}:
+            # Still waiting (or an answer to an earlier round): park again, run nothing, call no model.
+            return _interrupted_result(event, pending, reviews, steps=0, last_nodes=[])
+        from langgraph.types import Command
+
+        payload = Command(resume=dict(answers))
     steps, last_nodes = 0, []
     try:
         for update in graph.stream(payload, config, stream_mode="updates", context=context):
@@ -85,20 +99,35 @@ def run_step(
             last_nodes=last_nodes,
         )
     snapshot = graph.get_state(config)
-    if snapshot.tasks and not _interrupted(snapshot):
+    pending = _pending(snapshot)
+    if pending:
+        return _interrupted_result(event, pending, reviews, steps=steps, last_nodes=last_nodes)
+    if snapshot.tasks:
         return StepResult(status="running", steps=steps, last_nodes=last_nodes)
-    return _done(
-        event,
-        snapshot.values,
-        results,
-        steps=steps,
-        last_nodes=last_nodes,
-        interrupted=_interrupted(snapshot),
-    )
+    return _done(event, snapshot.values, results, steps=steps, last_nodes=last_nodes, reviews=reviews)
 
 
-def _interrupted(snapshot: Any) -> bool:
-    return any(getattr(t, "interrupts", ()) for t in getattr(snapshot, "tasks", ()))
+def _pending(snapshot: Any) -> list[dict[str, Any]]:
+    """Every interrupt of the newest checkpoint, with the node that raised it (several in one superstep)."""
+    return [
+        {"id": i.id, "node": t.name, "value": i.value}
+        for t in getattr(snapshot, "tasks", ())
+        for i in getattr(t, "interrupts", ())
+    ]
+
+
+def _interrupted_result(
+    event: StepEvent,
+    pending: list[dict[str, Any]],
+    reviews: ReviewStore | None,
+    *,
+    steps: int,
+    last_nodes: list[str],
+) -> StepResult:
+    if reviews is None:
+        raise RuntimeError("the graph stopped at interrupt() but no review store was given")
+    ref = reviews.record_interrupts(event.execution_id, event.item_id, event.graph, pending)
+    return StepResult(status="interrupted", steps=steps, last_nodes=last_nodes, review_ref=ref)
 
 
 def _done(
@@ -108,8 +137,10 @@ def _done(
     *,
     steps: int,
     last_nodes: list[str],
-    interrupted: bool = False,
+    reviews: ReviewStore | None = None,
 ) -> StepResult:
-    body = {"item_id": event.item_id, "graph": event.graph, "interrupted": interrupted, "state": values}
+    body: dict[str, Any] = {"item_id": event.item_id, "graph": event.graph, "state": values}
+    if event.review is not None and reviews is not None:  # only reviewed items pay for the read
+        body["review"] = reviews.summary(event.execution_id, event.item_id)
     ref = results.put(event.execution_id, event.item_id, body)
     return StepResult(status="done", steps=steps, last_nodes=last_nodes, result_ref=ref)

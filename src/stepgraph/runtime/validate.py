@@ -48,6 +48,8 @@ def validate_execution(
     config["max_concurrency"] = config["max_concurrency"] or map_concurrency
     if config["tolerated_failure_percentage"] is None:
         config["tolerated_failure_percentage"] = resources.DEFAULT_TOLERATED_FAILURE_PERCENTAGE
+    # The callback task reads its TimeoutSecondsPath from here: it must be a number, never null.
+    config["review_timeout_s"] = config["review_timeout_s"] or resources.DEFAULT_REVIEW_TIMEOUT_S
     out: dict[str, Any] = {"graph": parsed.graph, "config": config, "execution_id": execution_id}
     if parsed.items_s3 is not None:
         check_items_key(parsed.items_s3, where="input.items_s3")
@@ -82,7 +84,7 @@ def batch_shape(
     limits_overrides: str | None = None,
 ) -> history.BatchShape:
     """What the history model needs: the items, the calls each makes and the primary provider's limits."""
-    primary = table.route((config.models or table.chain)[0])[0]
+    primary = table.members((config.models or table.chain)[0])[0][0]
     profile = config.limits_profile or table.providers[primary].limits_profile
     limits = load_profile(profile)
     if limits_overrides:  # local runs lower or raise the primary's limits
@@ -98,7 +100,7 @@ def check_run_config(config: RunConfig, table: ProviderTable, *, where: str) -> 
     rejects a bad run before any item starts, graph-step again for events that did not come through it."""
     for i, entry in enumerate(config.models or []):
         try:
-            table.route(entry)
+            table.members(entry)
         except ConfigError as exc:
             raise InvalidInput(f"{where}.models[{i}]: {exc.message}", hint=exc.hint) from None
     if config.limits_profile is not None:

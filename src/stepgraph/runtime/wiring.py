@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
+from stepgraph import resources
 from stepgraph import s3 as s3util
 from stepgraph.checkpoint import S3Saver
 from stepgraph.errors import InvalidInput, UnknownGraph
@@ -13,6 +15,7 @@ from stepgraph.graphs import StepContext, load_graph
 from stepgraph.progress import RunCounters
 from stepgraph.providers import RunState, build_chat_model
 from stepgraph.providers.table import ProviderTable
+from stepgraph.review.store import ReviewStore
 from stepgraph.runtime.deps import Dependencies
 from stepgraph.runtime.results import ResultStore
 from stepgraph.runtime.step import run_step
@@ -68,7 +71,8 @@ def run_graph_step(
 
     Returns:
         A small `StepResult`: `done` (the final state is in S3 at `result_ref`), `running` (call again)
-        or `throttled` (wait `retry_after_s`, then call again).
+        or `throttled` (wait `retry_after_s`, then call again), `interrupted` (the item waits for a
+        person: its pending interrupts are at `review_ref`).
 
     Example:
         >>> deps = build_dependencies(settings_from(os.environ), os.environ)
@@ -78,12 +82,14 @@ def run_graph_step(
     """
     settings = deps.settings
     s3 = deps.s3
+    if event.park is not None:
+        return park_for_review(event, ReviewStore(settings.bucket, s3))
     table = deps.table
     check_event(event, table, deps.graphs)
     builder = load_graph(event.graph, deps.graphs)
     item = _item(event, s3)  # a bad item_ref fails before any model call or usage object
     chain = event.config.models or table.chain
-    primary = table.route(chain[0])[0]
+    primary = table.members(chain[0])[0][0]
     metrics = deps.metrics(event.graph)
 
     def remaining_s() -> float:
@@ -95,6 +101,7 @@ def run_graph_step(
             table,
             event.config,
             limiter_factory=deps.limiter_factory(event.config.limits_profile, primary),
+            breaker_factory=deps.breaker_factory(),
             budget_guard=deps.budget_guard(),
             callbacks=[UsageCallbackHandler(ledger, pricing=table.price)],
             remaining_s=lambda: remaining_s() - settings.step_margin_s,
@@ -103,6 +110,7 @@ def run_graph_step(
             secrets_client=deps.secrets,
             env=deps.env,
             metrics=metrics,
+            time_scale=settings.time_scale,
         )
         graph = builder.compile(checkpointer=S3Saver(settings.bucket, client=s3))
         context = StepContext(model=model, item_id=event.item_id)
@@ -117,4 +125,18 @@ def run_graph_step(
             remaining_s=remaining_s,
             margin_s=settings.step_margin_s,
             time_scale=settings.time_scale,
+            reviews=ReviewStore(settings.bucket, s3),
         )
+
+
+def park_for_review(event: StepEvent, reviews: ReviewStore) -> StepResult:
+    """The callback task's call: record its token with the pending interrupts and return at once. The
+    state machine then waits, at no cost and with no Lambda running, until the token is answered."""
+    assert event.park is not None
+    timeout_s = event.config.review_timeout_s or resources.DEFAULT_REVIEW_TIMEOUT_S
+    entered = None
+    if event.park.entered_at:
+        entered = datetime.fromisoformat(event.park.entered_at.replace("Z", "+00:00"))
+        entered = entered if entered.tzinfo else entered.replace(tzinfo=UTC)
+    reviews.park(event.park.review_ref.key, event.park.task_token, timeout_s, now=entered)
+    return StepResult(status="interrupted", review_ref=event.park.review_ref)

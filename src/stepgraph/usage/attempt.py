@@ -28,6 +28,10 @@ class AttemptContext:
     model_requested: str = ""
     limiter_wait_ms: int = 0
     fallback: bool = False
+    account: str = ""  # the provider account of the deployment (provider + account + model)
+    learned_limit: str = ""  # limits lowered from the provider's answers in force, e.g. "rpm=16"
+    limit_rpm: int = 0  # the deployment's requests / tokens per minute in force (0: none)
+    limit_tpm: int = 0
 
     @classmethod
     def from_metadata(cls, metadata: dict[str, Any] | None) -> AttemptContext:
@@ -50,6 +54,10 @@ class AttemptContext:
             model_requested=text("model_requested"),
             limiter_wait_ms=int(meta.get("limiter_wait_ms") or 0),
             fallback=bool(meta.get("fallback", False)),
+            account=text("account"),
+            learned_limit=text("learned_limit"),
+            limit_rpm=int(meta.get("limit_rpm") or 0),
+            limit_tpm=int(meta.get("limit_tpm") or 0),
         )
 
     def for_attempt(
@@ -61,6 +69,10 @@ class AttemptContext:
         model_requested: str,
         limiter_wait_ms: int,
         fallback: bool,
+        account: str = "",
+        learned_limit: str = "",
+        limit_rpm: int = 0,
+        limit_tpm: int = 0,
     ) -> AttemptContext:
         return replace(
             self,
@@ -70,6 +82,10 @@ class AttemptContext:
             model_requested=model_requested,
             limiter_wait_ms=limiter_wait_ms,
             fallback=fallback,
+            account=account,
+            learned_limit=learned_limit,
+            limit_rpm=limit_rpm,
+            limit_tpm=limit_tpm,
         )
 
     def run_metadata(self) -> dict[str, Any]:

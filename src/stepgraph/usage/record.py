@@ -67,6 +67,12 @@ class UsageRecord(BaseModel):
     ttft_ms: Count | None = None
     limiter_wait_ms: Count = 0
     fallback: bool = False
+    # The deployment of the attempt (provider + account + model) and any limit learned from the provider.
+    account: str = ""
+    deployment: str = Field("", description="provider:model, as a chain or pool names it")
+    learned_limit: str = Field("", description="limits lowered from the provider's headers, e.g. rpm=16")
+    limit_rpm: int | None = Field(None, description="the deployment's requests per minute in force")
+    limit_tpm: int | None = Field(None, description="the deployment's tokens per minute in force")
 
     @property
     def dt(self) -> str:

@@ -72,15 +72,16 @@ class Layout:
         base = f"s3://{bucket}/{prefix}dt=*/*/*"
         root = prefix[: -len(resources.PREFIX_USAGE)]
         return cls(
-            [base + ".jsonl", base + ".jsonl.gz"],
+            [base + ".jsonl*"],  # one listing finds both .jsonl and .jsonl.gz (_expand keeps only those)
             [f"s3://{bucket}/{root}{resources.PREFIX_USAGE_COMPACTED}dt=*/*.parquet"],
             local=False,
         )
 
 
 def _expand(con: Any, globs: list[str]) -> list[str]:
-    """Every object an s3:// glob matches (one paginated listing each; nothing read)."""
-    return sorted(f for g in globs for (f,) in con.execute("SELECT file FROM glob(?)", [g]).fetchall())
+    """Every usage object an s3:// glob matches (one paginated listing each; nothing read)."""
+    found = (f for g in globs for (f,) in con.execute("SELECT file FROM glob(?)", [g]).fetchall())
+    return sorted(f for f in found if f.endswith((".jsonl", ".jsonl.gz")))
 
 
 def _present(con: Any, paths: list[str], local: bool) -> list[str]:

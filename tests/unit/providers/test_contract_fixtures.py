@@ -234,14 +234,14 @@ def test_a_length_reply_is_retried_with_a_larger_max_tokens_when_the_model_says_
     replay = Replay.of(short, ok)
     sink = Sink()
     r = router(
-        replay_route(replay, short, length_retry_max_tokens=4096),
+        replay_route(replay, short, length_retry_max_tokens=8192),
         clock=FakeClock(NOW),
         callbacks=[UsageCallbackHandler(sink)],
     )
     assert r.invoke("hi").content == "A short summary."
     bodies = list(replay.bodies())
-    # langchain-openai sends max_tokens as max_completion_tokens (the OpenAI name, which Cerebras needs).
-    assert "max_completion_tokens" not in bodies[0] and bodies[1]["max_completion_tokens"] == 4096
+    # langchain-openai sends max_tokens as max_completion_tokens; every call carries the model's max_tokens (4096 by default).
+    assert bodies[0]["max_completion_tokens"] == 4096 and bodies[1]["max_completion_tokens"] == 8192
     assert [x.status for x in sink.records] == ["incomplete", "ok"]
 
 
@@ -343,3 +343,36 @@ def test_incomplete_replies_are_a_metric_and_still_count_their_tokens() -> None:
     sent = {m: v for m, v, dims in emitter.emitted if set(dims) == {"service"}}
     assert sent[names.INCOMPLETE_REPLIES] == 1
     assert sent[names.PROMPT_TOKENS] == 42 and names.PROVIDER_ERRORS not in sent
+
+
+@pytest.mark.parametrize("name", ["groq/ok", "cerebras/ok"])
+def test_openai_dialect_replies_keep_their_headers_and_a_lower_limit_is_learned(name: str) -> None:
+    """The very ChatOpenAI the product builds keeps an openai-dialect reply's headers; the router reads
+    the limits they report, and one below the profile lowers the shared limit."""
+    from stepgraph.limiter import DynamoDBRateLimiter, Limit, MemoryStore
+    from stepgraph.providers.dialects import reply_headers, reported_limits
+
+    fixture = load(name)
+    replay = Replay.of(fixture)
+    spec, model = spec_for(fixture)
+    spec = spec.model_copy(update={"header_dialect": "openai"})
+    message = make_llm_factory(spec, model, http_client=replay.client())("sk-test").invoke("hi")
+    reported = reported_limits("openai", reply_headers(message), now=NOW)
+    assert reported and all(v > 0 for v in reported.values())
+    clock = FakeClock(NOW)
+    profile = [
+        Limit(n, 10 * v, 60, unit="tokens" if n.startswith("t") else "requests") for n, v in reported.items()
+    ]
+    lim = DynamoDBRateLimiter("t", "acct", profile, store=MemoryStore(), clock=clock, learned_refresh_s=0)
+    route = Route(
+        fixture.provider,
+        model,
+        spec.models[model],
+        KeyRing("p", [("main", "sk")]),
+        make_llm_factory(spec, model, http_client=Replay.of(fixture).client()),
+        lim,
+        dialect="openai",
+    )
+    ModelRouter([route], clock=clock).invoke("hi")
+    lim.try_acquire()
+    assert {n: lim.capacity(n) for n in reported} == reported

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -14,35 +15,11 @@ from typing import Any
 
 import typer
 
+from stepgraph.local.bench.records import bench_record
 from stepgraph.local.bench.report import BenchResult, print_result
 
 BUCKET = "bench-lake"
 DAY = "2026-01-01"
-_TEMPLATE: dict[str, Any] = {
-    "schema_version": 1,
-    "execution_id": "bench",
-    "graph": "document_pipeline",
-    "node": "draft",
-    "attempt": 1,
-    "provider": "openrouter",
-    "key_label": "main",
-    "status": "ok",
-    "http_status": 200,
-    "error_type": "",
-    "prompt_tokens": 100,
-    "completion_tokens": 50,
-    "reasoning_tokens": 10,
-    "cached_tokens": 0,
-    "total_tokens": 150,
-    "cost_usd": 0.0001,
-    "cost_source": "provider",
-    "is_free": False,
-    "streamed": False,
-    "latency_ms": 800,
-    "limiter_wait_ms": 0,
-    "fallback": False,
-}
-MODELS = ["openai/gpt-oss-120b:free", "openai/gpt-oss-120b", "gpt-oss:120b"]
 
 
 def objects(records: int, files: int, days: int = 1) -> Any:
@@ -52,17 +29,8 @@ def objects(records: int, files: int, days: int = 1) -> Any:
         day = f"2026-01-{1 + f % days:02d}"
         lines = []
         for i in range(f * per, (f + 1) * per):
-            m = MODELS[i % 3]
-            rec = dict(
-                _TEMPLATE,
-                record_id=f"r{i}",
-                ts=f"{day}T{i % 24:02d}:{i % 60:02d}:{(i // 60) % 60:02d}.000000Z",
-                item_id=str(i % 997),
-                thread_id=f"t{i % 997}",
-                model_requested=m,
-                model_used=m,
-            )
-            lines.append(json.dumps(rec))
+            ts = f"{day}T{i % 24:02d}:{i % 60:02d}:{(i // 60) % 60:02d}.000000Z"
+            lines.append(json.dumps(bench_record(i, ts)))
         yield f"usage/dt={day}/bench-{f % 50}/{f}.jsonl", ("\n".join(lines) + "\n").encode()
 
 
@@ -86,6 +54,12 @@ def _child(args: list[str]) -> tuple[dict[str, Any], float]:
     if proc.returncode:
         raise RuntimeError(f"bench child {args} failed ({proc.returncode})")
     return json.loads(out.decode().strip().splitlines()[-1]), usage.ru_maxrss / 1024
+
+
+def _log(mode: str, records: int, files: int, answer: dict[str, Any], peak_mb: float) -> None:
+    """Each measurement as it ends (a long run cut short keeps what it measured)."""
+    line = {"mode": mode, "records": records, "files": files, **answer, "peak_mb": round(peak_mb)}
+    print(json.dumps(line), file=sys.stderr, flush=True)
 
 
 def _client(endpoint: str) -> Any:
@@ -173,6 +147,8 @@ def _s3_report(result: BenchResult, records: int, files: int) -> None:
 
     from stepgraph.local.s3_index import prefix_index
 
+    # One log line per request (hundreds of thousands here) would flood the bench's output and slow the server.
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
     port = _free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     with prefix_index():
@@ -186,7 +162,9 @@ def _s3_report(result: BenchResult, records: int, files: int) -> None:
                     BUCKET, key, body
                 )  # straight into the server's store: setup is not measured
             now, now_mb = _child(["child", "now", endpoint])
+            _log("s3-now", records, files, now, now_mb)
             today, today_mb = _child(["child", "today", endpoint])
+            _log("s3-today", records, files, today, today_mb)
         finally:
             server.stop()
     label = f"{now['records']:,} records in {files:,} objects"
@@ -208,7 +186,9 @@ def _dir_report(result: BenchResult, records: int, files: int) -> None:
             (Path(tmp) / key).parent.mkdir(parents=True, exist_ok=True)
             (Path(tmp) / key).write_bytes(body)
         now, now_mb = _child(["child", "dir-now", tmp])
+        _log("dir-now", records, files, now, now_mb)
         today, today_mb = _child(["child", "dir-today", tmp])
+        _log("dir-today", records, files, today, today_mb)
     label = f"{now['records']:,} records in {files:,} local files"
     result.add(
         f"report, {label}", now["elapsed_s"], "s", baseline=today["elapsed_s"],
@@ -274,25 +254,49 @@ def _compaction(result: BenchResult, attempts: int) -> None:
         result.notes.append("compacted answers differ from raw")
 
 
+PARTS = ("compaction", "dir", "s3")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """`RECORDS:FILES`, e.g. `100000:10000`."""
+    records, sep, files = text.partition(":")
+    try:
+        size = int(records), int(files)
+    except ValueError:
+        size = (0, 0)
+    if not sep or size[0] < size[1] or size[1] < 1:
+        raise typer.BadParameter(
+            f"{text!r}: give RECORDS:FILES with RECORDS >= FILES >= 1, e.g. 100000:10000"
+        )
+    return size
+
+
 def run(
     records: int = 1_000_000,
     files: int = 100_000,
     attempts: int = 100_000,
-    s3_records: int = 100_000,
-    s3_files: int = 5_000,
+    s3_sizes: tuple[tuple[int, int], ...] = ((100_000, 10_000),),
+    parts: tuple[str, ...] = PARTS,
 ) -> BenchResult:
+    s3_args = "".join(f" --s3 {r}:{f}" for r, f in s3_sizes)
+    only = "".join(f" --part {p}" for p in parts) if tuple(parts) != PARTS else ""
     result = BenchResult(
         "lake",
-        f"stepgraph bench lake --records {records} --files {files} --attempts {attempts} "
-        f"--s3-records {s3_records} --s3-files {s3_files}",
+        f"stepgraph bench lake --records {records} --files {files} --attempts {attempts}{s3_args}{only}",
     )
-    _compaction(result, attempts)
-    _dir_report(result, records, files)
-    _s3_report(result, s3_records, s3_files)
+    if "compaction" in parts:
+        _compaction(result, attempts)
+    if "dir" in parts:
+        _dir_report(result, records, files)
+    if "s3" in parts:
+        for s3_records, s3_files in s3_sizes:
+            _s3_report(result, s3_records, s3_files)
     result.notes.append(
         "S3 is a moto server on loopback (each object read is an HTTP GET, as on S3, without S3's 10-30 ms). "
-        "Each report runs alone in a fresh process; peak RSS is that process's. The compacted query reads the "
-        "day's Parquet and prunes its raw objects by their dt without opening them."
+        "Each report runs alone in a fresh process; peak RSS is that process's (`os.wait4`). The baseline is "
+        "the report before this work: DuckDB's defaults (a thread per core, insertion order kept, in memory), "
+        "and on S3 every object downloaded first. The compacted query reads the day's Parquet and prunes its "
+        "raw objects by their dt without opening them."
     )
     return result
 
@@ -301,10 +305,15 @@ def cli(
     records: int = typer.Option(1_000_000, min=1000, help="Records in the local report data set"),
     files: int = typer.Option(100_000, min=10, help="Files holding them"),
     attempts: int = typer.Option(100_000, min=100, help="Attempts (one object each) in the compacted day"),
-    s3_records: int = typer.Option(100_000, min=100, help="Records in the S3 (moto server) report data set"),
-    s3_files: int = typer.Option(5_000, min=10, help="Objects holding them"),
+    s3: list[str] = typer.Option(
+        ["100000:10000"], "--s3", help="RECORDS:FILES of an S3 (moto server) report data set (repeat)"
+    ),
+    part: list[str] = typer.Option(list(PARTS), "--part", help=f"Parts to run (repeat): {', '.join(PARTS)}"),
 ) -> None:
-    print_result(run(records, files, attempts, s3_records, s3_files))
+    unknown = sorted(set(part) - set(PARTS))
+    if unknown:
+        raise typer.BadParameter(f"unknown part {', '.join(unknown)}; known: {', '.join(PARTS)}")
+    print_result(run(records, files, attempts, tuple(parse_size(x) for x in s3), tuple(part)))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from typing import Any
 
 import typer
 
+from stepgraph.local.bench.records import bench_record
 from stepgraph.local.bench.report import BenchResult, print_result
 
 
@@ -53,39 +54,6 @@ def _callback_rate(n: int) -> tuple[float, float]:
 
 
 def _write_dataset(root: Path, n: int) -> None:
-    template = {
-        "schema_version": 1,
-        "record_id": "",
-        "ts": "",
-        "execution_id": "e",
-        "item_id": "",
-        "thread_id": "",
-        "graph": "document_pipeline",
-        "node": "draft",
-        "attempt": 1,
-        "provider": "openrouter",
-        "key_label": "main",
-        "model_requested": "",
-        "model_used": "",
-        "generation_id": "",
-        "status": "ok",
-        "http_status": 200,
-        "error_type": "",
-        "prompt_tokens": 100,
-        "completion_tokens": 50,
-        "reasoning_tokens": 10,
-        "cached_tokens": 0,
-        "total_tokens": 150,
-        "cost_usd": 0.0001,
-        "cost_source": "provider",
-        "is_free": False,
-        "streamed": False,
-        "latency_ms": 800,
-        "ttft_ms": None,
-        "limiter_wait_ms": 0,
-        "fallback": False,
-    }
-    models = ["openai/gpt-oss-120b:free", "openai/gpt-oss-120b", "gpt-oss:120b"]
     per_file = 100_000
     for f in range(0, n, per_file):
         day = f"2026-01-{1 + (f // per_file) % 28:02d}"
@@ -93,15 +61,10 @@ def _write_dataset(root: Path, n: int) -> None:
         d.mkdir(parents=True, exist_ok=True)
         with (d / f"{f}.jsonl").open("w") as out:
             for i in range(f, min(n, f + per_file)):
-                rec = dict(
-                    template,
-                    record_id=f"r{i}",
-                    ts=f"{day}T10:{i % 60:02d}:00.000000Z",
-                    item_id=str(i % 997),
-                    thread_id=f"t{i % 997}",
-                    model_requested=models[i % 3],
-                    model_used=models[i % 3],
-                    latency_ms=100 + i % 2000,
+                ts = f"{day}T10:{i % 60:02d}:00.000000Z"
+                # With the generation id and time to first token (unknown) as well.
+                rec = bench_record(
+                    i, ts, execution_id="e", generation_id="", ttft_ms=None, latency_ms=100 + i % 2000
                 )
                 out.write(json.dumps(rec) + "\n")
 

@@ -1,0 +1,73 @@
+"""The helpers the scale and lake benchmarks compute their figures with (no stack, no timing)."""
+
+from __future__ import annotations
+
+import pytest
+import typer
+from hypothesis import given
+from hypothesis import strategies as st
+
+from stepgraph.local.bench.lake import parse_size
+from stepgraph.local.bench.scale import steady_per_item
+
+
+def test_steady_per_item_leaves_out_ramp_up_and_tail() -> None:
+    # 10 s of ramp-up, then one item a second, then a 30 s tail on the last item.
+    done = [10.0 + i for i in range(99)] + [10.0 + 98 + 30]
+    assert steady_per_item(done) == pytest.approx(1.0)
+    assert steady_per_item(done, 0.0, 1.0) == pytest.approx((done[-1] - done[0]) / 99)
+
+
+def test_steady_per_item_shows_growth_within_a_batch() -> None:
+    # The second half twice as slow per item as the first.
+    done = [float(i) for i in range(50)] + [49.0 + 2 * (i + 1) for i in range(50)]
+    assert steady_per_item(done, 0.5, 0.9) / steady_per_item(done, 0.1, 0.5) == pytest.approx(2.0, rel=0.1)
+
+
+@given(st.lists(st.floats(0, 1e6), min_size=10, max_size=200))
+def test_steady_per_item_is_order_free_and_not_negative(done: list[float]) -> None:
+    assert steady_per_item(done) == steady_per_item(list(reversed(done))) >= 0
+
+
+def test_steady_per_item_refuses_too_few_items() -> None:
+    with pytest.raises(ValueError, match="at least 2 items"):
+        steady_per_item([1.0])
+
+
+def test_parse_size() -> None:
+    assert parse_size("100000:10000") == (100_000, 10_000)
+    for bad in ("100000", "a:b", "10:100", "10:0"):
+        with pytest.raises(typer.BadParameter, match="RECORDS:FILES"):
+            parse_size(bad)
+
+
+def test_progress_log_reads_the_live_table_at_most_every_period() -> None:
+    import io
+
+    from rich.console import Console
+    from rich.live import Live
+    from rich.table import Table
+
+    from stepgraph.local.bench.scale import ProgressLog
+
+    now = [0.0]
+    out = io.StringIO()
+    log = ProgressLog(every_s=30, out=out, clock=lambda: now[0])
+    console = Console(file=log, force_terminal=True, color_system=None, width=120)
+
+    def table(done: int) -> Table:
+        t = Table(title="stepgraph demo", show_header=False)
+        t.add_row("items done", f"{done} / 5000")
+        t.add_row("elapsed", f"{now[0]:.1f} s")
+        return t
+
+    with Live(table(0), console=console, auto_refresh=False) as live:
+        for step in range(1, 8):
+            now[0] = step * 10.0
+            live.update(table(step * 7), refresh=True)
+    assert [(x["progress_s"], x["done"], x["of"]) for x in log.lines] == [
+        (0.0, 0, 5000),  # the table as Live starts
+        (30.0, 21, 5000),
+        (60.0, 42, 5000),
+    ]
+    assert out.getvalue().count("\n") == 3 and all(x["rss_mb"] >= 0 for x in log.lines)
