@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -143,7 +144,7 @@ def test_a_failed_item_of_a_distributed_batch_is_named_by_status(
     key = f"{resources.PREFIX_FAILURES}e2e-dist-bad/1.json"
     record = json.loads(s3.get_object(Bucket=st.bucket, Key=key)["Body"].read())
     assert record["item_id"] == 1 and record["status"] == "failed" and record["error"] == "MissingField"
-    report = status(desc["executionArn"])
+    report = status(desc["executionArn"], endpoint_url=st.endpoint_url)
     assert report["items_done"] == 2 and report["unaccounted"] == 0
     (failed,) = report["failed_items"]
     assert failed == record and "text" in failed["cause"]
@@ -173,5 +174,39 @@ def test_an_item_whose_failure_record_cannot_be_written_still_ends_and_is_counte
     desc = execute(replace(st, state_machine_arn=arn), payload, "e2e-dist-lost")
     assert desc["status"] == "SUCCEEDED", desc  # the lost record did not fail the item, nor the batch
     assert s3.list_objects_v2(Bucket=st.bucket, Prefix=resources.PREFIX_FAILURES).get("KeyCount", 0) == 0
-    report = status(desc["executionArn"])
+    report = status(desc["executionArn"], endpoint_url=st.endpoint_url)
     assert report["items_done"] == 1 and report["failed_items"] == [] and report["unaccounted"] == 1
+
+
+def test_the_functions_get_their_environment_and_the_callers_is_left_alone(
+    stack: tuple[LocalStack, SimulatorHandle],
+) -> None:
+    st, sim = stack
+    before = dict(os.environ)
+    payload = {"graph": "fanout", "items": [{"text": "row 0"}]}
+    out = st.invoke(resources.VALIDATE_FUNCTION, {"input": payload, "execution_id": "arn:x:execution:sm:env"})
+    assert out["mode"] == "inline"  # the handler read its settings from its own environment
+    assert st.function_env["STEPGRAPH_OPENROUTER_BASE_URL"] == sim.base_url
+    assert "STEPGRAPH_OPENROUTER_BASE_URL" not in os.environ and "STEPGRAPH_ENDPOINT_URL" not in os.environ
+    assert dict(os.environ) == before
+    (entry,) = [i for i in st.invocations if i["function"] == resources.VALIDATE_FUNCTION]
+    assert entry["ok"] and entry["pid"] not in (0, os.getpid())  # it ran in a worker process
+
+
+def test_each_function_runs_on_warm_workers_of_its_own_and_a_recycle_cold_starts(
+    stack: tuple[LocalStack, SimulatorHandle],
+) -> None:
+    st, _ = stack
+    event = {
+        "input": {"graph": "fanout", "items": [{"text": "row 0"}]},
+        "execution_id": "arn:x:execution:sm:w",
+    }
+    first = st.run_function(resources.VALIDATE_FUNCTION, event)
+    second = st.run_function(resources.VALIDATE_FUNCTION, event)
+    assert first.ok and second.ok and first.cold and not second.cold
+    assert first.pid == second.pid and first.pid != os.getpid()  # the warm container, not this process
+    poller = st.run_function(resources.CREDITS_POLLER_FUNCTION, {})
+    assert poller.cold and poller.pid not in (first.pid, os.getpid())  # each function its own container
+    st.recycle()
+    third = st.run_function(resources.VALIDATE_FUNCTION, event)
+    assert third.ok and third.cold and third.pid != first.pid

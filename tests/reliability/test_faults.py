@@ -8,27 +8,26 @@ exceeded, and spend stayed under the cap.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import signal
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import pytest
-from botocore.awsrequest import AWSResponse
 
 from stepgraph import resources
 from stepgraph.graphs import fanout
 from stepgraph.limiter.algorithm import DAY_S, seconds_to_next_utc_day
-from stepgraph.local import lambdas
-from stepgraph.local.lambdas import FakeLambdaContext, load_handler
 from stepgraph.local.simulator import DEV_KEY, SimulatorHandle, running_simulator
 from stepgraph.local.stack import LocalStack, local_stack
 from stepgraph.usage import layout
-from tests.fixtures.aws import RawBody, execute
+from tests.fixtures.aws import execute
 
 SECOND_KEY = "sk-sim-second"
 TIME_SCALE = 0.05  # a minute lasts 3 s, a UTC day 72 min
@@ -61,7 +60,7 @@ def rig() -> Iterator[tuple[LocalStack, SimulatorHandle]]:
 def fresh(rig: tuple[LocalStack, SimulatorHandle]) -> Iterator[tuple[LocalStack, SimulatorHandle]]:
     st, sim = rig
     sim.reset()
-    st.cold_start()  # each row starts on fresh containers: no key retired by an earlier row
+    st.recycle()  # each row starts on fresh containers: no key retired by an earlier row
     st.hooks.clear()
     st.invocations.clear()
     yield st, sim
@@ -127,7 +126,9 @@ def check(
     # A reply the client stopped waiting for is the only answered request without an ok record.
     assert len(answered) - len(ok) == sum(r["status"] == "timeout" for r in records)
     assert sim.stats()["accounts"]["default"]["window_violations"] == 0
-    assert not any(i.get("error") == "_TimedOut" for i in st.invocations), "a Lambda overran its timeout"
+    assert not any(i.get("error_type") == "Sandbox.Timedout" for i in st.invocations), (
+        "a Lambda overran its timeout"
+    )
     return records
 
 
@@ -196,7 +197,7 @@ def test_a_context_overflow_in_the_real_wording_moves_to_the_larger_model(
         },
         "chain": ["openrouter:sim/small-4k", FREE],
     }
-    with _settings(STEPGRAPH_PROVIDERS=json.dumps(table)):
+    with st.configured(STEPGRAPH_PROVIDERS=json.dumps(table)):
         records = check(st, sim, "overflow", run(st, "overflow", items=2, filler=" padding" * 2500), items=2)
     analysts = [r for r in records if r["node"] == "analyst"]
     refused = [r for r in analysts if r["model_requested"] == "sim/small-4k"]
@@ -230,7 +231,7 @@ def test_the_paid_fallback_serves_once_the_free_day_is_spent(
     }
     overrides = json.dumps({"rpm": {"capacity": 40}, "rpd": {"capacity": 5}})
     _start_of_a_day_that_outlasts_the_run()
-    with _settings(STEPGRAPH_PROVIDERS=json.dumps(table), STEPGRAPH_LIMITS_OVERRIDES=overrides):
+    with st.configured(STEPGRAPH_PROVIDERS=json.dumps(table), STEPGRAPH_LIMITS_OVERRIDES=overrides):
         records = check(st, sim, "day-spent", run(st, "day-spent"))
     free_ok = [r for r in records if r["model_requested"].endswith(":free") and r["status"] == "ok"]
     paid_ok = [r for r in records if r["model_requested"] == "openai/gpt-oss-120b" and r["status"] == "ok"]
@@ -253,7 +254,7 @@ def test_stream_errors_are_retried(fresh: tuple[LocalStack, SimulatorHandle]) ->
         "chain": [FREE],
     }
     sim.queue_faults(*[{"stream_error": True}] * 4)
-    with _settings(STEPGRAPH_PROVIDERS=json.dumps(table)):
+    with st.configured(STEPGRAPH_PROVIDERS=json.dumps(table)):
         records = check(st, sim, "stream-errors", run(st, "stream-errors"))
     assert sum(r["status"] != "ok" for r in records) == 4
     assert all(q["stream"] for q in sim.requests())
@@ -263,33 +264,52 @@ def test_slow_response_past_the_step_budget_ends_the_step_in_time(
     fresh: tuple[LocalStack, SimulatorHandle],
 ) -> None:
     st, sim = fresh
-    st.timeout_s = 5.0  # the function's timeout; the step keeps 2 s for its checkpoint and usage writes
-    sim.queue_faults({"delay_ms": 8000})
-    with _settings(STEPGRAPH_STEP_MARGIN_S="2"):
+    # The function's timeout; the step keeps 2 s for its checkpoint and usage writes. With a real kill
+    # the timeout must leave a loaded machine room for a new container's first limiter and S3 writes
+    # (seconds on DynamoDB Local under load), and the reply comes later than the whole step could wait.
+    st.timeout_s = 10.0
+    sim.queue_faults({"delay_ms": 15_000})
+    with st.configured(STEPGRAPH_STEP_MARGIN_S="2"):
         records = check(st, sim, "slow", run(st, "slow", items=2), items=2)
     assert any(r["status"] == "timeout" for r in records), Counter(r["status"] for r in records)
-    assert any(i.get("status") in ("throttled", "running") for i in st.invocations[1:-1])
+    steps = [i for i in st.invocations if i["function"] == resources.GRAPH_STEP_FUNCTION]
+    # The slow call's timeout is the step's budget, so that step ends itself, throttled or running.
+    assert any(i.get("status") in ("throttled", "running") for i in steps[:-1]), steps
+    # A step is killed only when the machine's own writes outlast the margin (a loaded DynamoDB Local);
+    # Lambda answers Sandbox.Timedout and the state machine resumes the item from its checkpoint.
+    assert all(i["error_type"] == "Sandbox.Timedout" for i in steps if not i["ok"]), steps
+
+
+def _die_once_in_synthesis(marker: str) -> None:
+    """In a worker: the first synthesis of ticket 1 gets its model reply (paid for, its usage record
+    written), then the process is killed before the node's result is checkpointed."""
+    original = fanout.synthesise
+
+    def dies(state: Any, runtime: Any) -> Any:
+        update = original(state, runtime)
+        if "ticket 1" in state["notes"][0] + state.get("text", ""):
+            try:
+                os.close(os.open(marker, os.O_CREAT | os.O_EXCL))  # once, whichever worker gets there
+            except FileExistsError:
+                return update
+            os.kill(os.getpid(), signal.SIGKILL)
+        return update
+
+    fanout.synthesise = dies  # type: ignore[assignment]
 
 
 def test_lambda_killed_mid_node_reruns_only_that_node(
-    fresh: tuple[LocalStack, SimulatorHandle], monkeypatch: pytest.MonkeyPatch
+    fresh: tuple[LocalStack, SimulatorHandle], tmp_path: Path
 ) -> None:
     st, sim = fresh
-    original, killed = fanout.synthesise, []
-
-    class ContainerDied(Exception):
-        error_type = "Lambda.ServiceException"  # what Step Functions sees when the container dies
-
-    def dies_once(state: Any, runtime: Any) -> Any:
-        update = original(state, runtime)  # the model call happened and was paid for
-        if not killed and "ticket 1" in state["notes"][0] + state.get("text", ""):
-            killed.append(True)
-            raise ContainerDied("container died after the model replied")
-        return update
-
-    monkeypatch.setattr(fanout, "synthesise", dies_once)
-    records = check(st, sim, "killed", run(st, "killed"))
-    assert killed
+    marker = tmp_path / "killed"
+    with st.configured(setup=functools.partial(_die_once_in_synthesis, str(marker))):
+        records = check(st, sim, "killed", run(st, "killed"))
+    assert marker.exists()
+    died = [i for i in st.invocations if not i["ok"]]
+    # A real kill, seen as Lambda shows it.
+    assert [i["error_type"] for i in died] == ["Runtime.ExitError"], died
+    assert "signal: killed" in died[0]["message"]
     per_item_node = Counter((r["item_id"], r["node"]) for r in records if r["status"] == "ok")
     assert per_item_node[("1", "synthesise")] == 2  # the killed node ran again
     assert per_item_node[("1", "analyst")] == 3  # the analysts' checkpointed results were not redone
@@ -303,23 +323,22 @@ def test_s3_412_409_on_a_checkpoint_write_lose_nothing(
     st, sim = fresh
     failed: list[str] = []
 
-    def conflict_once(request: Any, **_: Any) -> AWSResponse | None:
+    def conflict_once(method: str, path: str) -> tuple[int, bytes] | None:
         # moto stores the object before this hook answers, so these are "the write landed but the reply said
         # 412 / 409": the saver must see its own bytes and carry on (409 after a retry), losing nothing.
-        if "/checkpoints/" in request.url and "/c/" in request.url and not failed:
-            failed.append(request.url)
+        if method == "PUT" and "/checkpoints/" in path and "/c/" in path and not failed:
+            failed.append(path)
             body = b"<Error><Code>PreconditionFailed</Code><Message>At least one of the pre-conditions you specified did not hold</Message></Error>"
             if code == 409:
                 body = b"<Error><Code>ConditionalRequestConflict</Code><Message>A conflicting operation is in progress</Message></Error>"
-            return AWSResponse(request.url, code, {}, RawBody(body))
+            return code, body
         return None
 
-    s3 = lambdas.dependencies(resources.GRAPH_STEP_FUNCTION).s3  # the client the handler uses
-    s3.meta.events.register_first("before-send.s3.PutObject", conflict_once)
+    st.response_hooks.append(conflict_once)
     try:
         check(st, sim, f"conflict-{code}", run(st, f"conflict-{code}"))
     finally:
-        s3.meta.events.unregister("before-send.s3.PutObject", conflict_once)
+        st.response_hooks.remove(conflict_once)
     assert failed
     assert all(i["ok"] for i in st.invocations), st.invocations
 
@@ -334,7 +353,7 @@ def test_duplicate_delivery_of_a_step_keeps_one_result(fresh: tuple[LocalStack, 
 
             def twin() -> None:
                 try:
-                    load_handler("graph_step")(dict(event), FakeLambdaContext(function))
+                    st.invoke(function, dict(event))  # on another worker, as a second delivery would run
                 except Exception as exc:  # a losing twin may fail: Step Functions would retry it
                     errors.append(exc)
 
@@ -346,7 +365,7 @@ def test_duplicate_delivery_of_a_step_keeps_one_result(fresh: tuple[LocalStack, 
     twins[0].join(30)
     records = check(st, sim, "twice", out)
     assert sum(r["item_id"] == "0" and r["node"] == "synthesise" for r in records) >= 1
-    assert all(type(e).__name__ in ("CheckpointConflict",) for e in errors), errors
+    assert all(getattr(e, "error_type", None) in ("CheckpointConflict",) for e in errors), errors
 
 
 def test_a_key_revoked_mid_run_hands_over_to_the_next_key(fresh: tuple[LocalStack, SimulatorHandle]) -> None:
@@ -408,7 +427,7 @@ def test_the_budget_cap_holds_under_parallel_items(fresh: tuple[LocalStack, Simu
     # One worst-case reservation (~$0.002) fits beside a few calls' real spend (~$0.00002 each), so the
     # cap binds after a handful of the batch's 16 paid calls, however they interleave.
     cap = 0.0021
-    with _settings(STEPGRAPH_TOTAL_BUDGET_USD=str(cap)):
+    with st.configured(STEPGRAPH_TOTAL_BUDGET_USD=str(cap)):
         out = run(st, "budget", items=4, config={"models": [PAID]})
     records = usage(st, "budget")
     assert len(records) == len(sim.requests())
@@ -424,17 +443,3 @@ def _start_of_a_day_that_outlasts_the_run() -> None:
     left = seconds_to_next_utc_day(time.time(), day_s)
     if left < RUN_TIMEOUT_S + 10:
         time.sleep(left + 0.5)
-
-
-def _settings(**values: str) -> Any:
-    """Change the settings the in-process handlers read, for one row."""
-
-    class _Patch:
-        def __enter__(self) -> None:
-            self.patch = mock.patch.dict(os.environ, values)
-            self.patch.start()  # the handlers' next call sees it, as a redeployed function would
-
-        def __exit__(self, *exc: object) -> None:
-            self.patch.stop()
-
-    return _Patch()

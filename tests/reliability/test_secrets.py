@@ -272,11 +272,12 @@ def test_a_batch_with_faults_leaks_no_key_anywhere(
     assert {401, 429, 502, 503, 400, 200} <= set(statuses), statuses
     assert any(q["key_label"] == "sim-canary" and q["status"] == 200 for q in sim.requests())
     assert item_statuses(faults) == ["done"] * 4 + ["failed"] and item_statuses(no_key) == ["failed"]
-    errors = "\n".join(c.get("error", "") for c in calls)
+    # The functions' raised errors, with their whole tracebacks, as their workers reported them.
+    errors = "\n".join(i.get("message", "") + i.get("trace", "") for i in st.invocations)
     assert "HTTP 400" in errors and "no usable API key left" in errors, errors
     assert {o.split("/")[0] for o in objects} >= {"checkpoints", "usage", "results"}
     assert b'"_aws"' in corpus.parts["stdout"]  # EMF metrics were emitted, and scanned
-    assert b'"message":"step ended"' in corpus.parts["powertools json"]
+    assert b'"message":"step ended"' in corpus.parts["stdout"]  # the workers' Powertools JSON lines
     assert "canary" in usage_labels(corpus)  # the runtime's label for the canary, never its value
     assert len(debug_logs.records.records) > 200 and corpus.size > 200_000
 
@@ -307,7 +308,8 @@ def test_keys_from_secrets_manager_leak_nowhere(
         debug_logs.records.clear()  # botocore's lines of the operator filling the secret, not the product's
         sim.queue_faults({"status": 429, "retry_after_s": 1}, {"status": 502}, {"status": 400})
         result = run(st, "canary-secrets", items(3))
-        deps = build_dependencies(settings_from(os.environ), os.environ)  # the poller's, in this stack
+        env = st.function_env  # the operator's view: configured as the functions are
+        deps = build_dependencies(settings_from(env), env)
         report = poll_all(
             deps.settings, table=deps.table, env=deps.env, secrets_client=sm, emitter=deps.metrics()
         )

@@ -6,6 +6,7 @@ import asyncio
 import random
 import threading
 import uuid
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -19,6 +20,8 @@ from stepgraph.limiter.giveback import GiveBack
 from stepgraph.limiter.learned import LearnedLimits
 from stepgraph.limiter.limits import Grant, Limit, LimiterUnavailable, RateLimited
 from stepgraph.limiter.store import DynamoDBStore, Store
+
+ROUND_TRIPS_KEPT = 32  # the acquisitions the lead looks back over
 
 Costs = Mapping[str, int] | int
 CONTENTION_DOUBLINGS = 6
@@ -41,6 +44,10 @@ class DynamoDBRateLimiter(GiveBack, BaseRateLimiter):
         max_attempts: conditional-write attempts under contention before refusing (fail closed).
         max_skew_s: the largest clock difference between any two callers of the key; sliding windows
             are paced over `per_seconds + max_skew_s` so the limit holds in real time.
+        lead_s: the least time from a request to its window slot. The slot is the send time, so a grant
+            must come back before it: the lead is also at least the longest of this limiter's last
+            acquisitions (its writes' round trip), or a grant returns after its slot, the send leaves
+            late and bunches into the provider's window with the on-time sends after it.
         learned_quiet_s / learned_refresh_s: how long a limit lowered from the provider's answers
             (`learned.lower`) lasts, and how often each caller re-reads the lowerings (a read, no write).
 
@@ -68,6 +75,7 @@ class DynamoDBRateLimiter(GiveBack, BaseRateLimiter):
         store: Store | None = None,
         max_attempts: int = 50,
         max_skew_s: float = 0.0,
+        lead_s: float = 0.0,
         learned_quiet_s: float = 600.0,
         learned_refresh_s: float = 5.0,
     ) -> None:
@@ -85,6 +93,10 @@ class DynamoDBRateLimiter(GiveBack, BaseRateLimiter):
         self.max_wait_s = max_wait_s
         self.max_attempts = max_attempts
         self.max_skew_s = max_skew_s
+        if not lead_s >= 0:
+            raise ConfigError(f"rate limiter {key!r}: lead_s must be >= 0 (got {lead_s!r})")
+        self.lead_s = lead_s
+        self._round_trips: deque[float] = deque(maxlen=ROUND_TRIPS_KEPT)
         # What the admission rules see: the limits with the skew allowance in their spacing.
         self._paced = {lim.name: algorithm.with_skew_allowance(lim, max_skew_s) for lim in self.limits}
         self._paced_for: tuple[tuple[str, int], ...] = ()
@@ -186,11 +198,13 @@ class DynamoDBRateLimiter(GiveBack, BaseRateLimiter):
         return max(0.0, wait), room
 
     def _order(self) -> list[Limit]:
-        """Request windows first (they refuse most and must never be retracted blindly), then token
-        windows, day counters and leases, whose refunds are exact."""
-        rank = {"sliding": 0, "utc_day": 2, "concurrency": 3}
+        """Day counters and leases first (their refunds are exact), then token windows, and the request
+        window last: its slot is the send time, so no other write may sit between reserving it and
+        sending (a send that leaves later than its slot by a write's latency bunches up in the
+        provider's window). A refusal seen in what we last read costs no write at all."""
+        rank = {"utc_day": 0, "concurrency": 1, "sliding": 3}
         paced = self._paced.values()
-        return sorted(paced, key=lambda lim: rank[lim.kind] + (1 if lim.unit == "tokens" else 0))
+        return sorted(paced, key=lambda lim: rank[lim.kind] - (1 if lim.unit == "tokens" else 0))
 
     # -- the protocol --------------------------------------------------------------------------
     def try_acquire(self, costs: Costs = 1, *, horizon: float | None = None, backoff: bool = False) -> Grant:
@@ -209,16 +223,18 @@ class DynamoDBRateLimiter(GiveBack, BaseRateLimiter):
         ):  # told to come back later after a contended refusal: asking again costs nothing
             return Grant(False, until - now, costs=want, refused_by=refused_by)
         dims = [lim for lim in self._order() if want[lim.name] > 0]
+        lead = self.lead()
         # A refusal we can see in what we last read is sound (windows and counters only grow): no write.
         for lim in dims:
             if lim.kind != "concurrency":
+                at, reach = self._ahead(lim, now, horizon, lead)
                 planned = algorithm.plan(
                     lim,
                     self.pk(lim, now),
                     self._cached(self.pk(lim, now)),
                     want[lim.name],
-                    now,
-                    horizon,
+                    at,
+                    reach,
                     lease_id,
                 )
                 if isinstance(planned, algorithm.Refusal):
@@ -230,7 +246,7 @@ class DynamoDBRateLimiter(GiveBack, BaseRateLimiter):
         send_at = now
         for lim in dims:
             try:
-                outcome = self._take(lim, want[lim.name], horizon, lease_id)
+                outcome = self._take(lim, want[lim.name], horizon, lease_id, lead)
             except LimiterUnavailable:
                 self._undo_quietly(taken, lease_id)
                 raise
@@ -243,9 +259,13 @@ class DynamoDBRateLimiter(GiveBack, BaseRateLimiter):
                 return Grant(False, wait, costs=want, refused_by=outcome.limit)
             op, item, start = outcome
             taken.append((lim, op.pk, op, item))
-            send_at = max(send_at, start)
+            if lim.kind == "sliding":  # counters and leases have no place in time
+                send_at = max(send_at, start)
         has_lease = any(lim.kind == "concurrency" for lim in dims)
-        wait = max(0.0, send_at - self.clock.now())
+        done = self.clock.now()
+        with self._lock:
+            self._round_trips.append(done - now)
+        wait = max(0.0, send_at - done)
         days = [lim for lim in dims if lim.kind == "utc_day"]
         day = algorithm.utc_day(now, algorithm.day_length(days[0])) if days else algorithm.utc_day(now)
         self._contended = 0
@@ -273,15 +293,29 @@ class DynamoDBRateLimiter(GiveBack, BaseRateLimiter):
             return algorithm.seconds_to_next_utc_day(now, algorithm.day_length(lim))
         return float(known["tat"]) - now - horizon
 
+    def lead(self) -> float:
+        """How far ahead a window slot starts: `lead_s`, or the longest recent acquisition when longer."""
+        with self._lock:
+            measured = max(self._round_trips, default=0.0)
+        return min(max(self.lead_s, measured), self.max_wait_s)
+
+    @staticmethod
+    def _ahead(lim: Limit, now: float, horizon: float, lead: float) -> tuple[float, float]:
+        """When a slot of `lim` may start and how far past that it may lie (the horizon counts from now)."""
+        if lim.kind != "sliding" or lead == 0:
+            return now, horizon
+        return now + lead, max(0.0, horizon - lead)
+
     def _take(
-        self, lim: Limit, cost: int, horizon: float, lease_id: str
+        self, lim: Limit, cost: int, horizon: float, lease_id: str, lead: float = 0.0
     ) -> tuple[algorithm.Op, dict[str, Any] | None, float] | algorithm.Refusal:
         """One dimension: the op and item written and the slot's start (epoch s), or the refusal."""
         refreshed = False
         for _ in range(self.max_attempts):
             now = self.clock.now()
             pk = self.pk(lim, now)
-            planned = algorithm.plan(lim, pk, self._cached(pk), cost, now, horizon, lease_id)
+            at, reach = self._ahead(lim, now, horizon, lead)
+            planned = algorithm.plan(lim, pk, self._cached(pk), cost, at, reach, lease_id)
             if isinstance(planned, algorithm.Refusal):
                 if lim.kind == "concurrency" and not refreshed:
                     # Leases are released by others: never refuse on a stale view of them.
@@ -295,7 +329,7 @@ class DynamoDBRateLimiter(GiveBack, BaseRateLimiter):
                 windowed = item and isinstance(planned, algorithm.WindowOp)
                 start = float(item["tat"]) - planned.inc if windowed else now  # type: ignore[index, attr-defined]
                 return planned, item, start
-            refused = algorithm.refusal(lim, planned, item, now)
+            refused = algorithm.refusal(lim, planned, item, at)
             if refused is not None:
                 return refused
         # Endless contention: refuse (fail closed) with the shortest honest wait.

@@ -288,6 +288,8 @@ def run_demo(
 ) -> DemoResult:
     """Run the batch; `failed` counts the items that did not finish (the exit code is non-zero then).
     `after(stack, execution_arn, export_dir)` runs once the batch ended, while the stack is still up."""
+    import os
+
     from stepgraph.local import map_runs
     from stepgraph.usage.report import render, run_report
 
@@ -323,6 +325,12 @@ def run_demo(
             "OLLAMA_API_KEY": f"demo={OLLAMA_DEMO_KEY}",
             "STEPGRAPH_LIMITS_OVERRIDES": json.dumps(
                 {"rpm": {"capacity": opts.rpm}, "rpd": {"capacity": opts.rpd}}
+            ),
+            # The graphs `check_options` accepted, as a deployment's function would be configured.
+            **(
+                {"STEPGRAPH_GRAPHS": os.environ["STEPGRAPH_GRAPHS"]}
+                if "STEPGRAPH_GRAPHS" in os.environ
+                else {}
             ),
         }
         config: dict[str, Any] = {"max_concurrency": opts.concurrency}

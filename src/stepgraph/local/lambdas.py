@@ -1,4 +1,5 @@
-"""Load the deployed handler files (lambdas/<name>/handler.py) and call them in-process."""
+"""Load the deployed handler files (lambdas/<name>/handler.py) and call them in this process: a local
+stack's worker processes do (see `stepgraph.local.workers`), and so do tests of one handler."""
 
 from __future__ import annotations
 

@@ -39,6 +39,9 @@ ClientFactory = Callable[[str, "str | None"], Any]
 # enough that a fan-out of a few branches fits into one step at 20 rpm (one slot every 3 s).
 MAX_WAIT_S = 10.0
 MIN_STATE_MACHINE_WAIT_S = 1.0
+# A new container's first window slots start this far ahead (a DynamoDB write's round trip and then
+# some), until its limiter has measured its own acquisitions (see DynamoDBRateLimiter's lead_s).
+SEND_LEAD_S = 0.1
 # Learned limits last this long after the last evidence; breakers open after 3 failures in a minute for a
 # minute; workers re-read both every few seconds (all scaled by STEPGRAPH_TIME_SCALE).
 LEARNED_QUIET_S = 600.0
@@ -144,6 +147,7 @@ class Dependencies:
                         # Never hand the state machine a wait shorter than its Wait can take (whole seconds).
                         max_wait_s=max(MAX_WAIT_S * settings.time_scale, MIN_STATE_MACHINE_WAIT_S),
                         max_skew_s=settings.clock_skew_s * settings.time_scale,
+                        lead_s=SEND_LEAD_S,
                         learned_quiet_s=LEARNED_QUIET_S * settings.time_scale,
                         learned_refresh_s=SHARED_REFRESH_S * settings.time_scale,
                     )

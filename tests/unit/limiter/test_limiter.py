@@ -241,6 +241,68 @@ def test_a_store_failure_mid_request_gives_back_what_was_taken() -> None:
     with pytest.raises(LimiterUnavailable):
         lim.try_acquire()
     assert lim.used_today("rpd") == 0  # the day's count was taken before the lease failed, then returned
-    assert store.get("acct#rpm")["tat"] <= lim.clock.now()  # the window slot was retracted too
+    assert (store.get("acct#rpm") or {}).get("tat", 0) <= lim.clock.now()  # and no window slot is held
     store.pk_part = "#nothing"  # the store is back: the full day is still there
     assert [lim.try_acquire().granted for _ in range(2)] == [True, True]
+
+
+class SlowStore(MemoryStore):
+    """Each write takes `latency_s` of the injected clock, and the order of the writes is kept."""
+
+    def __init__(self, clock: FakeClock, latency_s: float) -> None:
+        super().__init__()
+        self.clock, self.latency_s, self.order = clock, latency_s, []
+
+    def apply(self, op):  # type: ignore[no-untyped-def]
+        self.clock.advance(self.latency_s)
+        self.order.append(op.pk)
+        return super().apply(op)
+
+
+def test_the_request_window_is_reserved_last_and_its_slot_is_the_send_time() -> None:
+    # A send must leave at its reserved slot: a write after the slot (the day's counter) would make
+    # it leave late by that write's latency, and late sends bunch up in the provider's window.
+    clock = FakeClock()
+    store = SlowStore(clock, latency_s=0.2)
+    lim, _, _ = make([Limit("rpm", 20, 60), Limit("rpd", 1000, 86_400, "utc_day")], clock=clock, store=store)
+    first = lim.try_acquire()
+    slot = store.get("acct#rpm")["tat"] - 3.0  # the window's reserved slot (emission interval 3 s)
+    assert [pk.split("#")[1] for pk in store.order] == ["rpd", "rpm"]  # the window's write is the last
+    assert first.send_at == pytest.approx(slot)  # the slot, not the time of a later write
+    assert clock.now() - slot == pytest.approx(0.2)  # it returns one write (the window's own) after its slot
+    second = lim.try_acquire()
+    assert second.send_at - first.send_at == pytest.approx(3.0)
+    assert second.wait_s == pytest.approx(second.send_at - clock.now())
+
+
+def test_after_slow_writes_a_slot_starts_late_enough_that_the_grant_comes_back_before_it() -> None:
+    # An idle window's slot used to be the instant the request was planned, so every grant came back
+    # a write's round trip after its slot and the send left late; late sends followed by on-time ones
+    # put more than the limit into one of the provider's windows.
+    clock = FakeClock()
+    store = SlowStore(clock, latency_s=0.2)
+    lim, _, _ = make([Limit("rpm", 20, 60), Limit("rpd", 1000, 86_400, "utc_day")], clock=clock, store=store)
+    lim.try_acquire()  # two writes: 0.4 s
+    assert lim.lead() == pytest.approx(0.4)
+    clock.advance(10.0)  # the window goes idle
+    asked = clock.now()
+    grant = lim.try_acquire()
+    # The window is planned after the day's write (0.2 s) and its slot starts the lead (0.4 s) later.
+    assert grant.granted and grant.send_at == pytest.approx(asked + 0.2 + 0.4, abs=1e-6)
+    assert clock.now() == pytest.approx(asked + 0.4, abs=1e-6)  # back before its slot: nothing sends late
+    assert grant.wait_s == pytest.approx(0.2)
+
+
+def test_the_lead_has_a_floor_and_never_passes_the_longest_wait() -> None:
+    clock = FakeClock()
+    lim, _, _ = make([Limit("rpm", 20, 60)], clock=clock, lead_s=0.1, max_wait_s=5.0)
+    asked = clock.now()
+    assert lim.try_acquire().send_at == pytest.approx(
+        asked + 0.1, abs=1e-6
+    )  # nothing measured yet: the floor
+    slow = SlowStore(clock, latency_s=30.0)
+    lim2, _, _ = make([Limit("rpm", 20, 60)], clock=clock, store=slow, max_wait_s=5.0)
+    lim2.try_acquire()
+    assert lim2.lead() == 5.0
+    with pytest.raises(ConfigError, match="lead_s must be >= 0"):
+        make([Limit("rpm", 20, 60)], lead_s=-1.0)

@@ -89,11 +89,11 @@ def run(
     result.notes.append(
         "document_pipeline (draft, critique, revise; about 5 model calls per item), 40 items at once, the "
         "simulator in its own process. The whole-run fraction includes start-up and the tail; the other counts "
-        "provider windows until 80% of the requests were sent. The local stack runs every Lambda as a thread "
-        f"of one Python process: compressed {1 / time_scale:g}x (a {minute:g}-s minute, 10 requests/s) its "
-        "threads wait for the interpreter lock and some sends leave a few hundred ms after their reserved "
-        "slot, bunching into the provider's window (the 429s); at half speed the same lateness is a small "
-        "share of the window and the limit alone binds. A throttled item waits at least 1 s in the state "
+        "provider windows until 80% of the requests were sent. The local stack runs each Lambda function in "
+        "its own worker processes, as Lambda does; compressed "
+        f"{1 / time_scale:g}x (a {minute:g}-s minute, 10 requests/s) a send that leaves late (a worker "
+        "descheduled on a busy machine) is a larger share of the window than at half speed, where only the "
+        "limit binds. A throttled item waits at least 1 s in the state "
         "machine (Wait takes whole seconds)."
     )
     return result
