@@ -9,13 +9,11 @@ provider's window exceeded (requests or tokens), plus the row's own bound on wha
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from datetime import datetime, timedelta
 from typing import Any
-from unittest import mock
 
 import pytest
 
@@ -59,14 +57,13 @@ def pool_of(stack: LocalStack) -> Iterator[Start]:
 
         def start(*providers: SimProvider) -> SimulatorHandle:
             sim = es.enter_context(running_simulator(providers=simulator_spec(providers), time_scale=SCALE))
-            es.enter_context(mock.patch.dict(os.environ, stack_env(sim, providers)))
             _clear_limiter_table(stack)
-            stack.cold_start()  # fresh containers read the new table, keys and limits
+            # The functions' workers get the pool's table, keys and limits (fresh workers, as on AWS).
+            es.enter_context(stack.configured(**stack_env(sim, providers)))
             stack.invocations.clear()
             return sim
 
         yield start
-    stack.cold_start()
 
 
 def run(st: LocalStack, name: str, *, filler: str = "") -> dict[str, Any]:
