@@ -58,7 +58,7 @@ def is_incomplete(message: Any, finish_reason: str | None) -> bool:
 
 
 def call_once(
-    route: Any, secret: str, input: Any, config: Any, admission: Any, attempt: Any, budget_s: float
+    route: Any, llm: Any, input: Any, config: Any, admission: Any, attempt: Any, budget_s: float
 ) -> Any:
     """One HTTP attempt: the call (its timeout the step's remaining time), the reply's cost and tokens
     into `admission`; an error chunk raises `StreamError`, a cut reply on a model that retries `Incomplete`."""
@@ -69,7 +69,7 @@ def call_once(
     kwargs: dict[str, Any] = {"timeout": budget_s} if budget_s != float("inf") else {}
     if attempt.max_tokens:
         kwargs["max_tokens"] = attempt.max_tokens
-    message = route.make_llm(secret).invoke(input, config, **kwargs)
+    message = llm.invoke(input, config, **kwargs)
     used = reply_usage(message)
     admission.cost_usd = used.cost_usd or 0.0
     if used.prompt_tokens or used.completion_tokens:

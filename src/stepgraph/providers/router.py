@@ -190,6 +190,7 @@ class ModelRouter(Runnable[Any, BaseMessage]):
             if self.remaining_s() < self.min_attempt_s:
                 # A call that cannot finish before the Lambda's deadline would be killed mid-flight.
                 raise Throttled(0.0, "the step's time budget is spent")
+            self._warm(eligible)
             chosen = pick(
                 eligible,
                 now=self.clock.now(),
@@ -212,6 +213,16 @@ class ModelRouter(Runnable[Any, BaseMessage]):
                 last = exc.__cause__ or exc
                 if isinstance(exc, Refused) and (refused is None or exc.wait_s < refused.wait_s):
                     refused = exc
+
+    @staticmethod
+    def _warm(routes: list[Route]) -> None:
+        """Build each deployment's client (cached per key) before a slot is reserved: a container's
+        first client costs about a second of lazy imports, and a send that leaves that late after its
+        slot bunches into the provider's window."""
+        for route in routes:
+            key = route.keys.current()
+            if key is not None:
+                route.make_llm(key[1])
 
     def _blocked(self, blocked: Blocked) -> None:
         """None of the entry's deployments can send now: sleep a short local wait, else hand it on."""
@@ -242,12 +253,15 @@ class ModelRouter(Runnable[Any, BaseMessage]):
         # Sleep to the reserved slot, not wait_s after the write returned: sends that drift late by
         # the write's latency bunch up in the provider's window.
         until_slot = grant.send_at - self.clock.now() if grant.send_at else grant.wait_s
-        wait = min(grant.wait_s, until_slot)
-        if wait <= 0:
-            return 0.0
+        wait = max(0.0, min(grant.wait_s, until_slot))
         if wait > self.remaining_s():
             raise Throttled(wait, "limiter slot")
-        self.clock.sleep(wait)
+        if wait:
+            self.clock.sleep(wait)
+        if self.remaining_s() < self.min_attempt_s:
+            # The limiter's writes can be slow (a loaded DynamoDB): a call started now could not finish
+            # before the Lambda's deadline (its timeout would be spent), so end the step throttled.
+            raise Throttled(0.0, "the step's time budget is spent")
         return wait
 
     def _attempt(
@@ -263,6 +277,7 @@ class ModelRouter(Runnable[Any, BaseMessage]):
         route = attempt.route
         attempt.number += 1
         attempt.key_label, secret = self._key(route)
+        llm = route.make_llm(secret)  # built by `_warm` before the slot was reserved: a cache hit
         estimate_usd = (
             prompt_tokens(input) * route.spec.usd_per_prompt_token
             + COMPLETION_ESTIMATE_TOKENS * route.spec.usd_per_completion_token
@@ -290,7 +305,7 @@ class ModelRouter(Runnable[Any, BaseMessage]):
                 config, {"metadata": context.attempt_metadata(), "callbacks": self.callbacks}
             )
             try:
-                message = call_once(route, secret, input, call_config, admission, attempt, self.remaining_s())
+                message = call_once(route, llm, input, call_config, admission, attempt, self.remaining_s())
             except Incomplete:
                 attempt.max_tokens = route.spec.length_retry_max_tokens
                 log.warning(

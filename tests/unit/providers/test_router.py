@@ -210,6 +210,69 @@ def test_limiter_refusal_beyond_the_budget_throttles_without_a_call() -> None:
     assert info.value.retry_after_s == pytest.approx(55) and len(s.calls) == 1
 
 
+def test_the_chat_model_is_built_before_the_slot_so_the_send_leaves_at_its_slot() -> None:
+    # A container's first client costs about a second of imports: built after the slot, the request
+    # left that late and bunched into the provider's window with the on-time sends after it.
+    clock = FakeClock()
+    limiter = DynamoDBRateLimiter("t", "p", [Limit("rpm", 20, 60)], store=MemoryStore(), clock=clock)
+    s = Script("one")
+    slots: list[float] = []
+    sent: list[float] = []
+    acquire = limiter.try_acquire
+
+    def reserve(*args: Any, **kwargs: Any) -> Any:
+        grant = acquire(*args, **kwargs)
+        slots.append(grant.send_at)
+        return grant
+
+    limiter.try_acquire = reserve  # type: ignore[method-assign]
+
+    built: dict[str, Any] = {}
+
+    def slow_build(key: str) -> Any:  # cached per key, as make_llm_factory's clients are
+        if key not in built:
+            clock.advance(1.0)  # the lazy imports of a first client
+            inner = s.factory(key)()
+            built[key] = RunnableLambda(
+                lambda m, config=None, **kw: (sent.append(clock.now()), inner.invoke(m, config))[1]
+            )
+        return built[key]
+
+    r = router(
+        Route(
+            "p",
+            "m",
+            ModelSpec(free=True, context_tokens=1000),
+            KeyRing("p", [("main", "sk")]),
+            slow_build,
+            limiter,
+        ),
+        clock=clock,
+    )
+    assert r.invoke("x").content == "one"
+    assert sent == pytest.approx(slots, abs=1e-6)
+
+
+def test_a_slot_that_took_the_steps_time_ends_the_step_without_a_call() -> None:
+    # A loaded DynamoDB can take seconds per write: a call started after that would get a spent
+    # timeout (negative: the HTTP client refuses it) and the Lambda would be killed mid-call.
+    clock = FakeClock()
+    left = {"s": 3.0}
+
+    class SlowLimiter(DynamoDBRateLimiter):
+        def try_acquire(self, *args: Any, **kwargs: Any) -> Any:
+            grant = super().try_acquire(*args, **kwargs)
+            left["s"] -= 2.5  # the writes took 2.5 s of the step's 3
+            return grant
+
+    limiter = SlowLimiter("t", "p", [Limit("rpm", 20, 60)], store=MemoryStore(), clock=clock)
+    s = Script("never sent")
+    r = ModelRouter([route(s, limiter=limiter)], clock=clock, remaining_s=lambda: left["s"])
+    with pytest.raises(Throttled, match="time budget"):
+        r.invoke("x")
+    assert s.calls == []
+
+
 def test_a_failed_release_never_hides_a_paid_reply() -> None:
     class ReleaseFails(DynamoDBRateLimiter):
         def release(self, grant: Any) -> None:
