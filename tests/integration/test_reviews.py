@@ -171,13 +171,15 @@ def test_two_answers_at_once_only_one_is_applied(stack: LocalStack) -> None:
 
 
 def test_a_crash_right_after_the_answer_resumes_once(stack: LocalStack) -> None:
-    review_graphs.crashed.clear()
+    review_graphs.clear_crashed()
     arn = start(stack, "crash_after_answer", [{"text": "a"}], "crash")
     rv = reviews(stack, arn)
     [row] = wait_pending(rv, 1)
     rv.answer(row["item_id"], {"approved": True})
     state = final_state(stack, finish(stack, arn)["items"][0])
-    assert review_graphs.crashed == ["0"]  # the step died after the answer was checkpointed, and was retried
+    assert review_graphs.crashed() == [
+        "0"
+    ]  # the step died after the answer was checkpointed, and was retried
     assert any(not i["ok"] and i["error"] == "ContainerDied" for i in stack.invocations)
     assert state["answers"] == [{"ask": {"approved": True}}] and state["finished"]
 
