@@ -20,12 +20,18 @@ from stepgraph.limiter import LimiterUnavailable
 log = logging.getLogger(__name__)
 
 
+# A chat template wraps every message in a few tokens of its own (role, separators), which providers
+# count against their token limits; estimating content alone read low and drew 429s at a limit's edge.
+TOKENS_PER_MESSAGE = 4
+
+
 def prompt_tokens(messages: Any) -> int:
-    """A cheap upper-ish estimate of a prompt's tokens (4 characters a token)."""
-    text = (
-        messages if isinstance(messages, str) else " ".join(str(getattr(m, "content", m)) for m in messages)
-    )
-    return max(1, len(text) // 4)
+    """A cheap upper-ish estimate of a prompt's tokens: 4 characters a token, rounded up, plus the chat
+    template's few tokens per message."""
+    if isinstance(messages, str):
+        return max(1, -(-len(messages) // 4)) + TOKENS_PER_MESSAGE
+    parts = [str(getattr(m, "content", m)) for m in messages]
+    return max(1, -(-len(" ".join(parts)) // 4)) + TOKENS_PER_MESSAGE * len(parts)
 
 
 def token_costs(limiter: Any, estimate: int) -> dict[str, int] | int:

@@ -73,6 +73,22 @@ def reported_limits(dialect: str, headers: Mapping[str, Any] | None, *, now: flo
     return {}
 
 
+def exhausted_limits(dialect: str, headers: Mapping[str, Any] | None, *, now: float) -> set[str]:
+    """The limit names the headers say have nothing left (`remaining` 0): the ones a 429 was about."""
+    lowered = _lower(headers)
+    if dialect == "openrouter":
+        if lowered.get("x-ratelimit-remaining", "").strip() == "0":
+            return set(_openrouter(lowered, now))
+        return set()
+    if dialect == "openai":
+        return {
+            name
+            for suffix, name in _OPENAI_NAMES.items()
+            if lowered.get(f"x-ratelimit-remaining-{suffix}", "").strip() == "0"
+        }
+    return set()
+
+
 def error_headers(exc: BaseException) -> dict[str, str]:
     """An error's rate-limit headers: the HTTP response's, then the body's `error.metadata.headers`
     (OpenRouter repeats them there, and upstream 429s carry them only there)."""

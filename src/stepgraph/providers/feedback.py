@@ -3,7 +3,9 @@
 - Learned limits: a response's rate-limit headers (its provider's dialect) reporting a limit below the
   one in force lower the deployment's shared limit (`DynamoDBRateLimiter.learned`), never above the
   profile, for the limiter's quiet period; a 429 on a slot our limiter granted, with the provider
-  naming the very limit we use, shows the profile was too generous: it is lowered by a tenth.
+  saying the very limit we use is exhausted, shows the profile was too generous: it is lowered by a
+  tenth, once per quiet period (429s of sends that left late must not ratchet it down again and again),
+  and only that limit (the others the headers name were not refused).
 - Health: 5xx, timeouts and connection errors count toward the deployment's circuit breaker; a reply
   closes it (no write when nothing was recorded).
 """
@@ -13,7 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from stepgraph.providers.dialects import error_headers, reply_headers, reported_limits
+from stepgraph.providers.dialects import error_headers, exhausted_limits, reply_headers, reported_limits
 from stepgraph.providers.pool import Route
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,7 @@ def learn(
     if learned is None or route.dialect == "none":
         return []
     profile = _limits_by_name(route)
+    exhausted = exhausted_limits(route.dialect, headers, now=now) if rate_limited else set()
     made = []
     for name, reported in reported_limits(route.dialect, headers, now=now).items():
         if name not in profile:
@@ -39,6 +42,8 @@ def learn(
         in_force = route.limiter.capacity(name)
         target = reported
         if rate_limited and reported >= in_force:
+            if name not in exhausted or in_force < profile[name].capacity:
+                continue  # not the refused limit, or already lowered within the quiet period
             target = int(in_force * TOO_GENEROUS)  # we kept to it and still got a 429
         if target >= in_force:
             continue

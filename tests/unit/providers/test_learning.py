@@ -163,6 +163,26 @@ def test_an_openrouter_429_with_a_lower_limit_header_lowers_rpm() -> None:
     assert lim.capacity("rpm") == 16 and metrics.learned == [("openrouter", "m", "rpm", 16)]
 
 
+def test_429s_within_a_quiet_period_cut_only_the_exhausted_limit_and_only_once() -> None:
+    # Sends that leave late (a loaded machine) can draw 429s at a limit the profile has right: cutting
+    # by a tenth on each of them ratcheted openrouter's 24 rpm down to 5 in one batch.
+    from stepgraph.providers.feedback import learn
+
+    clock, store = FakeClock(), MemoryStore()
+    lim = limiter(store, clock, [Limit("rpd", 1000, 86_400), Limit("tpm", 8000, 60, unit="tokens")])
+    r = route(Script("groq"), lim, dialect="openai")
+    refused = {**GROQ_HEADERS, "x-ratelimit-limit-tokens": "8000", "x-ratelimit-remaining-tokens": "0"}
+    assert learn(r, refused, now=clock.now(), rate_limited=True) == ["tpm=7200"]
+    for _ in range(5):
+        assert learn(r, refused, now=clock.now(), rate_limited=True) == []
+    lim.try_acquire({"tpm": 1})
+    assert lim.capacity("tpm") == 7200 and lim.capacity("rpd") == 1000  # rpd had room: not cut
+    clock.advance(601)  # after a quiet period the profile applies and a new 429 may cut once more
+    lim.try_acquire({"tpm": 1})
+    assert lim.capacity("tpm") == 8000
+    assert learn(r, refused, now=clock.now(), rate_limited=True) == ["tpm=7200"]
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     capacity=st.integers(2, 12),
