@@ -56,10 +56,18 @@ def rig() -> Iterator[tuple[LocalStack, SimulatorHandle]]:
             yield st, sim
 
 
+def _clear_limiter(st: LocalStack) -> None:
+    ddb, key = st.client("dynamodb"), resources.LIMITER_PARTITION_KEY
+    for page in ddb.get_paginator("scan").paginate(TableName=st.limiter_table, ProjectionExpression=key):
+        for item in page["Items"]:
+            ddb.delete_item(TableName=st.limiter_table, Key={key: item[key]})
+
+
 @pytest.fixture
 def fresh(rig: tuple[LocalStack, SimulatorHandle]) -> Iterator[tuple[LocalStack, SimulatorHandle]]:
     st, sim = rig
     sim.reset()
+    _clear_limiter(st)  # and on a fresh limiter: an earlier row may have spent a model's (scaled) day
     st.recycle()  # each row starts on fresh containers: no key retired by an earlier row
     st.hooks.clear()
     st.invocations.clear()
