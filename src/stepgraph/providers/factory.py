@@ -149,6 +149,7 @@ def build_chat_model(
         allow_paid=allow_paid,
         metrics=metrics,
         fallback_after_s=FALLBACK_AFTER_S * time_scale,
+        role=role,
     )
     return RoutedChatModel(router=router, role=role)
 

@@ -109,6 +109,7 @@ class ModelRouter(Runnable[Any, BaseMessage]):
         fallback_after_s: an entry whose next slot (limiter or provider reset) is further away than
             this is passed over for the next entry of the chain (e.g. the paid variant once the free
             day is spent); when none serves, the step ends `Throttled` for the shortest wait.
+        role: the model role this router serves (usage records carry it).
 
     Returns (from `invoke`): the provider's AIMessage; raises `Throttled` (the state machine waits),
     `ProviderFatal`, `AllModelsFailed` or `BudgetExceeded`.
@@ -134,8 +135,10 @@ class ModelRouter(Runnable[Any, BaseMessage]):
         min_attempt_s: float = 1.0,
         max_rate_waits: int = 3,
         fallback_after_s: float = 300.0,
+        role: str = "default",
     ) -> None:
         self.routes = routes
+        self.role = role
         self.max_rate_waits = max_rate_waits
         self.fallback_after_s = fallback_after_s
         self.min_attempt_s = min_attempt_s
@@ -375,6 +378,7 @@ class ModelRouter(Runnable[Any, BaseMessage]):
                 learned_limit=",".join(f"{k}={v}" for k, v in sorted(admission.learned.items())),
                 limit_rpm=self._in_force(route, "rpm"),
                 limit_tpm=self._in_force(route, "tpm"),
+                role=self.role,
             )
             call_config = merge_configs(
                 config,
