@@ -16,8 +16,8 @@ import warnings
 from typing import Annotated, Any, Literal, TypedDict
 
 from langchain_core.messages import AnyMessage, HumanMessage
-from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import tool
+from langgraph.config import get_config
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 from langgraph.runtime import Runtime
@@ -72,14 +72,14 @@ def refund_policy(category: str) -> str:
 TOOLS = [lookup_order, refund_policy]
 
 
-def classify(state: SupportState, config: RunnableConfig, runtime: Runtime[StepContext]) -> dict[str, Any]:
+def classify(state: SupportState, runtime: Runtime[StepContext]) -> dict[str, Any]:
     text = item_text(state, "support_agent")
     label: Any = (
         runtime.context.model_for("fast")
         .with_structured_output(TicketClass)
         .invoke([HumanMessage(f"Classify this support ticket ({', '.join(CATEGORIES)}):\n\n{text}")])
     )
-    tone = (config.get("configurable") or {}).get("tone", "friendly")
+    tone = (get_config().get("configurable") or {}).get("tone", "friendly")  # config.graph_config
     ask = (
         f"A {label.category} ticket{' (urgent)' if label.urgent else ''}. Use lookup_order and "
         f"refund_policy, then answer the customer in a {tone} tone.\n\n{text}"
@@ -95,7 +95,7 @@ def finish(state: SupportState) -> dict[str, Any]:
     return {"answer": text_of(state["messages"][-1])}
 
 
-def build_graph() -> StateGraph:
+def build_graph() -> StateGraph[Any, Any, Any, Any]:
     with warnings.catch_warnings():
         # The prebuilt agent is deprecated in favour of `langchain.agents`, which stepgraph does not ship.
         warnings.simplefilter("ignore", DeprecationWarning)

@@ -60,8 +60,11 @@ def is_incomplete(message: Any, finish_reason: str | None) -> bool:
 def call_kwargs(kwargs: dict[str, Any], attempt: Any, budget_s: float) -> dict[str, Any]:
     """The caller's keywords (tools, tool_choice, response_format, stop, temperature, ...) plus the
     attempt's own: its timeout (the step's remaining time) and a length retry's larger `max_tokens`."""
-    out: dict[str, Any] = {"timeout": budget_s} if budget_s != float("inf") else {}
-    out.update(kwargs)
+    out: dict[str, Any] = dict(kwargs)
+    asked = out.get("timeout")
+    if budget_s != float("inf"):
+        # A caller's own timeout may shorten an attempt, never stretch it past the step's time.
+        out["timeout"] = min(budget_s, asked) if isinstance(asked, int | float) else budget_s
     if attempt.max_tokens:
         out["max_tokens"] = attempt.max_tokens
     return out

@@ -4,8 +4,8 @@ A `BaseChatModel`, so everything LangChain and LangGraph build on chat models wo
 (with `tool_choice` and `parallel_tool_calls`), `with_structured_output`, `invoke/ainvoke/stream/astream/
 batch/abatch`, `create_react_agent`, `ToolNode`. Each call goes through the `ModelRouter` with every
 keyword it was given; the router's attempts (one per HTTP attempt, each through the limiter, the budget
-guard and the usage callback) run as children of this model's run, so a user's tracer sees the call and
-its attempts, and LangGraph's message stream sees the call once.
+guard and the usage callback) report to stepgraph's usage callback only, so a user's callbacks (a tracer,
+LangGraph's message stream) see each call once, with its final reply, as for any chat model.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langchain_core.runnables import Runnable, RunnableLambda, RunnableMap, RunnablePassthrough
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from stepgraph.providers.router import ModelRouter
 
@@ -62,6 +62,30 @@ class RoutedChatModel(BaseChatModel):
 
     router: ModelRouter
     role: str = "default"
+    # LangChain's standard parameters: sent with every call unless the call sets its own.
+    temperature: float | None = None
+    max_tokens: int | None = None
+    stop: list[str] | None = None
+    timeout: float | None = Field(
+        default=None, description="Seconds one HTTP attempt may take (capped by the step's time)"
+    )
+    max_retries: int | None = Field(
+        default=None, ge=0, description="Transient failures retried per deployment (the router's)"
+    )
+    api_key: SecretStr | None = Field(
+        default=None,
+        exclude=True,
+        description="Not used: every deployment's keys come from the provider table",
+    )
+    streaming: bool = Field(
+        default=False, description="invoke() streams from the provider (the reply is the same)"
+    )
+
+    @model_validator(mode="after")
+    def _retries_to_router(self) -> RoutedChatModel:
+        if self.max_retries is not None:
+            self.router.retries = self.max_retries
+        return self
 
     @property
     def _llm_type(self) -> str:
@@ -78,25 +102,31 @@ class RoutedChatModel(BaseChatModel):
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:
         params = super()._get_ls_params(stop=stop, **kwargs)
         params["ls_provider"] = "stepgraph"
-        params["ls_model_name"] = self.router.routes[0].model if self.router.routes else "none"
+        first = self.router.routes[0].model if self.router.routes else "none"
+        params["ls_model_name"] = kwargs.get("model") or first
+        if self.temperature is not None:
+            params["ls_temperature"] = kwargs.get("temperature", self.temperature)
+        if self.max_tokens is not None:
+            params["ls_max_tokens"] = kwargs.get("max_tokens", self.max_tokens)
+        if stop or self.stop:
+            params["ls_stop"] = stop or self.stop
         return params
 
     # -- calls: the router with every keyword, attempts as child runs --------------------------------
-    @staticmethod
-    def _inner(run_manager: Any, stop: list[str] | None, kwargs: dict[str, Any]) -> tuple[Any, dict]:
-        config: dict[str, Any] = {}
-        if run_manager is not None:
-            # This run's child manager (what ParentRunManager.get_child builds): the attempts nest under it.
-            kind = (
-                AsyncCallbackManager
-                if isinstance(run_manager, AsyncCallbackManagerForLLMRun)
-                else CallbackManager
-            )
-            child = kind(handlers=[], parent_run_id=run_manager.run_id)
-            child.set_handlers(run_manager.inheritable_handlers)
-            child.add_tags(run_manager.inheritable_tags)
-            child.add_metadata(run_manager.inheritable_metadata)
-            config = {"callbacks": child, "metadata": dict(run_manager.metadata or {})}
+    def _inner(self, run_manager: Any, stop: list[str] | None, kwargs: dict[str, Any]) -> tuple[Any, dict]:
+        defaults = {
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "timeout": self.timeout,
+            "stop": self.stop or None,
+        }
+        kwargs = {**{k: v for k, v in defaults.items() if v is not None}, **kwargs}
+        # The attempts report to stepgraph's own callbacks (the usage records, one per HTTP attempt) with
+        # this call's metadata; the caller's callbacks see this call once, as LangChain's contract says.
+        async_run = isinstance(run_manager, AsyncCallbackManagerForLLMRun)
+        quiet = AsyncCallbackManager(handlers=[]) if async_run else CallbackManager(handlers=[])
+        metadata = dict(run_manager.metadata or {}) if run_manager is not None else {}
+        config: dict[str, Any] = {"callbacks": quiet, "metadata": metadata}
         if stop:
             kwargs = {**kwargs, "stop": stop}
         return config, kwargs
@@ -247,6 +277,13 @@ def parse_structured(message: Any, schema: Any, name: str, method: str) -> Any:
             raise StructuredOutputInvalid(name, detail, message) from None
     if not isinstance(data, dict):
         raise StructuredOutputInvalid(name, f"expected a JSON object, got {type(data).__name__}", message)
+    from pydantic import v1
+
+    if isinstance(schema, type) and issubclass(schema, v1.BaseModel):
+        try:
+            return schema.parse_obj(data)
+        except v1.ValidationError as exc:
+            raise StructuredOutputInvalid(name, str(exc), message) from None
     return data
 
 

@@ -28,6 +28,7 @@ _TOOL = re.compile(r"^\s*sim-tool:\s*([A-Za-z0-9_\-]+)\s*(\{.*\})?\s*$", re.MULT
 _JSON = re.compile(r"^\s*sim-json:\s*(.*)$", re.MULTILINE | re.IGNORECASE)
 _FAULT = re.compile(r"^\s*sim-fault:\s*([a-z\-]+)\s*$", re.MULTILINE | re.IGNORECASE)
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+_QUOTED = re.compile(r"'([^'\n]{1,200})'|\"([^\"\n]{1,200})\"")
 MALFORMED_ARGS = '{"unterminated": '
 
 
@@ -53,12 +54,23 @@ def _last_user(messages: list[dict[str, Any]]) -> tuple[int, str]:
     return -1, ""
 
 
-def instance_of(schema: dict[str, Any], numbers: list[str], defs: dict[str, Any] | None = None) -> Any:
+class Hints:
+    """What the prompt offers for arguments: its numbers and its quoted strings, each used once, in order."""
+
+    def __init__(self, text: str) -> None:
+        self.numbers = _NUMBER.findall(text)
+        self.strings = [a or b for a, b in _QUOTED.findall(text)]
+
+
+def instance_of(schema: dict[str, Any], hints: Hints | list[str], defs: dict[str, Any] | None = None) -> Any:
     """A value that validates against `schema` (the subset tools use: objects, arrays, scalars, enums,
-    anyOf, $ref), preferring the prompt's numbers for numeric fields."""
+    anyOf, $ref), preferring the prompt's numbers for numeric fields and its quoted text for strings."""
+    if isinstance(hints, list):
+        hints = Hints(" ".join(hints))
+    numbers = hints.numbers
     defs = defs if defs is not None else schema.get("$defs", schema.get("definitions", {}))
     if "$ref" in schema:
-        return instance_of(defs.get(schema["$ref"].rsplit("/", 1)[-1], {}), numbers, defs)
+        return instance_of(defs.get(schema["$ref"].rsplit("/", 1)[-1], {}), hints, defs)
     if "default" in schema:
         return schema["default"]
     if "const" in schema:
@@ -68,15 +80,15 @@ def instance_of(schema: dict[str, Any], numbers: list[str], defs: dict[str, Any]
     for branch in ("anyOf", "oneOf", "allOf"):
         options = [s for s in schema.get(branch, []) if s.get("type") != "null"]
         if options:
-            return instance_of(options[0], numbers, defs)
+            return instance_of(options[0], hints, defs)
     kind = schema.get("type", "object")
     if isinstance(kind, list):
         kind = next((k for k in kind if k != "null"), "string")
     if kind == "object":
         props = schema.get("properties", {})
-        return {name: instance_of(sub, numbers, defs) for name, sub in props.items()}
+        return {name: instance_of(sub, hints, defs) for name, sub in props.items()}
     if kind == "array":
-        return [instance_of(schema.get("items", {"type": "string"}), numbers, defs)]
+        return [instance_of(schema.get("items", {"type": "string"}), hints, defs)]
     if kind == "integer":
         ints = [n for n in numbers if "." not in n]
         return int(ints.pop(0)) if ints else 1
@@ -86,7 +98,7 @@ def instance_of(schema: dict[str, Any], numbers: list[str], defs: dict[str, Any]
         return True
     if kind == "null":
         return None
-    return "sim"
+    return hints.strings.pop(0) if hints.strings else "sim"
 
 
 def _functions(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -125,7 +137,7 @@ def tool_calls(body: dict[str, Any], messages: list[dict[str, Any]]) -> list[Too
         wanted = wanted[:1]
     calls = []
     for i, (name, given) in enumerate(wanted):
-        args = given or json.dumps(instance_of(functions.get(name, {}), _NUMBER.findall(text)))
+        args = given or json.dumps(instance_of(functions.get(name, {}), Hints(text)), ensure_ascii=False)
         calls.append(ToolCall(_call_id(name, i, seed), name, MALFORMED_ARGS if faulty else args))
     return calls
 
@@ -143,8 +155,10 @@ def json_reply(body: dict[str, Any], messages: list[dict[str, Any]]) -> str | No
         return given[-1].strip()
     if fmt["type"] == "json_schema":
         schema = (fmt.get("json_schema") or {}).get("schema") or {"type": "object"}
-        return json.dumps(instance_of(schema, _NUMBER.findall(text)))
-    return json.dumps({"reply": text.strip()[:200]})
+        return json.dumps(instance_of(schema, Hints(text)), ensure_ascii=False)
+    # JSON mode has no schema: the keys the prompt quotes (e.g. "a JSON with 'setup' and 'punchline'").
+    keys = Hints(text).strings
+    return json.dumps({k: f"{k} of the reply" for k in keys} if keys else {"reply": text.strip()[:200]})
 
 
 def structured(body: dict[str, Any], messages: list[dict[str, Any]]) -> Structured:
