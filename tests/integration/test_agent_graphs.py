@@ -4,7 +4,10 @@ simulator: the support_agent example, a user's async graph with its own settings
 from __future__ import annotations
 
 import json
+import re
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -18,12 +21,29 @@ from stepgraph.limiter.table import ensure_limiter_table
 from stepgraph.local.lambdas import cold_start, invoke
 from stepgraph.local.simulator import DEV_KEY, SimulatorHandle
 
+README = Path(__file__).resolve().parents[2] / "README.md"
 EXEC = "arn:aws:states:us-east-1:123456789012:execution:stepgraph-graph-fanout:run-7"
 TICKET = "An upset customer writes about refund: ticket #1002. They waited 9 days."
 
 
 @pytest.fixture
-def stack(simulator: SimulatorHandle, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+def readme_graph(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The README's "Your own graph" code, as written, importable as `readme_triage`."""
+    section = re.search(
+        r"<!-- section:own-graph -->(.*?)<!-- /section:own-graph -->", README.read_text(), re.S
+    )
+    assert section, "README.md has no own-graph section"
+    (block,) = re.findall(r"```python\n(.*?)```", section.group(1), re.S)
+    (tmp_path / "readme_triage.py").write_text(block)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "readme_triage", raising=False)
+    return "readme_triage:build_graph"
+
+
+@pytest.fixture
+def stack(
+    simulator: SimulatorHandle, monkeypatch: pytest.MonkeyPatch, readme_graph: str
+) -> Iterator[dict[str, Any]]:
     env = {
         "STEPGRAPH_BUCKET": "stepgraph-data",
         "STEPGRAPH_LIMITER_TABLE": "stepgraph-limiter",
@@ -33,7 +53,10 @@ def stack(simulator: SimulatorHandle, monkeypatch: pytest.MonkeyPatch) -> Iterat
         "STEPGRAPH_OLLAMA_BASE_URL": simulator.ollama_base_url,
         "OPENROUTER_API_KEY": f"dev={DEV_KEY}",
         "OLLAMA_API_KEY": f"dev={DEV_KEY}",
-        "STEPGRAPH_GRAPHS": json.dumps({"user_async": "tests.fixtures.agent_graphs:build_graph"}),
+        "STEPGRAPH_GRAPHS": json.dumps(
+            {"user_async": "tests.fixtures.agent_graphs:build_graph", "triage": readme_graph}
+        ),
+        "STEPGRAPH_GRAPH_ROLES": json.dumps({"triage": ["default", "fast"]}),
         "POWERTOOLS_METRICS_DISABLED": "true",
         "POWERTOOLS_TRACE_DISABLED": "true",
     }
@@ -141,3 +164,16 @@ def test_graph_config_is_checked_against_the_graphs_schema_and_roles_against_its
     ):
         invoke(resources.VALIDATE_FUNCTION, bad_role)
     assert stack["sim"].requests() == []  # nothing ran
+
+
+def test_the_readmes_tool_using_graph_runs_through_graph_step(stack: dict[str, Any]) -> None:
+    config = {"models": {"fast": ["ollama:gpt-oss:120b"]}}
+    state = result_body(stack, run_item("triage", {"text": "Where is order 5521?"}, config))["state"]
+    assert state["label"]["category"] in ("billing", "login", "other")
+    messages = messages_from_dict(state["messages"])
+    assert [m.type for m in messages] == ["human", "ai", "tool", "ai"]
+    assert messages[1].tool_calls[0]["args"] == {"order_id": 5521}
+    assert messages[2].content == "order 5521: shipped"
+    records = usage_records(stack["s3"])
+    assert [r["role"] for r in records] == ["fast", "default", "default"]
+    assert len(records) == len(stack["sim"].requests())
