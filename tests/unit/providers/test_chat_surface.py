@@ -179,3 +179,42 @@ def test_a_stream_retries_before_its_first_chunk_and_never_after() -> None:
     with pytest.raises(StreamInterrupted, match="broke after its first chunks"):
         list(model(route(after)).stream("x"))
     assert len(after.calls) == 1
+
+
+def test_each_http_attempt_takes_one_slot_and_one_budget_reservation_on_every_path() -> None:
+    from stepgraph.limiter import BudgetGuard
+
+    clock = FakeClock()
+    counts = {"slots": 0, "reserved": 0, "reconciled": 0}
+
+    class Counting(DynamoDBRateLimiter):
+        def try_acquire(self, *args: Any, **kwargs: Any) -> Any:
+            counts["slots"] += 1
+            return super().try_acquire(*args, **kwargs)
+
+    class Guard(BudgetGuard):
+        def reserve(self, estimated_usd: float) -> Any:
+            counts["reserved"] += 1
+            return super().reserve(estimated_usd)
+
+        def reconcile(self, reservation: Any, actual_usd: float) -> None:
+            counts["reconciled"] += 1
+            super().reconcile(reservation, actual_usd)
+
+    limiter = Counting("t", "p", [Limit("rpm", 100, 60)], store=MemoryStore(), clock=clock)
+    guard = Guard("t", "acct", daily_cap_usd=10.0, store=MemoryStore(), clock=clock)
+    fake = Fake(http_error(502), "a", http_error(502), ["b"], http_error(502), "c", http_error(502), ["d"])
+    spec = ModelSpec(free=False, usd_per_prompt_token=1e-6)
+    paid = Route("p", "m", spec, KeyRing("p", [("main", "sk")]), lambda key: fake, limiter)
+    m = RoutedChatModel(
+        router=ModelRouter([paid], clock=clock, remaining_s=lambda: 60, budget_guard=guard, base_delay_s=0)
+    )
+
+    async def both_async() -> str:
+        first = await m.ainvoke("x")
+        return str(first.content) + "".join([str(c.content) async for c in m.astream("x")])
+
+    assert m.invoke("x").content == "a" and "".join(str(c.content) for c in m.stream("x")) == "b"
+    assert asyncio.run(both_async()) == "cd"
+    assert len(fake.calls) == 8  # four calls, each retried once after a 502
+    assert counts == {"slots": 8, "reserved": 8, "reconciled": 8}
