@@ -12,12 +12,14 @@ from typing import Any
 
 import pytest
 from langchain_tests.integration_tests import ChatModelIntegrationTests
+from pydantic import BaseModel
 
 from stepgraph.clock import SYSTEM_CLOCK
 from stepgraph.limiter import DynamoDBRateLimiter, Limit, MemoryStore
 from stepgraph.local.simulator import DEV_KEY, SimulatorHandle, running_simulator
 from stepgraph.providers import build_chat_model, load_provider_table
-from stepgraph.providers.routed import RoutedChatModel
+from stepgraph.providers.routed import RoutedChatModel, StructuredOutputInvalid
+from stepgraph.schemas import RunConfig
 from stepgraph.usage.callback import UsageCallbackHandler
 
 SIM: dict[str, Any] = {}
@@ -83,8 +85,43 @@ class TestRoutedChatModelOverSimulator(ChatModelIntegrationTests):
         return False
 
 
-def test_the_suite_went_through_the_usage_callback() -> None:
-    # Runs after the suite in this module: every provider attempt left one record.
-    sink = SIM["sink"]
-    assert len(sink.records) > 20
-    assert all(r.generation_id.startswith("gen-") for r in sink.records if r.status == "ok")
+def test_streamed_paid_calls_keep_their_cost_and_every_attempt_leaves_one_record(
+    simulator_for_the_suite: SimulatorHandle,
+) -> None:
+    sink = Records()
+    paid = build_chat_model(
+        SIM["table"],
+        RunConfig(models=["openrouter:openai/gpt-oss-120b"]),
+        env=SIM["env"],
+        callbacks=[UsageCallbackHandler(sink)],
+    )
+    chunks = list(paid.stream("sim-reply: a streamed paid answer"))
+    assert "".join(str(c.content) for c in chunks) == "a streamed paid answer"
+    assert paid.invoke("sim-reply: and one more").content == "and one more"
+    sent = simulator_for_the_suite.requests()[-2:]
+    assert [r.generation_id for r in sink.records] == [s["generation_id"] for s in sent]
+    assert [r.cost_usd for r in sink.records] == [pytest.approx(s["cost"]) for s in sent]
+    assert (
+        sink.records[0].streamed
+        and sink.records[0].cost_usd > 0
+        and sink.records[0].cost_source == "provider"
+    )
+
+
+def test_simulated_faults_reach_the_caller_typed(simulator_for_the_suite: SimulatorHandle) -> None:
+    from langchain_core.tools import tool
+
+    @tool
+    def lookup(order_id: int) -> str:
+        """Look an order up."""
+        return "ok"
+
+    model = RoutedChatModel(router=routed_model_router())
+    broken = model.bind_tools([lookup]).invoke("lookup 7\nsim-fault: malformed-tool-args")
+    assert broken.tool_calls == [] and broken.invalid_tool_calls[0]["name"] == "lookup"
+
+    class Label(BaseModel):
+        category: str
+
+    with pytest.raises(StructuredOutputInvalid, match="not JSON"):
+        model.with_structured_output(Label, method="json_schema").invoke("sim-fault: invalid-json")
