@@ -125,3 +125,23 @@ def test_simulated_faults_reach_the_caller_typed(simulator_for_the_suite: Simula
 
     with pytest.raises(StructuredOutputInvalid, match="not JSON"):
         model.with_structured_output(Label, method="json_schema").invoke("sim-fault: invalid-json")
+
+
+def test_langgraphs_prebuilt_agent_runs_on_the_routed_model(simulator_for_the_suite: SimulatorHandle) -> None:
+    import warnings
+
+    from langchain_core.tools import tool
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from langgraph.prebuilt import create_react_agent
+
+    @tool
+    def order_status(order_id: int) -> str:
+        """The status of an order."""
+        return f"order {order_id}: delivered"
+
+    agent = create_react_agent(RoutedChatModel(router=routed_model_router()), [order_status])
+    out = agent.invoke({"messages": [("user", "Where is order 88?")]})
+    kinds = [m.type for m in out["messages"]]
+    assert kinds == ["human", "ai", "tool", "ai"] and out["messages"][2].content == "order 88: delivered"

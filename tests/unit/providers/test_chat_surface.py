@@ -111,6 +111,11 @@ def test_a_call_that_needs_tools_skips_a_model_without_them_and_fails_typed_when
     assert m.bind_tools([add]).invoke("x").content == "tooled"
     assert m.invoke("x").content == "plain"  # a call without tools still goes to the first model
     assert len(plain.calls) == 1 and len(tooled.calls) == 1
+    # Inside a pool, the members without tools are passed over the same way.
+    member_a, member_b = Fake(), Fake("from b")
+    pool_a, pool_b = route(member_a, "a", capabilities=[]), route(member_b, "b")
+    pool_a.pool = pool_b.pool = "pool:p"
+    assert model(pool_a, pool_b).bind_tools([add]).invoke("x").content == "from b" and member_a.calls == []
     no_schema = model(route(Fake(), "a", capabilities=["tools"]))
     with pytest.raises(NoCapableModel, match="supports json_schema"):
         no_schema.with_structured_output(add, method="json_schema").invoke("x")
