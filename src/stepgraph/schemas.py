@@ -10,6 +10,7 @@ import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from stepgraph import resources
 from stepgraph.errors import InvalidInput
@@ -96,6 +97,16 @@ class RunConfig(BaseModel):
         default=None,
         description="The user's run settings, handed to the graph in its `configurable` (beside thread_id)",
     )
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _list_or_roles(cls, v: Any) -> Any:
+        if v is not None and not isinstance(v, list | dict):
+            # One clear line rather than one per member of the union.
+            raise PydanticCustomError(
+                "models_shape", "Input should be a valid list (the chain) or an object of role -> list"
+            )
+        return v
 
     @field_validator("models")
     @classmethod
