@@ -102,7 +102,12 @@ def run_graph_step(
             event.config,
             limiter_factory=deps.limiter_factory(event.config.limits_profile, primary),
             breaker_factory=deps.breaker_factory(),
-            budget_guard=deps.budget_guard(),
+            budget_guard=deps.run_guard(
+                event.execution_id,
+                event.item_id,
+                budget_usd=event.config.budget_usd,
+                max_calls_per_item=event.config.max_calls_per_item,
+            ),
             callbacks=[UsageCallbackHandler(ledger, pricing=table.price)],
             remaining_s=lambda: remaining_s() - settings.step_margin_s,
             run_state=RunState(),
