@@ -30,8 +30,8 @@ from stepgraph.resources import BUDGET_KEY
 
 if TYPE_CHECKING:
     from stepgraph.limiter import BudgetGuard, DynamoDBRateLimiter
-    from stepgraph.limiter.run_guard import RunGuard
     from stepgraph.limiter.breaker import CircuitBreaker
+    from stepgraph.limiter.run_guard import RunGuard
     from stepgraph.providers.keys import KeyRing
     from stepgraph.usage.ledger import Listener, UsageLedger
 
