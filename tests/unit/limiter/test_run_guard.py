@@ -123,5 +123,7 @@ def test_a_paid_call_over_the_run_budget_is_never_sent() -> None:
 def test_run_guards_are_validated_at_input(config: dict[str, Any], field: str) -> None:
     with pytest.raises(InvalidInput, match=f"input.{field}"):
         parse_execution_input({"graph": "g", "items": [1], "config": config})
-    ok = parse_execution_input({"graph": "g", "items": [1], "config": {"budget_usd": 2.5, "max_calls_per_item": 40}})
+    ok = parse_execution_input(
+        {"graph": "g", "items": [1], "config": {"budget_usd": 2.5, "max_calls_per_item": 40}}
+    )
     assert ok.config.budget_usd == 2.5 and ok.config.max_calls_per_item == 40
