@@ -110,3 +110,18 @@ def estimate(shape: RunShape, prices: dict[str, Any]) -> dict[str, Any]:
         "prices_region": prices.get("region"),
         "shape": asdict(shape),
     }
+
+
+def add_aws_estimates(rows: list[dict[str, Any]], prices: dict[str, Any]) -> list[dict[str, Any]]:
+    """`cost_by_execution` rows with `aws_estimate_usd` beside the provider spend: each run's AWS bill from
+    its items, requests and paid requests (a graph-step call per item, plus one per 429 seen)."""
+    for row in rows:
+        items = int(row.get("items") or 0)
+        shape = RunShape(
+            items=items,
+            requests=int(row.get("requests") or 0),
+            paid_requests=int(row.get("paid_requests") or 0),
+            throttled_steps=float(row.get("rate_limited") or 0),
+        )
+        row["aws_estimate_usd"] = estimate(shape, prices)["total_usd"] if items else 0.0
+    return rows

@@ -1,5 +1,6 @@
-"""`stepgraph retry` on the real state machine (moto) and handlers: failed items of an inline and of a
-distributed run finish after one retry, each continuing its own thread at the node that failed."""
+"""`stepgraph retry` and the per-run budget on the real state machine (moto) and handlers: failed items of an
+inline and of a distributed run finish after one retry, each continuing its own thread at the node that
+failed; parallel items under `config.budget_usd` never book more than it. One stack for the module."""
 
 from __future__ import annotations
 
@@ -11,20 +12,30 @@ from typing import Any
 import pytest
 
 from stepgraph.cli import run
+from stepgraph.limiter.run_guard import RunGuard
+from stepgraph.local.simulator import DEV_KEY, running_simulator
 from stepgraph.local.stack import LocalStack, local_stack
+from stepgraph.usage import layout
 from tests.fixtures import retry_graphs
+
+PAID = "openrouter:openai/gpt-oss-120b"
+SCALE = 0.01
 
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[LocalStack]:
-    env = {
-        "STEPGRAPH_GRAPHS": json.dumps(retry_graphs.GRAPHS),
-        "STEPGRAPH_STEP_MARGIN_S": "1",
-        "OPENROUTER_API_KEY": "dev=sk-unused",  # this graph calls no model
-        "OLLAMA_API_KEY": "dev=sk-unused",
-    }
-    with local_stack(use_dynamodb_local=False, env=env) as st:
-        yield st
+    with running_simulator(rpm=10_000, rpd=1_000_000, time_scale=SCALE) as sim:
+        env = {
+            "STEPGRAPH_GRAPHS": json.dumps(retry_graphs.GRAPHS),
+            "STEPGRAPH_STEP_MARGIN_S": "1",
+            "STEPGRAPH_TIME_SCALE": str(SCALE),
+            "STEPGRAPH_OPENROUTER_BASE_URL": sim.base_url,
+            "STEPGRAPH_OLLAMA_BASE_URL": sim.ollama_base_url,
+            "OPENROUTER_API_KEY": f"dev={DEV_KEY}",
+            "OLLAMA_API_KEY": f"dev={DEV_KEY}",
+        }
+        with local_stack(env=env) as st:
+            yield st
 
 
 def ended(st: LocalStack, arn: str, timeout_s: float = 90) -> dict[str, Any]:
@@ -120,3 +131,38 @@ def test_retry_mistakes_are_one_line(stack: LocalStack, capfd: pytest.CaptureFix
         lines = [line for line in err.splitlines() if line.strip()]
         assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
         assert __import__("re").search(match, lines[0]), lines[0]
+
+
+def test_parallel_items_never_book_more_than_the_run_budget_and_a_retry_with_more_finishes_them(
+    stack: LocalStack, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # Each paid call reserves about $0.002 (its prompt and 4,096 completion tokens at the table's prices)
+    # and costs far less: at $0.005 two calls fit at once, so most of the 12 parallel analysts are refused.
+    budget = 0.005
+    items = [{"text": f"Ticket {i}: the invoice is wrong."} for i in range(4)]
+    payload = {"graph": "fanout", "config": {"models": [PAID], "budget_usd": budget, "max_concurrency": 4}}
+    sfn = stack.client("stepfunctions")
+    arn = sfn.start_execution(
+        stateMachineArn=stack.state_machine_arn,
+        name="budgeted",
+        input=json.dumps({**payload, "items": items}),
+    )["executionArn"]
+    out = json.loads(ended(stack, arn)["output"])
+    failed = [i for i in out["items"] if i["status"] == "failed"]
+    assert failed and {i["error"] for i in failed} == {"BudgetExceeded"}
+    assert "run budget of $0.0050" in failed[0]["cause"]
+    records = list(layout.s3_records(stack.client("s3"), stack.bucket, execution="budgeted"))
+    spent = sum(r["cost_usd"] or 0 for r in records)
+    assert 0 < spent <= budget
+    # The run's counter holds what the replies cost: every reservation was reconciled or handed back.
+    guard = RunGuard(stack.limiter_table, arn, "-", client=stack.dynamodb_client())
+    assert guard.spent_usd() == pytest.approx(spent, abs=1e-6 * len(records) + 1e-9)
+
+    code, out_text, err = cli(
+        capfd, "retry", arn, "--config", '{"budget_usd": 1.0}', "--endpoint-url", stack.endpoint_url
+    )
+    assert code == 0, err
+    retry = out_text.strip()
+    desc = ended(stack, retry)
+    assert [i["status"] for i in json.loads(desc["output"])["items"]] == ["done"] * len(failed)
+    assert json.loads(desc["input"])["config"]["budget_usd"] == 1.0
