@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from stepgraph.clock import FakeClock
 from stepgraph.limiter import DynamoDBRateLimiter, Limit
 from stepgraph.limiter.breaker import CircuitBreaker
 from stepgraph.limiter.store import DynamoDBStore
@@ -15,14 +14,14 @@ from stepgraph.providers.keys import KeyRing
 from stepgraph.providers.pool import Picked, Route, pick
 from stepgraph.providers.table import ModelSpec
 from stepgraph.usage.record import UsageRecord
-from tests.fixtures.dynamodb_local import ddb_client
+from tests.fixtures.dynamodb_local import ddb_client, table_clock
 
 RUN = "arn:aws:states:us-east-1:123456789012:execution:sm:run-1"
 
 
 def test_a_learned_limit_and_an_open_breaker_reach_every_worker(limiter_table: tuple[str, str]) -> None:
     endpoint, table = limiter_table
-    clock = FakeClock()
+    clock = table_clock()
 
     def limiter() -> DynamoDBRateLimiter:
         return DynamoDBRateLimiter(
@@ -52,7 +51,7 @@ def test_a_learned_limit_and_an_open_breaker_reach_every_worker(limiter_table: t
 
 def test_the_pool_skips_an_open_deployment_without_a_write_for_it(limiter_table: tuple[str, str]) -> None:
     endpoint, table = limiter_table
-    clock = FakeClock()
+    clock = table_clock()
     store = DynamoDBStore(table, ddb_client(endpoint))
     down = CircuitBreaker(lambda: store, "down:main:m", clock, threshold=1, cooldown_s=30, refresh_s=0)
     down.record_failure()
@@ -94,7 +93,7 @@ def test_status_shows_each_deployments_progress_learned_limit_and_breaker(
                 ts="2026-03-01T10:00:00Z", deployment=dep, account="main", status=status, total_tokens=tokens
             )
         )
-    clock = FakeClock()
+    clock = table_clock()
     lim = DynamoDBRateLimiter(
         table, "groq:main", [Limit("tpm", 8000, 60, unit="tokens")], client=client, clock=clock
     )

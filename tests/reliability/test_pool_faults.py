@@ -137,8 +137,8 @@ def test_a_provider_reporting_a_lower_limit_is_held_to_it(stack: LocalStack, poo
     # the records of the attempts admitted under it). Only calls already in flight then meet a 429.
     assert limited, Counter(r["http_status"] for r in openrouter)
     log = [q for q in sim.provider("openrouter").requests() if q["status"] == 429]
-    first = min(q["ts"] for q in log)
-    assert all(q["ts"] - first <= 1.5 for q in log), arrivals(log)
+    # Counted, not timed: at most the first wave (every analyst call of every item in flight) meets it.
+    assert len(log) <= len(fanout.ANALYSTS) * ITEMS, arrivals(log)
     learned = _item(stack, "openrouter:main#learned")
     assert learned and learned["caps"]["rpm"]["capacity"] <= 6, learned
     # Attempts admitted once every worker has read it (a record's ts is when the attempt ended).
@@ -172,11 +172,12 @@ def test_a_delisted_model_retires_its_deployment_for_the_run(stack: LocalStack, 
     records = check(stack, sim, "pool-delisted", run(stack, "pool-delisted"), providers)
     gone = [r for r in records if r["deployment"].startswith("nvidia:")]
     # The first 404 retires nvidia for the run in the shared breaker record: every worker skips it from then
-    # on; only the first wave (sent at once, before any answer) reaches it, at most 3 calls per worker.
+    # on. Only the first wave (an item's three analysts, sent at once before any answer) can reach it: by the
+    # time an item's synthesis calls, its own analysts' 404s or a read of the record have shown the retirement.
+    # (Causal, not timed: a worker stalled by a loaded machine may send its first wave late, legitimately.)
     assert gone and all(r["http_status"] == 404 for r in gone)
-    log = sim.provider("nvidia").requests()
-    first = min(q["ts"] for q in log)
-    assert len(gone) <= 3 * ITEMS and all(q["ts"] - first <= 1.5 for q in log), arrivals(log)
+    assert {r["node"] for r in gone} == {"analyst"}, Counter((r["node"], r["item_id"]) for r in gone)
+    assert len(gone) <= len(fanout.ANALYSTS) * ITEMS, arrivals(sim.provider("nvidia").requests())
 
 
 def _item(st: LocalStack, pk: str) -> dict[str, Any] | None:
