@@ -65,6 +65,7 @@ def register(app: typer.Typer) -> None:
         ),
         item_s: float = typer.Option(None, min=0.01, help="Seconds one item takes with no limit in the way"),
         prices: str = typer.Option(None, help="AWS price table (default: the packaged data/prices/aws.json)"),
+        start: str = typer.Option(None, help="When the batch starts, ISO-8601 UTC (default: now)"),
         fmt: str = typer.Option("table", "--format", help="table or json"),
         endpoint_url: str = typer.Option(None, help="AWS endpoint, to read s3:// items"),
         region: str = typer.Option(None, help="AWS region"),
@@ -85,6 +86,17 @@ def register(app: typer.Typer) -> None:
                 hint="give both, or neither to run a sample",
             )
         tokens = parse_tokens(tokens_per_call) if tokens_per_call is not None else None
+        start_ts = None
+        if start is not None:
+            from datetime import UTC, datetime
+
+            try:
+                when = datetime.fromisoformat(start.replace("Z", "+00:00"))
+            except ValueError:
+                raise ConfigError(
+                    f"--start {start!r} is not a time", hint="ISO-8601, e.g. 2026-12-01T09:00Z"
+                ) from None
+            start_ts = (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
         graphs = registered(os.environ)
         if graph not in graphs:
             raise ConfigError(
@@ -120,6 +132,7 @@ def register(app: typer.Typer) -> None:
             calls=calls_per_item,
             tokens=tokens,
             item_s=item_s,
+            start=start_ts,
         )
         if fmt == "json":
             typer.echo(json.dumps(report, indent=2))
