@@ -112,6 +112,8 @@ def plan_retry(
     items: list[str] | None = None,
     bucket: str | None = None,
     config: dict[str, Any] | None = None,
+    endpoint_url: str | None = None,
+    region: str | None = None,
 ) -> RetryPlan:
     """The items to run again: `failed` and/or `unaccounted` ones, and the `items` named (neither flag
     nor list: both kinds). Refuses a running execution (its threads are in use) and unknown item ids."""
@@ -129,7 +131,7 @@ def plan_retry(
     out = out if isinstance(out, dict) else {}
     ids, originals = _original_items(inp, s3)
     bucket = bucket or data_bucket(
-        desc, out, inp.get("items_s3") or {}, sfn=sfn, endpoint_url=None, region=None
+        desc, out, inp.get("items_s3") or {}, sfn=sfn, endpoint_url=endpoint_url, region=region
     )
     if items:
         unknown = [i for i in items if i not in originals]

@@ -58,6 +58,8 @@ def register(app: typer.Typer) -> None:
             items=ids,
             bucket=bucket,
             config=overrides,
+            endpoint_url=endpoint_url,
+            region=region,
         )
         if not plan.item_ids:
             typer.echo("nothing to retry: no item of that execution failed or went unaccounted", err=True)
