@@ -79,7 +79,7 @@ imports: venv  ## The design's dependency rules (import-linter contracts in pypr
 	PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} $(BIN)/lint-imports --no-cache
 
 test: setup lint typecheck imports  ## Install what is needed, then lint, type-check, check imports and run every test suite
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadfile  # two at once: most tests wait on time-scaled batches, not the CPU
 
 test-unit: venv  ## Unit tests only (no sockets)
 	$(BIN)/pytest -q tests/unit
@@ -90,8 +90,9 @@ test-integration: setup  ## Integration tests (moto, DynamoDB Local, the simulat
 test-infra: setup  ## CDK template, cdk-nag and cfn-lint tests
 	$(BIN)/pytest -q tests/infra
 
-demo: setup  ## Run a real batch through the real state machine definition, locally
+demo: setup  ## Run a real batch through the real state machine definition, locally: one provider, then a pool of four
 	$(BIN)/stepgraph demo
+	$(BIN)/stepgraph demo --pool
 
 bench: setup  ## Run every benchmark and write docs/benchmarks.md
 	$(BIN)/stepgraph bench all

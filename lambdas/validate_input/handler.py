@@ -25,6 +25,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         s3=deps.s3,
         table=deps.table,
         graphs=deps.graphs,
+        roles=deps.graph_roles,
         map_concurrency=deps.settings.map_concurrency,
         limits_overrides=deps.settings.limits_overrides,
     )

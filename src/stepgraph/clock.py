@@ -1,7 +1,10 @@
-"""Injected time, so limiter and runtime logic is testable without sleeping."""
+"""Injected time, so limiter and runtime logic is testable without sleeping.
+
+`asleep` is the event loop's wait (the router's async path uses it when the clock has one)."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from typing import Protocol
@@ -22,6 +25,9 @@ class SystemClock:
         if seconds > 0:
             time.sleep(seconds)
 
+    async def asleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(0.0, seconds))
+
 
 class FakeClock:
     """A manual clock for tests: `sleep` advances time instantly."""
@@ -36,6 +42,10 @@ class FakeClock:
 
     def sleep(self, seconds: float) -> None:
         self.advance(max(0.0, seconds))
+
+    async def asleep(self, seconds: float) -> None:
+        self.advance(max(0.0, seconds))
+        await asyncio.sleep(0)  # other tasks run meanwhile, as they would during a real wait
 
     def advance(self, seconds: float) -> None:
         with self._lock:

@@ -6,9 +6,11 @@ One module, used by the graph-step handler, the CLI (`stepgraph start`) and the 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from stepgraph import resources
 from stepgraph.errors import InvalidInput
@@ -16,6 +18,8 @@ from stepgraph.errors import InvalidInput
 # Step Functions rejects state payloads over 256 KiB; an item must leave room for the envelope.
 MAX_INLINE_ITEM_BYTES = 200_000
 MAX_INLINE_MAP_CONCURRENCY = 40
+DEFAULT_ROLE = "default"
+ROLE_NAME = re.compile(r"[a-z][a-z0-9_\-]{0,39}")
 
 
 def item_size(item: Any) -> int:
@@ -58,8 +62,10 @@ class RunConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    models: list[str] | None = Field(
-        default=None, description="Model chain, first is primary, e.g. ['openai/gpt-oss-120b:free', ...]"
+    models: list[str] | dict[str, list[str]] | None = Field(
+        default=None,
+        description="Model chain, first is primary, e.g. ['openai/gpt-oss-120b:free', ...]; or roles -> chains, "
+        "e.g. {'default': [...], 'fast': ['pool:gpt-oss-20b']} (a node asks runtime.context.model_for('fast'))",
     )
     limits_profile: str | None = Field(
         default=None, description="Named limit profile, e.g. 'openrouter-free'"
@@ -104,6 +110,46 @@ class RunConfig(BaseModel):
         pattern=r"^arn:[^:]+:states:[^:]*:[^:]*:execution:[^:]+:[^:]+$",
         description="Set by `stepgraph retry`: the execution whose item threads this one resumes",
     )
+
+    # -- roles and the graph's own settings -------------------------------------------------------
+    graph_config: dict[str, Any] | None = Field(
+        default=None,
+        description="The user's run settings, handed to the graph in its `configurable` (beside thread_id)",
+    )
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _list_or_roles(cls, v: Any) -> Any:
+        if v is not None and not isinstance(v, list | dict):
+            # One clear line rather than one per member of the union.
+            raise PydanticCustomError(
+                "models_shape", "Input should be a valid list (the chain) or an object of role -> list"
+            )
+        return v
+
+    @field_validator("models")
+    @classmethod
+    def _roles_named(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            for role, chain in v.items():
+                if not ROLE_NAME.fullmatch(role):
+                    raise ValueError(f"role {role!r} must match {ROLE_NAME.pattern} (e.g. 'fast', 'writer')")
+                if not chain:
+                    raise ValueError(f"role {role!r} has an empty model chain")
+        elif v is not None and not v:
+            raise ValueError("the model chain is empty")
+        return v
+
+    def chain(self, role: str = DEFAULT_ROLE) -> list[str] | None:
+        """The chain of `role` (a plain list is the default role's), or None: the table's chain."""
+        if isinstance(self.models, dict):
+            return self.models.get(role)
+        return self.models if role == DEFAULT_ROLE else None
+
+    def roles(self) -> list[str]:
+        """Every role the run configures (the default one always)."""
+        extra = sorted(r for r in self.models if r != DEFAULT_ROLE) if isinstance(self.models, dict) else []
+        return [DEFAULT_ROLE, *extra]
 
 
 class ExecutionInput(BaseModel):

@@ -66,6 +66,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
     )
     # The shared environment's packages, behind the venv's own site-packages (where the wheel goes).
     (site / "zz_shared_env.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    # The caller's PYTHONPATH (a checkout's src/) would make pip see the package as installed already.
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PYTHONPATH")}
     inst = run(
         [
             sys.executable,
@@ -77,7 +79,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
             "--no-deps",
             "-q",
             str(wheel),
-        ]
+        ],
+        env=clean,
     )
     assert inst.returncode == 0, inst.stderr[-3000:]
     env = {

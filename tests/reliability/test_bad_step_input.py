@@ -52,7 +52,7 @@ EVENT_ROWS = [
     ("item_ref gone", event(item=DROP, item_ref=ref("items/gone.json")), InvalidInput, r"^event\.item_ref: s3://stepgraph-data/items/gone\.json cannot be read \(NoSuchKey\) \(point"),
     ("item_ref not JSON", event(item=DROP, item_ref=ref("items/not-json.json")), InvalidInput, r"^event\.item_ref: s3://stepgraph-data/items/not-json\.json is not JSON"),
     ("item_ref bucket", event(item=DROP, item_ref={"bucket": "b", "key": "k"}), InvalidInput, r"^event\.item_ref\.bucket: String should have at least 3"),
-    ("graph nope", event(graph="nope"), UnknownGraph, r"^event\.graph: unknown graph 'nope' \(registered: document_pipeline, echo, fanout, triage_with_review\)$"),
+    ("graph nope", event(graph="nope"), UnknownGraph, r"^event\.graph: unknown graph 'nope' \(registered: document_pipeline, echo, fanout, support_agent, triage_with_review\)$"),
     ("graph os:path", event(graph="os:path"), UnknownGraph, r"^event\.graph: unknown graph 'os:path'"),
     ("graph empty", event(graph=""), InvalidInput, r"^event\.graph: String should have at least 1"),
     ("no item_id", event(item_id=DROP), InvalidInput, r"^event\.item_id: Field required$"),
@@ -60,7 +60,7 @@ EVENT_ROWS = [
     ("max_concurrency abc", event(config={"max_concurrency": "abc"}), InvalidInput, r"^event\.config\.max_concurrency: Input should be a valid integer"),
     ("max_rounds 0", event(config={"max_rounds": 0}), InvalidInput, r"^event\.config\.max_rounds: Input should be greater than or equal to 1$"),
     ("unknown config key", event(config={"colour": "red"}), InvalidInput, r"^event\.config\.colour: Extra inputs are not permitted$"),
-    ("models not a list", event(config={"models": "m"}), InvalidInput, r"^event\.config\.models: Input should be a valid list$"),
+    ("models not a list", event(config={"models": "m"}), InvalidInput, r"^event\.config\.models: Input should be a valid list \(the chain\) or an object of role -> list$"),
     ("unknown model", event(config={"models": ["openrouter:nope"]}), InvalidInput, r"^event\.config\.models\[0\]: model 'nope' is not in provider 'openrouter' \(known: "),
     ("unknown profile", event(config={"limits_profile": "gold"}), InvalidInput, r"^event\.config\.limits_profile: unknown limit profile 'gold' \(known profiles: "),
 ]  # fmt: skip

@@ -67,7 +67,7 @@ ROWS = [
     ("demo items-file missing", "demo --items-file {tmp}/nope.jsonl", r"items file .*nope\.jsonl: No such file"),
     ("demo items-file broken line", "demo --items-file {bad}", r"bad\.jsonl:2: not JSON"),
     ("demo items-file empty", "demo --items-file {empty}", r"empty\.jsonl: the file holds no items"),
-    ("demo unknown graph", "demo --graph nope", r"--graph 'nope' is not a registered graph \(use one of document_pipeline, fanout, triage_with_review\)"),
+    ("demo unknown graph", "demo --graph nope", r"--graph 'nope' is not a registered graph \(use one of document_pipeline, fanout, support_agent, triage_with_review\)"),
     ("demo out not writable", "demo --out /proc/x", r"--out /proc/x: cannot write there"),
     ("demo faults", "demo --faults lots", r"--faults 'lots' is not known"),
     ("demo items 0", "demo --items 0", r"Invalid value for '--items': Input should be greater than or equal to 1"),

@@ -123,7 +123,13 @@ def check(
         assert sorted(n.split(":")[0] for n in state["notes"]) == sorted(fanout.ANALYSTS), state["notes"]
         assert state["synthesis"]
     records, requests = settled(st, sim, name)
-    assert len(records) == len(requests), (Counter(r["status"] for r in records), len(requests))
+    # Every request the provider saw has its record; a connection that failed before reaching it (a loaded
+    # machine's connect timeout) has a record and no request.
+    unreached = sum(r["error_type"] == "APIConnectionError" for r in records)
+    assert len(requests) <= len(records) <= len(requests) + unreached, (
+        Counter((r["status"], r["error_type"]) for r in records),
+        len(requests),
+    )
     answered = {
         q["generation_id"]
         for q in requests

@@ -17,7 +17,8 @@ def register(app: typer.Typer) -> None:
             help="How many items, the file cycled [default: 40, or exactly the --items-file's items]",
         ),
         graph: str = typer.Option(
-            "document_pipeline", help="Registered graph: document_pipeline, fanout or triage_with_review"
+            "document_pipeline",
+            help="Registered graph: document_pipeline, fanout, triage_with_review or support_agent",
         ),
         concurrency: int = typer.Option(10, min=1, max=1000, help="Map concurrency"),
         rpm: int = typer.Option(20, min=1, help="Provider requests per minute (simulator and limiter)"),

@@ -184,7 +184,7 @@ def build_report(
     )
     free, paid = chain_capacities(
         table,
-        config.models,
+        config.chain(),  # the default role's chain (a run's other roles are not forecast)
         work=work,
         time_scale=time_scale,
         limits_profile=config.limits_profile,

@@ -59,9 +59,10 @@ class Admission:
 
 @contextmanager
 def admitted(
-    route: Any, grant: Any, *, budget_guard: Any, estimate_usd: float, sleep_to_slot: Any
+    route: Any, grant: Any, *, budget_guard: Any, estimate_usd: float, slot_wait: Any
 ) -> Iterator[Admission]:
-    """The slot the pool picked (slept to) and, for a paid model, a budget reservation; both handed
+    """The slot the pool picked (`waited_s`: how long the caller sleeps to it, `slot_wait(grant)`) and,
+    for a paid model, a budget reservation; both handed
     back when the attempt ends however it ends (the reservation reconciled with the reply's cost,
     token reservations with the reported usage)."""
     admission = Admission(grant=grant)
@@ -75,7 +76,7 @@ def admitted(
             admission.tokens_reserved = max(tokens, default=0)
             learned = getattr(route.limiter, "learned", None)
             admission.learned = {n: ll.capacity for n, ll in learned.cached().items()} if learned else {}
-            admission.waited_s = sleep_to_slot(grant)
+            admission.waited_s = slot_wait(grant)
         if budget_guard is not None and not route.spec.free:
             reservation = budget_guard.reserve(estimate_usd)
         yield admission

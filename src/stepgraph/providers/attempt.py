@@ -57,19 +57,27 @@ def is_incomplete(message: Any, finish_reason: str | None) -> bool:
     return not content and not getattr(message, "tool_calls", None)
 
 
-def call_once(
-    route: Any, llm: Any, input: Any, config: Any, admission: Any, attempt: Any, budget_s: float
-) -> Any:
-    """One HTTP attempt: the call (its timeout the step's remaining time), the reply's cost and tokens
+def call_kwargs(kwargs: dict[str, Any], attempt: Any, budget_s: float) -> dict[str, Any]:
+    """The caller's keywords (tools, tool_choice, response_format, stop, temperature, ...) plus the
+    attempt's own: its timeout (the step's remaining time) and a length retry's larger `max_tokens`."""
+    out: dict[str, Any] = dict(kwargs)
+    asked = out.get("timeout")
+    if budget_s != float("inf"):
+        # A caller's own timeout may shorten an attempt, never stretch it past the step's time.
+        out["timeout"] = min(budget_s, asked) if isinstance(asked, int | float) else budget_s
+    if attempt.max_tokens:
+        out["max_tokens"] = attempt.max_tokens
+    return out
+
+
+def call_once(route: Any, call: Any, admission: Any, attempt: Any) -> Any:
+    """One HTTP attempt (a `stepgraph.providers.drive.Call` the driver runs): the reply's cost and tokens
     into `admission`; an error chunk raises `StreamError`, a cut reply on a model that retries `Incomplete`."""
     from stepgraph.providers.admission import actual_tokens
     from stepgraph.providers.matrix import StreamError
     from stepgraph.usage.reply import reply_usage
 
-    kwargs: dict[str, Any] = {"timeout": budget_s} if budget_s != float("inf") else {}
-    if attempt.max_tokens:
-        kwargs["max_tokens"] = attempt.max_tokens
-    message = llm.invoke(input, config, **kwargs)
+    message = yield call
     used = reply_usage(message)
     admission.cost_usd = used.cost_usd or 0.0
     if used.prompt_tokens or used.completion_tokens:
@@ -80,6 +88,11 @@ def call_once(
     if used.finish_reason == "error":
         raise StreamError("the stream ended with finish_reason=error")
     retry_with = route.spec.length_retry_max_tokens
-    if retry_with and attempt.max_tokens is None and is_incomplete(message, used.finish_reason):
+    if (
+        retry_with
+        and attempt.max_tokens is None
+        and not call.delivered
+        and is_incomplete(message, used.finish_reason)
+    ):
         raise Incomplete()
     return message

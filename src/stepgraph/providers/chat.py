@@ -11,6 +11,8 @@ carrying the error's own code.
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from typing import Any
 
 from langchain_core.outputs import ChatGenerationChunk
@@ -18,8 +20,27 @@ from langchain_openai import ChatOpenAI
 
 from stepgraph.providers.matrix import ProviderBodyError
 
+# event loop -> {id(model): that model's copy with an async HTTP client of this loop}
+_LOOP_COPIES: weakref.WeakKeyDictionary[Any, dict[int, Any]] = weakref.WeakKeyDictionary()
+
 
 class UsageCapturingChatOpenAI(ChatOpenAI):
+    def for_running_loop(self) -> UsageCapturingChatOpenAI:
+        """This model with an async HTTP client of the running event loop. A client's connections belong
+        to the loop that opened them; a warm container that runs each step in a new loop (`asyncio.run`)
+        would otherwise reuse connections of a closed one."""
+        import openai
+
+        copies = _LOOP_COPIES.setdefault(asyncio.get_running_loop(), {})
+        if id(self) not in copies:
+            fresh = openai.DefaultAsyncHttpxClient(timeout=self.request_timeout)  # type: ignore[arg-type]
+            copy = self.model_copy(
+                update={"async_client": None, "root_async_client": None, "http_async_client": fresh}
+            )
+            copies[id(self)] = copy.validate_environment()  # type: ignore[operator]
+        model: UsageCapturingChatOpenAI = copies[id(self)]
+        return model
+
     def _convert_chunk_to_generation_chunk(
         self, chunk: dict, default_chunk_class: type, base_generation_info: dict | None
     ) -> ChatGenerationChunk | None:

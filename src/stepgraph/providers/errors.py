@@ -38,3 +38,25 @@ class ModelUnavailable(ProviderFatal):
 
 class AllModelsFailed(StepGraphError):
     """Every model of the chain failed or was skipped."""
+
+
+class NoCapableModel(StepGraphError):
+    """The call needs what no model of the chain can serve (tool calling, JSON schema output)."""
+
+    def __init__(self, needs: str, deployments: list[str]) -> None:
+        self.needs, self.deployments = needs, deployments
+        super().__init__(
+            f"no model of the chain supports {needs} (chain: {', '.join(deployments) or 'empty'})",
+            hint="add a model whose provider-table entry lists that capability, or drop it from the call",
+        )
+
+
+class StreamInterrupted(StepGraphError):
+    """A streamed reply failed after part of it reached the caller: retrying would repeat that part."""
+
+    def __init__(self, provider: str, model: str, cause: BaseException) -> None:
+        self.provider, self.model = provider, model
+        super().__init__(
+            f"the stream from {provider} {model} broke after its first chunks ({type(cause).__name__}: {cause})",
+            hint="call again (the step resumes at this node), or use invoke() to let the router retry",
+        )

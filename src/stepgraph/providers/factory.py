@@ -10,6 +10,7 @@ from typing import Any
 
 from stepgraph.clock import SYSTEM_CLOCK, Clock
 from stepgraph.providers.keys import KeyRing, load_keys
+from stepgraph.providers.routed import RoutedChatModel
 from stepgraph.providers.router import ModelRouter, Route, RunState
 from stepgraph.providers.table import POOL_PREFIX, ProviderSpec, ProviderTable
 
@@ -47,12 +48,18 @@ def make_llm_factory(
     def build(key: str) -> Any:
         from stepgraph.providers.chat import UsageCapturingChatOpenAI
 
+        # `streaming` is set only when the table asks for it: set to False it would also turn the
+        # caller's `stream()` into one blocking call.
+        streams: dict[str, Any] = (
+            {"streaming": True} if model in spec.models and spec.models[model].stream else {}
+        )
         return UsageCapturingChatOpenAI(
             model=model,
             base_url=spec.base_url,
             api_key=key,  # type: ignore[arg-type]
             max_retries=0,  # every HTTP attempt passes the limiter and is recorded
-            streaming=spec.models[model].stream if model in spec.models else False,
+            **streams,
+            stream_usage=True,  # a stream's last chunk carries its usage and cost
             # Always a realistic budget: a provider that reserves max_tokens up front (Cerebras) would
             # otherwise count its own, much larger, default against the token limits.
             max_tokens=spec.models[model].max_tokens if model in spec.models else None,  # type: ignore[call-arg]
@@ -82,14 +89,16 @@ def build_chat_model(
     metrics: Any = None,
     http_client: Any = None,
     time_scale: float = 1.0,
-) -> ModelRouter:
-    """The router over `run_config.models` (or the table's chain): one route per deployment (a `pool:`
+    role: str = "default",
+) -> RoutedChatModel:
+    """The chat model of `role` over its chain in `run_config.models` (or the table's chain): one route per
+    deployment (a `pool:`
     entry gives one per member), each with its account's keys (from `env` or Secrets Manager, kept in
     `keyrings`), limiter and breaker. A pool member whose provider has no key is left out, with one
     warning; a pool left with none keeps its members (the first call then says which key is missing).
     `time_scale` is the run's `STEPGRAPH_TIME_SCALE`: it shrinks the wait past which the next entry
     serves, as the limiter's windows and days shrink."""
-    chain = list(getattr(run_config, "models", None) or table.chain)
+    chain = list(chain_of(run_config, role) or table.chain)
     allow_paid = bool(getattr(run_config, "allow_paid", True))
     keyrings = keyrings if keyrings is not None else {}
     routes = []
@@ -130,7 +139,7 @@ def build_chat_model(
                     )
             members = keyed or members
         routes.extend(members)
-    return ModelRouter(
+    router = ModelRouter(
         routes,
         budget_guard=budget_guard,
         callbacks=callbacks,
@@ -140,4 +149,14 @@ def build_chat_model(
         allow_paid=allow_paid,
         metrics=metrics,
         fallback_after_s=FALLBACK_AFTER_S * time_scale,
+        role=role,
     )
+    return RoutedChatModel(router=router, role=role)
+
+
+def chain_of(run_config: Any, role: str = "default") -> list[str] | None:
+    """A role's chain from `run_config.models` (a list is the default role's chain), or None."""
+    models = getattr(run_config, "models", None)
+    if isinstance(models, dict):
+        return models.get(role)
+    return models if role == "default" else None

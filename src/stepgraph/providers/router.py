@@ -10,9 +10,11 @@ one small handler per `Action`; what it learns (limits, health) is `stepgraph.pr
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from langchain_core.messages import BaseMessage
@@ -31,11 +33,21 @@ from stepgraph.providers.attempt import (
     Next,
     Refused,
     WaitThen,
+    call_kwargs,
     call_once,
     is_incomplete,
     retry_after_s,
 )
-from stepgraph.providers.errors import AllModelsFailed, ModelUnavailable, ProviderFatal, Throttled
+from stepgraph.providers.capabilities import capable, describe, needed
+from stepgraph.providers.drive import Call, Loop, Outcome, Pick, Sleep, run_async, run_sync
+from stepgraph.providers.errors import (
+    AllModelsFailed,
+    ModelUnavailable,
+    NoCapableModel,
+    ProviderFatal,
+    StreamInterrupted,
+    Throttled,
+)
 from stepgraph.providers.matrix import Action, classify
 from stepgraph.providers.pool import Blocked, Route, groups, pick
 from stepgraph.usage.attempt import AttemptContext
@@ -97,6 +109,7 @@ class ModelRouter(Runnable[Any, BaseMessage]):
         fallback_after_s: an entry whose next slot (limiter or provider reset) is further away than
             this is passed over for the next entry of the chain (e.g. the paid variant once the free
             day is spent); when none serves, the step ends `Throttled` for the shortest wait.
+        role: the model role this router serves (usage records carry it).
 
     Returns (from `invoke`): the provider's AIMessage; raises `Throttled` (the state machine waits),
     `ProviderFatal`, `AllModelsFailed` or `BudgetExceeded`.
@@ -122,8 +135,10 @@ class ModelRouter(Runnable[Any, BaseMessage]):
         min_attempt_s: float = 1.0,
         max_rate_waits: int = 3,
         fallback_after_s: float = 300.0,
+        role: str = "default",
     ) -> None:
         self.routes = routes
+        self.role = role
         self.max_rate_waits = max_rate_waits
         self.fallback_after_s = fallback_after_s
         self.min_attempt_s = min_attempt_s
@@ -137,15 +152,51 @@ class ModelRouter(Runnable[Any, BaseMessage]):
         self.base_delay_s = base_delay_s
         self.metrics = metrics
 
+    # -- the chat-model surface: every call keyword reaches the provider (tools, response_format, ...) --
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> BaseMessage:
         # Inside a LangGraph node this picks up the node's config (metadata such as langgraph_node and
         # the runtime's execution/item ids, and the user's callbacks), so they reach every attempt.
-        config = ensure_config(config)
+        return _drain(run_sync(self._chain(input, ensure_config(config), kwargs), self.clock.sleep))
+
+    def stream(  # type: ignore[override]
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Iterator[Any]:
+        """The reply's chunks as the provider sends them (tool-call deltas included); a failure before
+        the first chunk is retried or falls back like `invoke`, one after it raises `StreamInterrupted`."""
+        yield from run_sync(self._chain(input, ensure_config(config), kwargs, stream=True), self.clock.sleep)
+
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> BaseMessage:
+        outcome = Outcome()
+        async for _ in run_async(self._chain(input, ensure_config(config), kwargs), self._asleep, outcome):
+            pass
+        message: BaseMessage = outcome.value
+        return message
+
+    async def astream(  # type: ignore[override]
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        loop = self._chain(input, ensure_config(config), kwargs, stream=True)
+        async for chunk in run_async(loop, self._asleep, Outcome()):
+            yield chunk
+
+    async def _asleep(self, seconds: float) -> None:
+        asleep = getattr(self.clock, "asleep", None)
+        await (asleep(seconds) if asleep is not None else asyncio.sleep(max(0.0, seconds)))
+
+    def _chain(
+        self, input: Any, config: RunnableConfig, kwargs: dict[str, Any], *, stream: bool = False
+    ) -> Loop:
+        needs = needed(kwargs)
+        if needs and not any(capable(r.spec, needs) for r in self.routes):
+            raise NoCapableModel(describe(needs), [r.deployment for r in self.routes])
         last: BaseException | None = None
         refused: Refused | None = None
-        for position, group in enumerate(groups(self.routes)):
+        for position, whole in enumerate(groups(self.routes)):
+            group = [r for r in whole if capable(r.spec, needs)]
+            if not group:
+                continue  # this entry cannot serve the call (e.g. no tool calling): the next one may
             try:
-                return self._serve(group, input, config, fallback=position > 0)
+                return (yield from self._serve(group, input, config, kwargs, stream, fallback=position > 0))
             except Next as exc:
                 if isinstance(exc, Refused) and (refused is None or exc.wait_s < refused.wait_s):
                     refused = exc
@@ -172,8 +223,15 @@ class ModelRouter(Runnable[Any, BaseMessage]):
         return not retired
 
     def _serve(
-        self, group: list[Route], input: Any, config: RunnableConfig, *, fallback: bool
-    ) -> BaseMessage:
+        self,
+        group: list[Route],
+        input: Any,
+        config: RunnableConfig,
+        kwargs: dict[str, Any],
+        stream: bool,
+        *,
+        fallback: bool,
+    ) -> Loop:
         tokens = prompt_tokens(input)
         run_id = AttemptContext.from_metadata(config.get("metadata")).execution_id
         attempts = {id(r): _Attempt(r) for r in group}
@@ -191,21 +249,17 @@ class ModelRouter(Runnable[Any, BaseMessage]):
                 # A call that cannot finish before the Lambda's deadline would be killed mid-flight.
                 raise Throttled(0.0, "the step's time budget is spent")
             self._warm(eligible)
-            chosen = pick(
-                eligible,
-                now=self.clock.now(),
-                costs=lambda r: token_costs(r.limiter, tokens + self._max_tokens(attempts[id(r)])),
-                horizon=lambda r: min(r.limiter.max_wait_s, self.remaining_s()),
-                not_before=not_before,
-                run_id=run_id,
-                on_refusal=self._refusal_seen,
-            )
+            chosen = yield Pick(partial(self._pick, eligible, tokens, attempts, kwargs, not_before, run_id))
             if isinstance(chosen, Blocked):
-                self._blocked(chosen)
+                yield Sleep(self._blocked(chosen))
                 continue
             attempt = attempts[id(chosen.route)]
             try:
-                return self._attempt(attempt, chosen.grant, input, config, fallback=fallback, run_id=run_id)
+                return (
+                    yield from self._attempt(
+                        attempt, chosen.grant, input, config, kwargs, stream, fallback=fallback, run_id=run_id
+                    )
+                )
             except WaitThen as exc:
                 not_before[id(chosen.route)] = self.clock.now() + exc.wait_s
             except Drop as exc:
@@ -213,6 +267,25 @@ class ModelRouter(Runnable[Any, BaseMessage]):
                 last = exc.__cause__ or exc
                 if isinstance(exc, Refused) and (refused is None or exc.wait_s < refused.wait_s):
                     refused = exc
+
+    def _pick(
+        self,
+        eligible: list[Route],
+        tokens: int,
+        attempts: dict[int, _Attempt],
+        kwargs: dict[str, Any],
+        not_before: dict[int, float],
+        run_id: str,
+    ) -> Any:
+        return pick(
+            eligible,
+            now=self.clock.now(),
+            costs=lambda r: token_costs(r.limiter, tokens + self._max_tokens(attempts[id(r)], kwargs)),
+            horizon=lambda r: min(r.limiter.max_wait_s, self.remaining_s()),
+            not_before=not_before,
+            run_id=run_id,
+            on_refusal=self._refusal_seen,
+        )
 
     @staticmethod
     def _warm(routes: list[Route]) -> None:
@@ -224,14 +297,13 @@ class ModelRouter(Runnable[Any, BaseMessage]):
             if key is not None:
                 route.make_llm(key[1])
 
-    def _blocked(self, blocked: Blocked) -> None:
-        """None of the entry's deployments can send now: sleep a short local wait, else hand it on."""
+    def _blocked(self, blocked: Blocked) -> float:
+        """None of the entry's deployments can send now: a short local wait to sleep, else hand it on."""
         wait = blocked.wait_s
         if blocked.kind == "breaker":
             raise Refused(wait, blocked.reason)  # the next entry of the chain serves meanwhile
         if wait <= self.remaining_s() and blocked.kind == "local":
-            self.clock.sleep(wait)
-            return
+            return wait
         if wait > self.fallback_after_s:
             raise Refused(wait, blocked.reason)  # e.g. the free day is spent: the next entry serves
         raise Throttled(wait, blocked.reason)
@@ -246,23 +318,24 @@ class ModelRouter(Runnable[Any, BaseMessage]):
         return int(route.limiter.capacity(name)) if name in limits else 0
 
     @staticmethod
-    def _max_tokens(attempt: _Attempt) -> int:
-        return attempt.max_tokens or attempt.route.spec.max_tokens
+    def _max_tokens(attempt: _Attempt, kwargs: dict[str, Any] | None = None) -> int:
+        asked = (kwargs or {}).get("max_tokens") or (kwargs or {}).get("max_completion_tokens")
+        return attempt.max_tokens or (asked if isinstance(asked, int) else attempt.route.spec.max_tokens)
 
-    def _sleep_to_slot(self, grant: Any) -> float:
+    def _slot_wait(self, grant: Any) -> float:
         # Sleep to the reserved slot, not wait_s after the write returned: sends that drift late by
         # the write's latency bunch up in the provider's window.
         until_slot = grant.send_at - self.clock.now() if grant.send_at else grant.wait_s
         wait = max(0.0, min(grant.wait_s, until_slot))
         if wait > self.remaining_s():
             raise Throttled(wait, "limiter slot")
-        if wait:
-            self.clock.sleep(wait)
+        return wait
+
+    def _time_left_check(self) -> None:
         if self.remaining_s() < self.min_attempt_s:
             # The limiter's writes can be slow (a loaded DynamoDB): a call started now could not finish
             # before the Lambda's deadline (its timeout would be spent), so end the step throttled.
             raise Throttled(0.0, "the step's time budget is spent")
-        return wait
 
     def _attempt(
         self,
@@ -270,10 +343,12 @@ class ModelRouter(Runnable[Any, BaseMessage]):
         grant: Any,
         input: Any,
         config: RunnableConfig,
+        kwargs: dict[str, Any],
+        stream: bool,
         *,
         fallback: bool,
         run_id: str,
-    ) -> BaseMessage:
+    ) -> Loop:
         route = attempt.route
         attempt.number += 1
         attempt.key_label, secret = self._key(route)
@@ -287,8 +362,11 @@ class ModelRouter(Runnable[Any, BaseMessage]):
             grant,
             budget_guard=self.budget_guard,
             estimate_usd=estimate_usd,
-            sleep_to_slot=self._sleep_to_slot,
+            slot_wait=self._slot_wait,
         ) as admission:
+            if admission.waited_s:
+                yield Sleep(admission.waited_s)
+            self._time_left_check()
             context = AttemptContext().for_attempt(
                 attempt=attempt.number,
                 provider=route.provider,
@@ -300,12 +378,16 @@ class ModelRouter(Runnable[Any, BaseMessage]):
                 learned_limit=",".join(f"{k}={v}" for k, v in sorted(admission.learned.items())),
                 limit_rpm=self._in_force(route, "rpm"),
                 limit_tpm=self._in_force(route, "tpm"),
+                role=self.role,
             )
             call_config = merge_configs(
-                config, {"metadata": context.attempt_metadata(), "callbacks": self.callbacks}
+                config,
+                # "nostream": LangGraph's message stream shows the routed model's reply, not each attempt.
+                {"metadata": context.attempt_metadata(), "callbacks": self.callbacks, "tags": ["nostream"]},
             )
+            call = Call(llm, input, call_config, call_kwargs(kwargs, attempt, self.remaining_s()), stream)
             try:
-                message = call_once(route, llm, input, call_config, admission, attempt, self.remaining_s())
+                message = yield from call_once(route, call, admission, attempt)
             except Incomplete:
                 attempt.max_tokens = route.spec.length_retry_max_tokens
                 log.warning(
@@ -316,6 +398,8 @@ class ModelRouter(Runnable[Any, BaseMessage]):
                 )
                 raise WaitThen(0.0) from None
             except Exception as exc:
+                if call.delivered:  # the caller holds part of this reply: a retry would repeat it
+                    raise StreamInterrupted(route.provider, route.model, exc) from exc
                 decision = classify(exc)
                 if decision.action is Action.RAISE:
                     raise
@@ -338,3 +422,11 @@ class ModelRouter(Runnable[Any, BaseMessage]):
         return key
 
     _handlers = HANDLERS
+
+
+def _drain(steps: Iterator[Any]) -> Any:
+    while True:
+        try:
+            next(steps)
+        except StopIteration as stop:
+            return stop.value

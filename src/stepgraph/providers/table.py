@@ -24,6 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from stepgraph.errors import ConfigError
+from stepgraph.providers.capabilities import ALL, Capability
 
 ENV = "STEPGRAPH_PROVIDERS"
 POOL_PREFIX = "pool:"
@@ -53,6 +54,11 @@ class ModelSpec(BaseModel):
     )
     length_retry_max_tokens: int | None = Field(
         None, gt=0, description="Retry a `length` or empty reply once with this max_tokens"
+    )
+    capabilities: list[Capability] = Field(
+        default_factory=lambda: list(ALL),
+        description="What the model serves: tools (function calling), structured_output (JSON mode), "
+        "json_schema (schema-constrained output); a call that needs one skips models without it",
     )
 
 

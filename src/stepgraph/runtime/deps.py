@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from stepgraph.clock import SYSTEM_CLOCK
 from stepgraph.config import Settings, settings_from
-from stepgraph.graphs.registry import registered
+from stepgraph.graphs.registry import graph_roles, registered
 from stepgraph.observability import MetricsEmitter, metrics_enabled
 from stepgraph.providers.table import ProviderSpec, ProviderTable, load_provider_table
 from stepgraph.resources import BUDGET_KEY
@@ -99,6 +99,10 @@ class Dependencies:
     @cached_property
     def graphs(self) -> dict[str, str]:
         return registered(self.env)
+
+    @cached_property
+    def graph_roles(self) -> dict[str, tuple[str, ...]]:
+        return graph_roles(self.env)
 
     def metrics(self, graph: str = "") -> MetricsEmitter:
         return MetricsEmitter(graph=graph, enabled=metrics_enabled(self.env))

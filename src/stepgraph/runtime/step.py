@@ -12,9 +12,11 @@ there, or a duplicate delivery reading mid-step) has an empty `next` and more wo
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from stepgraph.graphs.context import StepContext
@@ -53,14 +55,17 @@ def run_step(
     margin_s: float,
     time_scale: float = 1.0,
     reviews: ReviewStore | None = None,
+    graph_config: dict[str, Any] | None = None,
 ) -> StepResult:
-    """`graph` is compiled with the item's checkpointer; `item` is the resolved item.
+    """`graph` is compiled with the item's checkpointer; `item` is the resolved item; `graph_config` (the
+    run's `config.graph_config`) joins the graph's `configurable` beside the thread id. A graph with
+    async nodes runs on an event loop (`astream`), others synchronously.
 
     An answer (`event.review`) is applied only while the interrupts it answers are the ones pending: a
     retried or repeated call after the answer was applied finds other interrupts (or none) and goes on
     from the checkpoint, so a person's answer reaches the graph exactly once."""
     config: dict[str, Any] = {
-        "configurable": {"thread_id": event.thread_id},
+        "configurable": {**(graph_config or {}), "thread_id": event.thread_id},
         "metadata": AttemptContext(
             execution_id=event.execution_id,
             item_id=event.item_id,
@@ -84,20 +89,22 @@ def run_step(
         from langgraph.types import Command
 
         payload = Command(resume=dict(answers))
-    steps, last_nodes = 0, []
+    progress = _Progress()
     try:
-        for update in graph.stream(payload, config, stream_mode="updates", context=context):
-            steps += 1
-            last_nodes = [k for k in update if not k.startswith("__")]
-            if remaining_s() < margin_s:
-                return StepResult(status="running", steps=steps, last_nodes=last_nodes)
+        if _has_async_nodes(graph):
+            ran_out = asyncio.run(_arun(graph, payload, config, context, progress, remaining_s, margin_s))
+        else:
+            ran_out = _run(graph, payload, config, context, progress, remaining_s, margin_s)
     except (Throttled, RateLimited) as exc:
         return StepResult(
             status="throttled",
             retry_after_s=throttled_wait_s(exc.retry_after_s, time_scale=time_scale),
-            steps=steps,
-            last_nodes=last_nodes,
+            steps=progress.steps,
+            last_nodes=progress.last_nodes,
         )
+    steps, last_nodes = progress.steps, progress.last_nodes
+    if ran_out:
+        return StepResult(status="running", steps=steps, last_nodes=last_nodes)
     snapshot = graph.get_state(config)
     pending = _pending(snapshot)
     if pending:
@@ -105,6 +112,56 @@ def run_step(
     if snapshot.tasks:
         return StepResult(status="running", steps=steps, last_nodes=last_nodes)
     return _done(event, snapshot.values, results, steps=steps, last_nodes=last_nodes, reviews=reviews)
+
+
+@dataclass
+class _Progress:
+    steps: int = 0
+    last_nodes: list[str] = field(default_factory=list)
+
+    def saw(self, update: dict[str, Any]) -> None:
+        self.steps += 1
+        self.last_nodes = [k for k in update if not k.startswith("__")]
+
+
+def _has_async_nodes(graph: Any) -> bool:
+    """A node given as an `async def` has no synchronous function: only the async API can run it."""
+    nodes = getattr(graph, "builder", None)
+    specs = getattr(nodes, "nodes", {}) if nodes is not None else {}
+    return any(getattr(spec.runnable, "func", True) is None for spec in specs.values())
+
+
+def _run(
+    graph: Any,
+    payload: Any,
+    config: Any,
+    context: Any,
+    progress: _Progress,
+    remaining_s: Any,
+    margin_s: float,
+) -> bool:
+    """Supersteps until the graph stops; True when the time ran low first."""
+    for update in graph.stream(payload, config, stream_mode="updates", context=context):
+        progress.saw(update)
+        if remaining_s() < margin_s:
+            return True
+    return False
+
+
+async def _arun(
+    graph: Any,
+    payload: Any,
+    config: Any,
+    context: Any,
+    progress: _Progress,
+    remaining_s: Any,
+    margin_s: float,
+) -> bool:
+    async for update in graph.astream(payload, config, stream_mode="updates", context=context):
+        progress.saw(update)
+        if remaining_s() < margin_s:
+            return True
+    return False
 
 
 def _pending(snapshot: Any) -> list[dict[str, Any]]:

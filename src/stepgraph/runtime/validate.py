@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from stepgraph import resources
@@ -31,12 +31,14 @@ def validate_execution(
     graphs: Mapping[str, str],
     map_concurrency: int,
     limits_overrides: str | None = None,
+    roles: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, Any]:
     """`event` is `{"input": <execution input>, "execution_id": ...}` (or the bare input).
 
     `table` and `graphs` are what model names and graph names are checked against; `map_concurrency`
     is the default for an input that sets no `config.max_concurrency`; `limits_overrides` (JSON, local
-    runs) changes the primary provider's limits the history model plans with.
+    runs) changes the primary provider's limits the history model plans with; `roles` are the model
+    roles each graph declares (`stepgraph.graphs.registry.graph_roles`).
     """
     raw = event.get("input", event) if isinstance(event, dict) else event
     execution_id = event.get("execution_id") if isinstance(event, dict) else None
@@ -49,7 +51,9 @@ def validate_execution(
         raise UnknownGraph(
             f"input.graph: unknown graph {parsed.graph!r}", hint=f"registered: {', '.join(sorted(graphs))}"
         )
-    check_run_config(parsed.config, table, where="input.config")
+    check_run_config(
+        parsed.config, table, where="input.config", roles=(roles or {}).get(parsed.graph), graph=parsed.graph
+    )
     config = parsed.config.model_dump()
     config["max_concurrency"] = config["max_concurrency"] or map_concurrency
     if config["tolerated_failure_percentage"] is None:
@@ -94,7 +98,7 @@ def batch_shape(
     limits_overrides: str | None = None,
 ) -> history.BatchShape:
     """What the history model needs: the items, the calls each makes and the primary provider's limits."""
-    primary = table.members((config.models or table.chain)[0])[0][0]
+    primary = table.members((config.chain() or table.chain)[0])[0][0]
     profile = config.limits_profile or table.providers[primary].limits_profile
     limits = load_profile(profile)
     if limits_overrides:  # local runs lower or raise the primary's limits
@@ -118,14 +122,33 @@ def check_retry_items(items: list[Any], config: RunConfig, *, where: str) -> Non
             )
 
 
-def check_run_config(config: RunConfig, table: ProviderTable, *, where: str) -> None:
-    """Model names and the limits profile, which the schema cannot check: the validate-input function
-    rejects a bad run before any item starts, graph-step again for events that did not come through it."""
-    for i, entry in enumerate(config.models or []):
-        try:
-            table.members(entry)
-        except ConfigError as exc:
-            raise InvalidInput(f"{where}.models[{i}]: {exc.message}", hint=exc.hint) from None
+def check_run_config(
+    config: RunConfig,
+    table: ProviderTable,
+    *,
+    where: str,
+    roles: Sequence[str] | None = None,
+    graph: str = "",
+) -> None:
+    """Model names, roles and the limits profile, which the schema cannot check: the validate-input
+    function rejects a bad run before any item starts, graph-step again for events that did not come
+    through it. `roles`: the roles the graph declares (None: any)."""
+    if isinstance(config.models, dict):
+        unknown = sorted(set(config.models) - set(roles)) if roles is not None else []
+        if unknown:
+            raise InvalidInput(
+                f"{where}.models: graph {graph} has no model role {unknown[0]!r}",
+                hint=f"its roles: {', '.join(roles or ())} (STEPGRAPH_GRAPH_ROLES declares a graph's roles)",
+            )
+        chains = {f"{where}.models.{role}": chain for role, chain in config.models.items()}
+    else:
+        chains = {f"{where}.models": config.models or []}
+    for path, chain in chains.items():
+        for i, entry in enumerate(chain):
+            try:
+                table.members(entry)
+            except ConfigError as exc:
+                raise InvalidInput(f"{path}[{i}]: {exc.message}", hint=exc.hint) from None
     if config.limits_profile is not None:
         try:
             load_profile(config.limits_profile)

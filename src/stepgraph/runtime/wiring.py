@@ -12,6 +12,7 @@ from stepgraph import s3 as s3util
 from stepgraph.checkpoint import S3Saver
 from stepgraph.errors import InvalidInput, UnknownGraph
 from stepgraph.graphs import StepContext, load_graph
+from stepgraph.graphs.registry import graph_config_schema
 from stepgraph.progress import RunCounters
 from stepgraph.providers import RunState, build_chat_model
 from stepgraph.providers.table import ProviderTable
@@ -24,13 +25,41 @@ from stepgraph.schemas import StepEvent, StepResult
 from stepgraph.usage.callback import UsageCallbackHandler
 
 
-def check_event(event: StepEvent, table: ProviderTable, graphs: Mapping[str, str]) -> None:
-    """Reject what the schema cannot see (graph names, model names, profiles) before any work starts."""
+def check_event(
+    event: StepEvent,
+    table: ProviderTable,
+    graphs: Mapping[str, str],
+    roles: Mapping[str, tuple[str, ...]] | None = None,
+) -> None:
+    """Reject what the schema cannot see (graph names, model names and roles, profiles) before any work starts."""
     if event.graph not in graphs:
         raise UnknownGraph(
             f"event.graph: unknown graph {event.graph!r}", hint=f"registered: {', '.join(sorted(graphs))}"
         )
-    check_run_config(event.config, table, where="event.config")
+    check_run_config(
+        event.config, table, where="event.config", roles=(roles or {}).get(event.graph), graph=event.graph
+    )
+
+
+def check_graph_config(values: dict[str, Any] | None, schema: Any) -> dict[str, Any]:
+    """`config.graph_config`, checked against the graph's `CONFIG_SCHEMA` (a pydantic model or TypedDict)
+    when it declares one; what reaches the graph's `configurable` is the user's values as given."""
+    values = dict(values or {})
+    if schema is None:
+        return values
+    from pydantic import TypeAdapter, ValidationError
+
+    try:
+        TypeAdapter(schema).validate_python(values)
+    except ValidationError as exc:
+        where = "; ".join(
+            f"event.config.graph_config.{'.'.join(map(str, e['loc'])) or '(root)'}: {e['msg']}"
+            for e in exc.errors()
+        )
+        raise InvalidInput(
+            where, hint=f"the graph's settings are {getattr(schema, '__name__', schema)}"
+        ) from None
+    return values
 
 
 def _item(event: StepEvent, s3: Any) -> Any:
@@ -85,11 +114,12 @@ def run_graph_step(
     if event.park is not None:
         return park_for_review(event, ReviewStore(settings.bucket, s3))
     table = deps.table
-    check_event(event, table, deps.graphs)
+    check_event(event, table, deps.graphs, deps.graph_roles)
     builder = load_graph(event.graph, deps.graphs)
+    graph_config = check_graph_config(
+        event.config.graph_config, graph_config_schema(event.graph, deps.graphs)
+    )
     item = _item(event, s3)  # a bad item_ref fails before any model call or usage object
-    chain = event.config.models or table.chain
-    primary = table.members(chain[0])[0][0]
     metrics = deps.metrics(event.graph)
 
     def remaining_s() -> float:
@@ -97,28 +127,43 @@ def run_graph_step(
 
     counters = RunCounters(settings.limiter_table, event.execution_id, client=deps.dynamodb)
     with deps.ledger(event.execution_id, request_id, listeners=[metrics, counters]) as ledger:
-        model = build_chat_model(
-            table,
-            event.config,
-            limiter_factory=deps.limiter_factory(event.config.limits_profile, primary),
-            breaker_factory=deps.breaker_factory(),
-            budget_guard=deps.run_guard(
-                event.execution_id,
-                event.item_id,
-                budget_usd=event.config.budget_usd,
-                max_calls_per_item=event.config.max_calls_per_item,
-            ),
-            callbacks=[UsageCallbackHandler(ledger, pricing=table.price)],
-            remaining_s=lambda: remaining_s() - settings.step_margin_s,
-            run_state=RunState(),
-            keyrings=deps.keyrings,
-            secrets_client=deps.secrets,
-            env=deps.env,
-            metrics=metrics,
-            time_scale=settings.time_scale,
+        budget_guard = deps.run_guard(
+            event.execution_id,
+            event.item_id,
+            budget_usd=event.config.budget_usd,
+            max_calls_per_item=event.config.max_calls_per_item,
         )
+        run_state = RunState()
+
+        def model(role: str) -> Any:
+            chain = event.config.chain(role) or table.chain
+            return build_chat_model(
+                table,
+                event.config,
+                limiter_factory=deps.limiter_factory(
+                    event.config.limits_profile, table.members(chain[0])[0][0]
+                ),
+                breaker_factory=deps.breaker_factory(),
+                budget_guard=budget_guard,
+                callbacks=[UsageCallbackHandler(ledger, pricing=table.price)],
+                remaining_s=lambda: remaining_s() - settings.step_margin_s,
+                run_state=run_state,
+                keyrings=deps.keyrings,
+                secrets_client=deps.secrets,
+                env=deps.env,
+                metrics=metrics,
+                time_scale=settings.time_scale,
+                role=role,
+            )
+
+        models = {role: model(role) for role in event.config.roles()}
         graph = builder.compile(checkpointer=S3Saver(settings.bucket, client=s3))
-        context = StepContext(model=model, item_id=event.item_id)
+        context = StepContext(
+            model=models["default"],
+            item_id=event.item_id,
+            models=models,
+            roles=deps.graph_roles.get(event.graph),
+        )
         if event.config.max_rounds and isinstance(item, dict):
             item = {"max_rounds": event.config.max_rounds, **item}
         return run_step(
@@ -131,6 +176,7 @@ def run_graph_step(
             margin_s=settings.step_margin_s,
             time_scale=settings.time_scale,
             reviews=ReviewStore(settings.bucket, s3),
+            graph_config=graph_config,
         )
 
 

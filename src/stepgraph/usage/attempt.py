@@ -32,6 +32,7 @@ class AttemptContext:
     learned_limit: str = ""  # limits lowered from the provider's answers in force, e.g. "rpm=16"
     limit_rpm: int = 0  # the deployment's requests / tokens per minute in force (0: none)
     limit_tpm: int = 0
+    role: str = ""  # the model role of the call ("default", or one of config.models' roles)
 
     @classmethod
     def from_metadata(cls, metadata: dict[str, Any] | None) -> AttemptContext:
@@ -58,6 +59,7 @@ class AttemptContext:
             learned_limit=text("learned_limit"),
             limit_rpm=int(meta.get("limit_rpm") or 0),
             limit_tpm=int(meta.get("limit_tpm") or 0),
+            role=text("role"),
         )
 
     def for_attempt(
@@ -73,6 +75,7 @@ class AttemptContext:
         learned_limit: str = "",
         limit_rpm: int = 0,
         limit_tpm: int = 0,
+        role: str = "",
     ) -> AttemptContext:
         return replace(
             self,
@@ -86,6 +89,7 @@ class AttemptContext:
             learned_limit=learned_limit,
             limit_rpm=limit_rpm,
             limit_tpm=limit_tpm,
+            role=role,
         )
 
     def run_metadata(self) -> dict[str, Any]:

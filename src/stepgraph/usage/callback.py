@@ -109,6 +109,7 @@ class UsageCallbackHandler(BaseCallbackHandler):
             "learned_limit": ctx.learned_limit,
             "limit_rpm": ctx.limit_rpm or None,
             "limit_tpm": ctx.limit_tpm or None,
+            "role": ctx.role,
             "latency_ms": int((end - run["start"]) * 1000),
             "ttft_ms": int((run["first_token"] - run["start"]) * 1000) if run["first_token"] else None,
             "streamed": run["stream"],

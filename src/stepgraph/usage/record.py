@@ -73,6 +73,9 @@ class UsageRecord(BaseModel):
     learned_limit: str = Field("", description="limits lowered from the provider's headers, e.g. rpm=16")
     limit_rpm: int | None = Field(None, description="the deployment's requests per minute in force")
     limit_tpm: int | None = Field(None, description="the deployment's tokens per minute in force")
+    role: str = Field(
+        "", description="the model role of the call (config.models mapping), e.g. default, fast"
+    )
 
     @property
     def dt(self) -> str:

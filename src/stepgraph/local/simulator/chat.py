@@ -34,6 +34,7 @@ from stepgraph.local.simulator.completions import (
 from stepgraph.local.simulator.limits import Decision
 from stepgraph.local.simulator.models import MODELS, ModelInfo, count_tokens
 from stepgraph.local.simulator.state import Fault, SimState
+from stepgraph.local.simulator.tools import structured
 
 Finish = Callable[..., Response]
 
@@ -177,7 +178,7 @@ async def chat_completions(request: Request) -> Response:
         return finish(refused, limit_scope=decision.scope, tokens_requested=estimate)
     try:
         resp = await _admitted(
-            state, account, entry, finish, model, messages, prompt, prompt_tokens, fault, max_tokens, decision
+            state, account, entry, finish, model, body, prompt, prompt_tokens, fault, max_tokens, decision
         )
         return _with_limits(state, account, resp)
     finally:
@@ -191,7 +192,7 @@ async def _admitted(
     entry: dict[str, Any],
     finish: Finish,
     model: ModelInfo,
-    messages: list[dict[str, Any]],
+    body: dict[str, Any],
     prompt: str,
     prompt_tokens: int,
     fault: Fault | None,
@@ -233,11 +234,16 @@ async def _admitted(
         )
         return finish(failed, error_body=in_body)
 
-    text, finish_reason = truncate(reply_text(messages, model_name), max_tokens)
+    messages = body["messages"]
+    extra = structured(body, messages)  # tool calls, or a response_format reply
+    if extra.tool_calls:
+        text, finish_reason = "", "tool_calls"
+    else:
+        text, finish_reason = truncate(extra.json_text or reply_text(messages, model_name), max_tokens)
     with state.lock:
         cached = prompt_tokens // 2 if (account.name, prompt) in state.seen_prompts else 0
         state.seen_prompts.add((account.name, prompt))  # type: ignore[arg-type]
-    usage = usage_block(model, prompt_tokens, text, cached)
+    usage = usage_block(model, prompt_tokens, text + "".join(c.arguments for c in extra.tool_calls), cached)
     if dialect == "groq":  # Groq's usage carries its timings
         seconds = max(0.001, (time.time() - entry["ts"]))
         usage.update(
@@ -290,7 +296,15 @@ async def _admitted(
     }
     headers = {"X-Generation-Id": gen_id}
     if entry["stream"]:
-        events = sse_events(gen_id, model_name, text, usage, error=stream_error, finish_reason=finish_reason)
+        events = sse_events(
+            gen_id,
+            model_name,
+            text,
+            usage,
+            error=stream_error,
+            finish_reason=finish_reason,
+            tool_calls=extra.tool_calls,
+        )
         return finish(StreamingResponse(events, media_type="text/event-stream", headers=headers), **info)
-    body = completion_body(gen_id, model_name, text, usage, finish_reason)
-    return finish(JSONResponse(body, headers=headers), **info)
+    reply = completion_body(gen_id, model_name, text, usage, finish_reason, extra.tool_calls)
+    return finish(JSONResponse(reply, headers=headers), **info)

@@ -74,8 +74,19 @@ def truncate(text: str, max_tokens: int | None) -> tuple[str, str]:
     return text, "stop"
 
 
-def _message(model: str, text: str) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
+def _tool_calls(calls: list[Any]) -> list[dict[str, Any]]:
+    return [
+        {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+        for c in calls
+    ]
+
+
+def _message(model: str, text: str, calls: list[Any] | None = None) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": text or None, "refusal": None}
+    if calls:
+        message["tool_calls"] = _tool_calls(calls)
+    else:
+        message["content"] = text
     reasoning = reasoning_of(model, text)
     if reasoning is not None:
         message["reasoning"] = reasoning
@@ -86,7 +97,12 @@ def _message(model: str, text: str) -> dict[str, Any]:
 
 
 def completion_body(
-    gen_id: str, model: str, text: str, usage: dict[str, Any], finish_reason: str = "stop"
+    gen_id: str,
+    model: str,
+    text: str,
+    usage: dict[str, Any],
+    finish_reason: str = "stop",
+    tool_calls: list[Any] | None = None,
 ) -> dict[str, Any]:
     return {
         "id": gen_id,
@@ -97,7 +113,7 @@ def completion_body(
         "choices": [
             {
                 "index": 0,
-                "message": _message(model, text),
+                "message": _message(model, text, tool_calls),
                 "finish_reason": finish_reason,
                 "native_finish_reason": finish_reason,
                 "logprobs": None,
@@ -137,9 +153,11 @@ def sse_events(
     *,
     error: bool = False,
     finish_reason: str = "stop",
+    tool_calls: list[Any] | None = None,
 ) -> Iterator[str]:
-    """Keep-alive comments, content chunks, a finish chunk, then usage (OpenRouter sends usage in the
-    last chunk); a mid-stream error ends with an error chunk (top-level `error`, finish `error`)."""
+    """Keep-alive comments, content chunks (or tool-call deltas: each call's id and name, then its
+    arguments in two pieces), a finish chunk, then usage (OpenRouter sends usage in the last chunk); a
+    mid-stream error ends with an error chunk (top-level `error`, finish `error`)."""
     words = text.split(" ")
     pieces = [w + (" " if i < len(words) - 1 else "") for i, w in enumerate(words)]
     if error:
@@ -156,7 +174,19 @@ def sse_events(
             {"role": "assistant", "content": "", "reasoning": reasoning, "reasoning_details": details},
             None,
         )
-    for piece in pieces:
+    for i, call in enumerate(tool_calls or []):
+        head = {
+            "index": i,
+            "id": call.id,
+            "type": "function",
+            "function": {"name": call.name, "arguments": ""},
+        }
+        yield _chunk(gen_id, model, {"role": "assistant", "content": None, "tool_calls": [head]}, None)
+        half = len(call.arguments) // 2
+        for part in (call.arguments[:half], call.arguments[half:]):
+            delta = {"tool_calls": [{"index": i, "function": {"arguments": part}}]}
+            yield _chunk(gen_id, model, delta, None)
+    for piece in pieces if not tool_calls else []:
         yield _chunk(gen_id, model, {"role": "assistant", "content": piece}, None)
     if error:
         err = {"code": "server_error", "message": "simulated provider error mid-stream"}
