@@ -71,3 +71,23 @@ def test_progress_log_reads_the_live_table_at_most_every_period() -> None:
         (60.0, 42, 5000),
     ]
     assert out.getvalue().count("\n") == 3 and all(x["rss_mb"] >= 0 for x in log.lines)
+
+
+def test_a_partial_bench_run_replaces_its_sections_and_keeps_the_others() -> None:
+    from stepgraph.local.bench.report import BenchResult, sections_of, to_markdown
+
+    def result(name: str, value: float) -> BenchResult:
+        r = BenchResult(name, f"stepgraph bench {name}")
+        r.add("wall time", value, "s")
+        return r
+
+    order = ("limiter", "e2e", "pool")
+    earlier = to_markdown([result("limiter", 1.0), result("e2e", 2.0)], order)
+    again = to_markdown([result("pool", 3.0), result("e2e", 4.0)], order, keep=earlier)
+    sections = sections_of(again)
+    assert list(sections) == ["limiter", "e2e", "pool"]
+    assert sections["limiter"] == sections_of(earlier)["limiter"]  # not re-run: kept as it was
+    assert "| wall time | 4.00 | s |" in "\n".join(sections["e2e"]) and "2.00" not in "\n".join(
+        sections["e2e"]
+    )
+    assert all(any(line.startswith("Measured ") for line in lines) for lines in sections.values())
