@@ -20,6 +20,7 @@ from stepgraph.errors import InvalidInput
 from stepgraph.limiter.table import ensure_limiter_table
 from stepgraph.local.lambdas import cold_start, invoke
 from stepgraph.local.simulator import DEV_KEY, SimulatorHandle
+from tests.fixtures.aws import usage_records
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 EXEC = "arn:aws:states:us-east-1:123456789012:execution:stepgraph-graph-fanout:run-7"
@@ -87,14 +88,6 @@ def run_item(graph: str, item: Any, config: dict[str, Any] | None = None) -> dic
 def result_body(stack: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
     raw = stack["s3"].get_object(Bucket="stepgraph-data", Key=result["result_ref"]["key"])["Body"].read()
     return json.loads(raw)
-
-
-def usage_records(s3: Any) -> list[dict[str, Any]]:
-    out = []
-    for obj in s3.list_objects_v2(Bucket="stepgraph-data", Prefix="usage/").get("Contents", []):
-        body = s3.get_object(Bucket="stepgraph-data", Key=obj["Key"])["Body"].read().decode()
-        out += [json.loads(line) for line in body.splitlines()]
-    return sorted(out, key=lambda r: r["ts"])
 
 
 def test_support_agent_classifies_calls_both_tools_and_answers_with_roles(stack: dict[str, Any]) -> None:

@@ -15,6 +15,7 @@ from stepgraph.errors import InvalidInput, UnknownGraph
 from stepgraph.limiter.table import ensure_limiter_table
 from stepgraph.local.lambdas import cold_start, invoke
 from stepgraph.local.simulator import DEV_KEY, SimulatorHandle
+from tests.fixtures.aws import usage_records
 
 EXEC = "arn:aws:states:us-east-1:123456789012:execution:stepgraph-graph-fanout:run-1"
 
@@ -56,14 +57,6 @@ def step_until_done(event: dict[str, Any], limit: int = 30) -> tuple[dict[str, A
             assert result["retry_after_s"] <= 5, result
             time.sleep(result["retry_after_s"])  # what the state machine's Wait does
     raise AssertionError(f"no end after {limit} steps: {statuses}")
-
-
-def usage_records(s3: Any) -> list[dict[str, Any]]:
-    out = []
-    for obj in s3.list_objects_v2(Bucket="stepgraph-data", Prefix="usage/").get("Contents", []):
-        body = s3.get_object(Bucket="stepgraph-data", Key=obj["Key"])["Body"].read().decode()
-        out += [json.loads(line) for line in body.splitlines()]
-    return sorted(out, key=lambda r: r["ts"])
 
 
 def test_document_pipeline_runs_to_done_with_one_record_per_attempt(stack: dict[str, Any]) -> None:
