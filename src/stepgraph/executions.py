@@ -259,6 +259,7 @@ def status(
         report["note"] = "the data bucket is not known: pass --bucket"
         return report
     s3 = made.get("s3") or _client("s3", endpoint_url, region)
+    _retry_links(report, inp, s3, bucket, execution_arn, failures_limit)
     if not run.found:  # a run older than the counters, or one whose steps never reached a model
         report["items_done"] = _count_keys(s3, bucket, f"{resources.PREFIX_RESULTS}{name}/")
     # An ended run has nothing waiting, whatever its records say; a poll (failures_limit 0) reads no records.
@@ -280,6 +281,22 @@ def status(
                 lost = (counts or {}).get("failed", 0) + (counts or {}).get("timedOut", 0)
                 report["unaccounted"] = max(total - report["items_done"] - failed_count - lost, 0) + lost
     return report
+
+
+def _retry_links(
+    report: dict[str, Any], inp: dict[str, Any], s3: Any, bucket: str, arn: str, failures_limit: int
+) -> None:
+    """A retry names its original (`retry_of`); an original lists its retries (not between polls)."""
+    retry_of = (inp.get("config") or {}).get("retry_of")
+    if retry_of:
+        report["retry_of"] = retry_of
+    if failures_limit > 0:
+        from stepgraph.retries import retries_of
+
+        with contextlib.suppress(Exception):  # the links are an extra: the counts above still answer
+            links = retries_of(s3, bucket, arn)
+            if links:
+                report["retried"] = links
 
 
 def _in_review(s3: Any, bucket: str, execution_arn: str) -> tuple[int, float | None]:

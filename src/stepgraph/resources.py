@@ -29,6 +29,8 @@ PREFIX_MAP_RUNS = "map-runs/"
 # Items waiting for a person: `reviews/{execution name}/{item_id}.json` holds the pending interrupts and the
 # callback task's token (written by graph-step, answered by `stepgraph resume` / the review page).
 PREFIX_REVIEWS = "reviews/"
+# `stepgraph retry` links: `retries/{original name}/{retry name}.json` (which items ran again where).
+PREFIX_RETRIES = "retries/"
 
 # Limiter table (also holds BudgetGuard counters under their own keys).
 BUDGET_KEY = "spend"  # the stack-wide budget guard's key (graph-step charges it, the poller reads it)

@@ -92,6 +92,25 @@ class RunConfig(BaseModel):
         description="How long an item waits for a human review before it ends as ReviewTimedOut (default 7 days)",
     )
 
+    # Per-run guards (docs/costs.md): one execution's own spend cap and a bound on one item's calls.
+    budget_usd: float | None = Field(
+        default=None,
+        gt=0,
+        le=1_000_000,
+        description="This execution's paid spend cap in USD, reserved before each paid call",
+    )
+    max_calls_per_item: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000,
+        description="Provider calls (HTTP attempts) one item may make; more ends it as MaxCallsExceeded",
+    )
+    retry_of: str | None = Field(
+        default=None,
+        pattern=r"^arn:[^:]+:states:[^:]*:[^:]*:execution:[^:]+:[^:]+$",
+        description="Set by `stepgraph retry`: the execution whose item threads this one resumes",
+    )
+
     # -- roles and the graph's own settings -------------------------------------------------------
     graph_config: dict[str, Any] | None = Field(
         default=None,
@@ -197,12 +216,27 @@ class StepEvent(BaseModel):
         if self.item is not None and self.item_ref is not None:
             # Which one wins would be a guess; the state machine never sends both.
             raise ValueError("give 'item' or 'item_ref', not both")
+        if self.config.retry_of is not None:
+            # A retry's items are envelopes (`retry_envelope`): the step works under the original item's id.
+            if not (isinstance(self.item, dict) and set(self.item) == {RETRIED_ITEM, "item"}):
+                raise ValueError(f"a retry's item must be {{{RETRIED_ITEM!r}: id, 'item': ...}}")
+            self.item_id, self.item = str(self.item[RETRIED_ITEM]), self.item["item"]
         return self
 
     @property
     def thread_id(self) -> str:
-        # One LangGraph thread per (execution, item): a re-run of the same execution resumes it.
-        return f"{resources.execution_name(self.execution_id)}/{self.item_id}"
+        # One LangGraph thread per (execution, item): a re-run of the same execution resumes it, and a
+        # retry (`config.retry_of`) resumes the original execution's thread of the item.
+        return f"{resources.execution_name(self.config.retry_of or self.execution_id)}/{self.item_id}"
+
+
+RETRIED_ITEM = "retried_item_id"
+
+
+def retry_envelope(item_id: str, item: Any) -> dict[str, Any]:
+    """How `stepgraph retry` passes an original item: the Map numbers a retry's items 0..n-1, the envelope
+    keeps the original id (the thread's, the result's and the usage records')."""
+    return {RETRIED_ITEM: item_id, "item": item}
 
 
 StepStatus = Literal["running", "throttled", "interrupted", "done", "failed"]

@@ -35,6 +35,8 @@ def make_records(n: int = 400, seed: int = 3) -> list[UsageRecord]:
         out.append(
             UsageRecord(
                 ts=f"{day}T10:{rng.randint(0, 3):02d}:{rng.randint(0, 59):02d}.000000Z",
+                execution_id=f"run-{i % 3}",
+                item_id=str(i % 7),
                 thread_id=f"t{i % 17}",
                 graph=rng.choice(["document_pipeline", "fanout"]),
                 node=rng.choice(["draft", "critique"]),
@@ -144,6 +146,28 @@ def test_failures_and_free_tier(report: dict, dataset: tuple) -> None:
         )
         assert v["remaining_of_50"] == max(50 - free[k], 0) and v["over_50_by"] == max(free[k] - 50, 0)
     assert any(free[k] > 50 for k in rows), "the data set should go over 50 on some day"
+
+
+def test_cost_by_execution_with_the_aws_estimate_beside_it(dataset: tuple) -> None:
+    expected: dict[str, list[Any]] = defaultdict(lambda: [0, 0, 0.0, set()])
+    for r in dataset[1]:
+        e = expected[r.execution_id]
+        e[0] += 1
+        e[1] += 0 if r.is_free else 1
+        e[2] += r.cost_usd or 0
+        e[3].add(r.item_id)
+    res = CliRunner().invoke(
+        app, ["usage", "report", "--source", str(dataset[0]), "--format", "json", "-q", "cost_by_execution"]
+    )
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)["queries"]["cost_by_execution"]
+    assert {r["execution_id"] for r in rows} == set(expected)
+    for row in rows:
+        n, paid, cost, items = expected[row["execution_id"]]
+        assert (row["requests"], row["paid_requests"], row["items"]) == (n, paid, len(items))
+        assert row["cost_usd"] == pytest.approx(cost, abs=1e-6)
+        assert row["aws_estimate_usd"] > 0  # beside the provider spend, from the packaged price table
+    assert [r["cost_usd"] for r in rows] == sorted((r["cost_usd"] for r in rows), reverse=True)
 
 
 def test_since_filters_days(dataset: tuple) -> None:

@@ -30,9 +30,9 @@ def _root(
 
 
 def _register() -> None:
-    from stepgraph.cli import bench, demo, local, reviews, simulator, start, status, usage
+    from stepgraph.cli import bench, demo, local, plan, retry, reviews, simulator, start, status, usage
 
-    for module in (simulator, demo, local, start, status, reviews, usage, bench):
+    for module in (simulator, demo, local, start, status, retry, plan, reviews, usage, bench):
         module.register(app)
 
 

@@ -30,7 +30,7 @@ def register(app: typer.Typer) -> None:
         ),
         out_dir: Path = typer.Option(None, help="With --format csv: write one <query>.csv per query here"),
         plot: Path = typer.Option(
-            None, help="Also draw requests and spend per model over time (.png, .svg, .pdf or .html)"
+            None, help="Also draw requests and spend per provider over time (.png, .svg, .pdf or .html)"
         ),
         skip_bad_lines: bool = typer.Option(
             False,
@@ -77,6 +77,10 @@ def register(app: typer.Typer) -> None:
             if not source:
                 raise ConfigError("--source is required", hint="a directory or s3://bucket; or use --athena")
             results = _duckdb(source, query, since_day, endpoint_url, plot, skip_bad_lines)
+        if "cost_by_execution" in results:
+            from stepgraph.planning.aws_cost import add_aws_estimates, load_prices
+
+            add_aws_estimates(results["cost_by_execution"], load_prices())
         if out_dir is not None:
             for path in write_csv_files(results, out_dir):
                 typer.echo(f"wrote {path}", err=True)

@@ -27,12 +27,20 @@ def to_micros(usd: float) -> int:
 
 
 class BudgetExceeded(StepGraphError):
-    def __init__(self, scope: str, cap_usd: float, spent_usd: float, wanted_usd: float) -> None:
+    def __init__(
+        self,
+        scope: str,
+        cap_usd: float,
+        spent_usd: float,
+        wanted_usd: float,
+        *,
+        hint: str = "raise the budget (daily_budget_usd / total_budget_usd) or use free models",
+    ) -> None:
         self.scope, self.cap_usd, self.spent_usd = scope, cap_usd, spent_usd
         super().__init__(
             f"{scope} budget of ${cap_usd:.4f} would be exceeded: ${spent_usd:.4f} spent or reserved, "
             f"this call needs up to ${wanted_usd:.4f}",
-            hint="raise the budget (daily_budget_usd / total_budget_usd) or use free models",
+            hint=hint,
         )
 
 

@@ -68,6 +68,9 @@ def admitted(
     admission = Admission(grant=grant)
     reservation = None
     try:
+        on_attempt = getattr(budget_guard, "on_attempt", None)
+        if on_attempt is not None:  # a RunGuard counts every attempt of the item, free ones too
+            on_attempt()
         if grant is not None:
             tokens = [v for k, v in grant.costs.items() if _is_token_limit(route.limiter, k)]
             admission.tokens_reserved = max(tokens, default=0)

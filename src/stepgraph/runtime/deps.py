@@ -31,6 +31,7 @@ from stepgraph.resources import BUDGET_KEY
 if TYPE_CHECKING:
     from stepgraph.limiter import BudgetGuard, DynamoDBRateLimiter
     from stepgraph.limiter.breaker import CircuitBreaker
+    from stepgraph.limiter.run_guard import RunGuard
     from stepgraph.providers.keys import KeyRing
     from stepgraph.usage.ledger import Listener, UsageLedger
 
@@ -196,6 +197,25 @@ class Dependencies:
             BUDGET_KEY,
             daily_cap_usd=settings.daily_budget_usd,
             total_cap_usd=settings.total_budget_usd,
+            client=self.dynamodb,
+        )
+
+    def run_guard(
+        self, execution_id: str, item_id: str, *, budget_usd: float | None, max_calls_per_item: int | None
+    ) -> BudgetGuard | RunGuard | None:
+        """The guard one item's calls go through: the stack's caps alone, or with the run's own limits."""
+        stack = self.budget_guard()
+        if budget_usd is None and max_calls_per_item is None:
+            return stack
+        from stepgraph.limiter.run_guard import RunGuard
+
+        return RunGuard(
+            self.settings.limiter_table,
+            execution_id,
+            item_id,
+            stack=stack,
+            budget_usd=budget_usd,
+            max_calls_per_item=max_calls_per_item,
             client=self.dynamodb,
         )
 

@@ -13,7 +13,13 @@ from stepgraph.errors import ConfigError, InvalidInput, UnknownGraph
 from stepgraph.limiter.profiles import load_profile
 from stepgraph.providers.table import ProviderTable
 from stepgraph.runtime import history
-from stepgraph.schemas import RunConfig, check_item_sizes, check_items_key, parse_execution_input
+from stepgraph.schemas import (
+    RETRIED_ITEM,
+    RunConfig,
+    check_item_sizes,
+    check_items_key,
+    parse_execution_input,
+)
 
 
 def validate_execution(
@@ -63,12 +69,16 @@ def validate_execution(
                 f"input.items_s3: s3://{parsed.items_s3.bucket}/{parsed.items_s3.key} holds no items"
             )
         check_item_sizes(items, where=f"s3://{parsed.items_s3.bucket}/{parsed.items_s3.key} item")
+        check_retry_items(
+            items, parsed.config, where=f"s3://{parsed.items_s3.bucket}/{parsed.items_s3.key} item"
+        )
         out.update(mode="distributed", items_s3=parsed.items_s3.model_dump(), item_count=len(items))
         return out
     items = parsed.items or []
     if not items:
         raise InvalidInput("input.items: the batch is empty", hint="give at least one item")
     check_item_sizes(items, where="input.items")
+    check_retry_items(items, parsed.config, where="input.items")
     if not history.fits_inline(
         batch_shape(len(items), parsed.config, config["max_concurrency"], table, limits_overrides)
     ):
@@ -97,6 +107,19 @@ def batch_shape(
         limits = load_profile(profile, overrides={k: v for k, v in overrides.items() if k in known})
     calls = config.calls_per_item or history.DEFAULT_CALLS_PER_ITEM
     return history.BatchShape(items, calls, concurrency, tuple(limits))
+
+
+def check_retry_items(items: list[Any], config: RunConfig, *, where: str) -> None:
+    """A retry's items carry their original ids (`schemas.retry_envelope`); a plain item there would
+    resume a thread nobody chose."""
+    if config.retry_of is None:
+        return
+    for i, item in enumerate(items):
+        if not (isinstance(item, dict) and set(item) == {RETRIED_ITEM, "item"}):
+            raise InvalidInput(
+                f"{where}[{i}]: a retry's item must be {{{RETRIED_ITEM!r}: id, 'item': ...}}",
+                hint="start retries with `stepgraph retry`; leave config.retry_of out of a new run",
+            )
 
 
 def check_run_config(

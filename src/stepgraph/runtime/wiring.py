@@ -127,7 +127,12 @@ def run_graph_step(
 
     counters = RunCounters(settings.limiter_table, event.execution_id, client=deps.dynamodb)
     with deps.ledger(event.execution_id, request_id, listeners=[metrics, counters]) as ledger:
-        budget_guard = deps.budget_guard()
+        budget_guard = deps.run_guard(
+            event.execution_id,
+            event.item_id,
+            budget_usd=event.config.budget_usd,
+            max_calls_per_item=event.config.max_calls_per_item,
+        )
         run_state = RunState()
 
         def model(role: str) -> Any:

@@ -1,4 +1,4 @@
-"""Requests and spend per model over time, in the format the file name says (.png, .svg, .pdf, or
+"""Requests and spend per provider over time, in the format the file name says (.png, .svg, .pdf, or
 .html embedding the SVG). Buckets are sized to the run: seconds for a short local run, minutes or
 hours for long ones, so a plot always has enough points to read."""
 
@@ -28,7 +28,7 @@ def bucket_size(span_s: float) -> tuple[int, str]:
 
 
 def plot_usage(rows: list[dict[str, Any]], out: Path, *, title: str = "stepgraph usage") -> Path:
-    """`rows` from PLOT_SQL: second, model, requests, cost_usd."""
+    """`rows` from PLOT_SQL: second, provider, requests, cost_usd."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -41,15 +41,15 @@ def plot_usage(rows: list[dict[str, Any]], out: Path, *, title: str = "stepgraph
     series: dict[str, dict[float, list[float]]] = defaultdict(lambda: defaultdict(lambda: [0.0, 0.0]))
     for when, r in zip(times, rows, strict=True):
         start = when.timestamp() // size * size
-        point = series[str(r["model"])][start]
+        point = series[str(r["provider"])][start]
         point[0] += float(r["requests"])
         point[1] += float(r["cost_usd"] or 0)
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
-    for model, points in sorted(series.items()):
+    for provider, points in sorted(series.items()):
         xs = sorted(points)
         dates = [datetime.fromtimestamp(x, tz=times[0].tzinfo) for x in xs]
-        ax1.plot(dates, [points[x][0] for x in xs], marker="o", label=model)
-        ax2.plot(dates, [points[x][1] for x in xs], marker="o", label=model)
+        ax1.plot(dates, [points[x][0] for x in xs], marker="o", label=provider)
+        ax2.plot(dates, [points[x][1] for x in xs], marker="o", label=provider)
     ax1.set_ylabel(f"requests / {name}")
     ax2.set_ylabel(f"spend USD / {name}")
     ax2.set_xlabel("time (UTC)")
@@ -60,7 +60,7 @@ def plot_usage(rows: list[dict[str, Any]], out: Path, *, title: str = "stepgraph
     if series:
         ax1.legend(fontsize="small")
     first = min(times).strftime("%Y-%m-%d %H:%M:%S UTC") if times else "no records"
-    fig.suptitle(f"{title}: requests and spend per model ({first}, {span:.0f} s, one point per {name})")
+    fig.suptitle(f"{title}: requests and spend per provider ({first}, {span:.0f} s, one point per {name})")
     fig.autofmt_xdate()
     suffix = out.suffix.lower()
     if suffix == ".html":
@@ -78,7 +78,7 @@ def plot_usage(rows: list[dict[str, Any]], out: Path, *, title: str = "stepgraph
 
 
 PLOT_SQL = """
-SELECT substr(ts, 1, 19) AS second, coalesce(nullif(model_used, ''), model_requested) AS model,
+SELECT substr(ts, 1, 19) AS second, coalesce(nullif(provider, ''), 'unknown') AS provider,
        count(*) AS requests, sum(coalesce(cost_usd, 0e0)) AS cost_usd
 FROM "${database}"."${table}" WHERE dt >= '${since}' GROUP BY 1, 2 ORDER BY 1, 2
 """

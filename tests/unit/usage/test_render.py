@@ -63,7 +63,7 @@ def test_plot_buckets_are_sized_to_the_run(span_s: float, size: int) -> None:
 def plot_rows(seconds: int) -> list[dict[str, object]]:
     start = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
     return [
-        {"second": (start + timedelta(seconds=s)).strftime("%Y-%m-%dT%H:%M:%S"), "model": PAID,
+        {"second": (start + timedelta(seconds=s)).strftime("%Y-%m-%dT%H:%M:%S"), "provider": "openrouter",
          "requests": 1 + s % 3, "cost_usd": 1e-6}
         for s in range(seconds)
     ]  # fmt: skip
@@ -87,7 +87,7 @@ def test_plot_has_a_title_axes_from_0_and_a_point_per_second(
     monkeypatch.setattr(plt, "close", figures.append)  # keep the figure to look at it
     plot_usage(plot_rows(40), tmp_path / "u.png")
     fig = figures[0]
-    assert "requests and spend per model" in fig._suptitle.get_text()
+    assert "requests and spend per provider" in fig._suptitle.get_text()
     for ax in fig.axes:
         assert ax.get_ylim()[0] == 0
         assert len(ax.lines[0].get_xdata()) == 40  # a 40-s run: 40 points, not 1 per minute

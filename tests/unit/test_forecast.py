@@ -1,0 +1,162 @@
+"""The forecast's arithmetic (pure: limits, day windows, prices in) and `stepgraph plan` without a sample."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stepgraph.cli import run
+from stepgraph.errors import ConfigError
+from stepgraph.limiter.limits import Limit
+from stepgraph.planning.aws_cost import RunShape, estimate, load_prices
+from stepgraph.planning.forecast import Workload, capacity, chain_capacities, forecast, schedule
+from stepgraph.providers.table import load_provider_table
+
+NOON = datetime(2026, 12, 1, 12, tzinfo=UTC).timestamp()
+FREE_AND_PAID = ["openrouter:openai/gpt-oss-120b:free", "openrouter:openai/gpt-oss-120b"]
+
+
+def work(items: int = 1000, **kw: Any) -> Workload:
+    return Workload(
+        items=items, calls_per_item=4, prompt_tokens_per_call=900, completion_tokens_per_call=300, **kw
+    )
+
+
+def test_a_thousand_items_on_openrouter_free_span_eighty_utc_days_or_one_with_the_paid_fallback() -> None:
+    table = load_provider_table(None, env={})
+    w = work(concurrency=20, item_s=12)
+    free, paid = chain_capacities(table, FREE_AND_PAID, work=w)
+    fc = forecast(w, free, paid, start=NOON)
+    assert (fc.requests, fc.tokens) == (4000, 4_800_000)
+    assert fc.free_only is not None and fc.with_paid is not None
+    # 50 a day per account: the first day from noon, then 79 more UTC days, ending in February.
+    assert len(fc.free_only.days) == 80
+    assert fc.free_only.days[0] == "2026-12-01" and fc.free_only.days[-1] == "2027-02-18"
+    assert fc.free_only.spend_usd == 0 and fc.free_only.free_requests == 4000
+    # With the paid variant: 50 free, the rest paid at $0.10/M prompt and $0.50/M completion tokens.
+    assert (fc.with_paid.free_requests, fc.with_paid.paid_requests) == (50, 3950)
+    assert fc.with_paid.spend_usd == pytest.approx(3950 * (900 * 1e-7 + 300 * 5e-7))
+    assert fc.with_paid.days == ["2026-12-01"] and fc.with_paid.wall_s < 3600
+
+
+def test_the_sliding_window_sets_the_pace_after_its_burst() -> None:
+    cap = capacity("p:m", [Limit("rpm", 20, 60)], free=True, tokens_per_call=1200, item_call_s=3)
+    w = work(items=50, concurrency=40, item_s=12)
+    s = schedule(w, [[cap]], [], start=NOON)
+    # 200 requests: 20 at once, then one every 3 s; then the last call's own 3 s.
+    assert s.wall_s == pytest.approx(180 * 3 + 3)
+    assert s.days == ["2026-12-01"] and s.throttled_steps == pytest.approx(180)
+
+
+def test_token_limits_count_the_tokens_of_each_call() -> None:
+    cap = capacity(
+        "groq:m",
+        [Limit("tpm", 8000, 60, unit="tokens"), Limit("tpd", 200_000, 86_400, "utc_day", unit="tokens")],
+        free=True,
+        tokens_per_call=1200,
+        item_call_s=3,
+    )
+    assert cap.rate_per_s == pytest.approx(8000 / 1200 / 60)
+    assert cap.day_quota == pytest.approx(200_000 / 1200)
+
+
+def test_a_pool_serves_from_all_its_members_and_the_chain_moves_on_once_an_entry_is_spent() -> None:
+    a = capacity("a:m", [Limit("rpd", 10, 86_400, "utc_day")], free=True, tokens_per_call=1, item_call_s=1)
+    b = capacity("b:m", [Limit("rpd", 30, 86_400, "utc_day")], free=True, tokens_per_call=1, item_call_s=1)
+    c = capacity("c:m", [Limit("rpd", 60, 86_400, "utc_day")], free=True, tokens_per_call=1, item_call_s=1)
+    w = work(items=50, concurrency=50, item_s=1)  # 200 requests
+    assert len(schedule(w, [[a, b]], [], start=NOON).days) == 5  # 40 a day
+    assert len(schedule(w, [[a, b], [c]], [], start=NOON).days) == 2  # 100 a day: the pool, then c
+
+
+def test_days_are_scaled_with_the_time_scale() -> None:
+    scale = 4.0 / 86_400
+    cap = capacity("p:m", [Limit("rpd", 4, 4.0, "utc_day")], free=True, tokens_per_call=1, item_call_s=0.1)
+    w = work(items=3, concurrency=10, item_s=0.4)  # 12 requests at 4 a (4-second) day
+    s = schedule(w, [[cap]], [], start=400.0, time_scale=scale)
+    assert s.days == ["day 100", "day 101", "day 102"]
+    assert 8.0 < s.wall_s < 10.0  # two day boundaries, the wake-ups and the last item's remaining calls
+
+
+def test_the_aws_estimate_counts_the_run_and_names_its_price_table(tmp_path: Path) -> None:
+    prices = load_prices()
+    assert prices["as_of"] and prices["region"] == "us-east-1" and prices["source"]
+    one = estimate(RunShape(items=100, requests=400), prices)
+    two = estimate(RunShape(items=200, requests=800), prices)
+    assert one["counts"]["state_transitions"] == 4 + 2 * 100 + 100
+    assert one["counts"]["lambda_requests"] == 101
+    assert two["total_usd"] == pytest.approx(2 * one["total_usd"], rel=0.01)
+    assert set(one["usd"]) == {"step_functions", "lambda", "dynamodb", "s3", "cloudwatch_logs"}
+    bad = tmp_path / "prices.json"
+    bad.write_text(json.dumps({**prices, "lambda": {"usd_per_request": 1}}))
+    with pytest.raises(ConfigError, match="lambda.usd_per_gb_second_x86_64 is missing"):
+        load_prices(bad)
+
+
+def test_plan_without_a_sample_prints_json_and_a_table(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    items = tmp_path / "items.jsonl"
+    items.write_text("".join(f'{{"text": "ticket {i}"}}\n' for i in range(100)))
+    config = json.dumps({"models": FREE_AND_PAID, "max_concurrency": 20})
+    args = [
+        "plan",
+        "--items",
+        str(items),
+        "--calls-per-item",
+        "4",
+        "--tokens-per-call",
+        "1200",
+        "--config",
+        config,
+    ]
+    assert run([*args, "--format", "json"]) == 0
+    report = json.loads(capfd.readouterr().out)
+    assert report["requests"] == 400 and report["workload"]["prompt_tokens_per_call"] == 900
+    assert len(report["free_only"]["days"]) == 8 and report["with_paid"]["paid_requests"] == 350
+    assert report["aws"]["free_only"]["total_usd"] > 0 and report["prices"]["as_of"]
+    assert run(args) == 0
+    out = capfd.readouterr().out
+    assert "free models only" in out and "with paid fallback" in out and "AWS" in out
+
+
+def test_plan_reads_s3_items_through_boto3(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    import boto3
+    from botocore.response import StreamingBody
+    from botocore.stub import Stubber
+
+    import stepgraph.executions as executions
+
+    s3 = boto3.client("s3", region_name="eu-west-1")
+    stub = Stubber(s3)
+    body = json.dumps([{"text": "a"}, {"text": "b"}]).encode()
+    stub.add_response(
+        "get_object",
+        {"Body": StreamingBody(io.BytesIO(body), len(body))},
+        {"Bucket": "data-b", "Key": "items/x.json"},
+    )
+    monkeypatch.setattr(executions, "_client", lambda service, *_: s3)
+    with stub:
+        code = run(
+            [
+                "plan",
+                "--items",
+                "s3://data-b/items/x.json",
+                "--calls-per-item",
+                "2",
+                "--tokens-per-call",
+                "100+50",
+                "--format",
+                "json",
+            ]
+        )
+    assert code == 0
+    assert json.loads(capfd.readouterr().out)["requests"] == 4
