@@ -116,7 +116,11 @@ def sections_of(text: str) -> dict[str, list[str]]:
 def _dated(lines: list[str], report: str) -> list[str]:
     """A kept section from a report whose date was only in its header: the date moves into the section."""
     header = re.search(r"^Machine: (.+)\. Run at (.+) UTC\.$", report, re.M)
-    if header is None or any(line.startswith("Measured") for line in lines) or not (len(lines) > 3 and lines[2].startswith("Command:")):
+    if (
+        header is None
+        or any(line.startswith("Measured") for line in lines)
+        or not (len(lines) > 3 and lines[2].startswith("Command:"))
+    ):
         return lines
     return [*lines[:4], f"Measured {header[2]} UTC on {header[1]}.", "", *lines[4:]]
 
