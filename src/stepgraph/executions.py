@@ -21,6 +21,12 @@ def _client(service: str, endpoint_url: str | None, region: str | None) -> Any:
     return boto3.session.Session().client(service, endpoint_url=endpoint_url, region_name=region)  # type: ignore[call-overload]
 
 
+def region_of(arn: str) -> str | None:
+    """The region an ARN names (`arn:aws:states:<region>:...`), or None."""
+    parts = arn.split(":")
+    return parts[3] or None if len(parts) > 4 and parts[0] == "arn" else None
+
+
 def resolve_state_machine(target: str, *, endpoint_url: str | None = None, region: str | None = None) -> str:
     """A state machine ARN as given, or the `StateMachineArn` output of a CloudFormation stack name."""
     if target.startswith("arn:"):

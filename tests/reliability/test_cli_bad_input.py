@@ -158,13 +158,30 @@ def test_no_region_or_no_credentials(
     for var in ("AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
         monkeypatch.setenv(var, str(tmp_path / "none"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no instance-role lookup
-    for argv in (
-        ["status", EXEC],
-        ["status", EXEC, "--wait"],
-        ["start", SM, "--items", "s3://my-bucket/items/k.json"],
-    ):
+    # An execution's ARN names its region: status and retry need no --region, only credentials.
+    by_arn = [["status", EXEC], ["status", EXEC, "--wait"], ["retry", EXEC]] if "credentials" in match else []
+    for argv in [*by_arn, ["start", SM, "--items", "s3://my-bucket/items/k.json"]]:
         code, _, err = cli(capfd, *argv)
         assert_one_line(code, err, match)
+
+
+def test_status_and_retry_take_the_region_from_the_execution_arn(
+    capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for var in (
+        "AWS_DEFAULT_REGION",
+        "AWS_REGION",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+    ):
+        monkeypatch.delenv(var, raising=False)
+    for var in ("AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+        monkeypatch.setenv(var, str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    for argv in (["status", EXEC], ["retry", EXEC], ["reviews", EXEC]):
+        code, _, err = cli(capfd, *argv)
+        assert_one_line(code, err, r"no AWS credentials found")  # not "no AWS region given"
 
 
 def test_report_on_athena_without_the_workgroup(capfd: pytest.CaptureFixture[str]) -> None:

@@ -29,7 +29,7 @@ def register(app: typer.Typer) -> None:
         """Start a new execution for the failed and unaccounted items (default: both), each continuing
         its own thread at the node that failed. Prints the new ARN; nothing to retry starts nothing."""
         from stepgraph.errors import ConfigError
-        from stepgraph.executions import NAME_RE, _client
+        from stepgraph.executions import NAME_RE, _client, region_of
         from stepgraph.retries import parse_item_ids, plan_retry, start_retry
 
         if not execution.startswith("arn:") or ":execution:" not in execution:
@@ -48,7 +48,8 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(f"--config is not JSON ({exc.msg})", hint='e.g. {"budget_usd": 5}') from None
         if overrides is not None and not isinstance(overrides, dict):
             raise ConfigError("--config must be a JSON object", hint='e.g. {"budget_usd": 5}')
-        sfn, s3 = _client("stepfunctions", endpoint_url, region), _client("s3", endpoint_url, region)
+        where = region or region_of(execution)  # the ARN names its region
+        sfn, s3 = _client("stepfunctions", endpoint_url, where), _client("s3", endpoint_url, where)
         plan = plan_retry(
             execution,
             sfn=sfn,
@@ -59,7 +60,7 @@ def register(app: typer.Typer) -> None:
             bucket=bucket,
             config=overrides,
             endpoint_url=endpoint_url,
-            region=region,
+            region=where,
         )
         if not plan.item_ids:
             typer.echo("nothing to retry: no item of that execution failed or went unaccounted", err=True)
@@ -70,4 +71,4 @@ def register(app: typer.Typer) -> None:
         if wait:
             from stepgraph.cli.status import watch
 
-            raise typer.Exit(watch(arn, endpoint_url=endpoint_url, region=region, bucket=plan.bucket))
+            raise typer.Exit(watch(arn, endpoint_url=endpoint_url, region=where, bucket=plan.bucket))

@@ -13,7 +13,7 @@ from stepgraph.errors import ConfigError
 
 def open_reviews(execution: str, *, bucket: str | None, endpoint_url: str | None, region: str | None) -> Any:
     from stepgraph import resources
-    from stepgraph.executions import _client, data_bucket
+    from stepgraph.executions import _client, data_bucket, region_of
     from stepgraph.review.answer import Reviews
     from stepgraph.review.store import ReviewStore
 
@@ -21,6 +21,7 @@ def open_reviews(execution: str, *, bucket: str | None, endpoint_url: str | None
         raise ConfigError(
             f"{execution!r} is not an execution ARN", hint="pass the ARN `stepgraph start` printed"
         )
+    region = region or region_of(execution)  # the ARN names it
     sfn = _client("stepfunctions", endpoint_url, region)
     # Always asked, --bucket or not: an unknown execution is AWS's one-line ExecutionDoesNotExist, and one
     # that has ended has nothing waiting whatever its records say.

@@ -83,7 +83,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Show an execution's status, items done, failed items and spend so far."""
         from stepgraph.errors import ConfigError
-        from stepgraph.executions import item_states, status
+        from stepgraph.executions import item_states, region_of, status
 
         if not execution.startswith("arn:") or ":execution:" not in execution:
             raise ConfigError(
@@ -96,7 +96,7 @@ def register(app: typer.Typer) -> None:
             "table": table or os.environ.get(resources.ENV_LIMITER_TABLE),
             "endpoint_url": endpoint_url,
             "dynamodb_endpoint_url": os.environ.get(ENV_DYNAMODB_ENDPOINT),
-            "region": region,
+            "region": region or region_of(execution),  # the ARN names it
         }
         if wait:
             code = watch(execution, failures=failures, **where)
