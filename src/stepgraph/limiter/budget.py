@@ -16,7 +16,7 @@ from typing import Any
 from stepgraph.clock import SYSTEM_CLOCK, Clock
 from stepgraph.errors import ConfigError, StepGraphError
 from stepgraph.limiter.algorithm import CountOp, utc_day
-from stepgraph.limiter.store import DynamoDBStore, Store
+from stepgraph.limiter.store import LazyStore, Store
 
 MICROS = 1_000_000
 NO_CAP = 10**15
@@ -50,7 +50,7 @@ class BudgetReservation:
     day: str
 
 
-class BudgetGuard:
+class BudgetGuard(LazyStore):
     """Spend caps in USD (per UTC day and in total) shared by every worker through the limiter table.
 
     Args:
@@ -87,16 +87,6 @@ class BudgetGuard:
         self.caps = {"daily": daily_cap_usd, "total": total_cap_usd}
         self.clock = clock or SYSTEM_CLOCK
         self._client, self._store = client, store
-
-    @property
-    def store(self) -> Store:
-        if self._store is None:
-            if self._client is None:
-                import boto3
-
-                self._client = boto3.client("dynamodb")
-            self._store = DynamoDBStore(self.table_name, self._client)
-        return self._store
 
     def _pk(self, scope: str, day: str) -> str:
         return f"budget#{self.key}#day#{day}" if scope == "daily" else f"budget#{self.key}#total"

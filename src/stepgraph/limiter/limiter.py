@@ -19,7 +19,7 @@ from stepgraph.limiter import algorithm
 from stepgraph.limiter.giveback import GiveBack
 from stepgraph.limiter.learned import LearnedLimits
 from stepgraph.limiter.limits import Grant, Limit, LimiterUnavailable, RateLimited
-from stepgraph.limiter.store import DynamoDBStore, Store
+from stepgraph.limiter.store import LazyStore, Store
 
 ROUND_TRIPS_KEPT = 32  # the acquisitions the lead looks back over
 
@@ -27,7 +27,7 @@ Costs = Mapping[str, int] | int
 CONTENTION_DOUBLINGS = 6
 
 
-class DynamoDBRateLimiter(GiveBack, BaseRateLimiter):
+class DynamoDBRateLimiter(LazyStore, GiveBack, BaseRateLimiter):
     """Holds every limit of `key` across processes; a request is granted only when all limits grant.
 
     `try_acquire` reserves a slot (possibly up to `max_wait_s` ahead) with one conditional write in
@@ -110,16 +110,6 @@ class DynamoDBRateLimiter(GiveBack, BaseRateLimiter):
         self.read_at = float("-inf")  # when this caller last learned the table's state (a write's answer)
         self._backoff: tuple[float, str | None] = (0.0, None)  # after such a refusal: until when, and why
         self._lock = threading.Lock()
-
-    @property
-    def store(self) -> Store:
-        if self._store is None:
-            if self._client is None:
-                import boto3
-
-                self._client = boto3.client("dynamodb")
-            self._store = DynamoDBStore(self.table_name, self._client)
-        return self._store
 
     # -- keys and costs ------------------------------------------------------------------------
     def pk(self, limit: Limit, now: float) -> str:

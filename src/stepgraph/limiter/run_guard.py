@@ -18,7 +18,7 @@ from stepgraph.clock import SYSTEM_CLOCK, Clock
 from stepgraph.errors import StepGraphError
 from stepgraph.limiter.algorithm import CountOp
 from stepgraph.limiter.budget import MICROS, BudgetExceeded, BudgetGuard, BudgetReservation, to_micros
-from stepgraph.limiter.store import DynamoDBStore, Store
+from stepgraph.limiter.store import LazyStore, Store
 
 TTL_S = 400 * 86_400  # as long as the stack's total counter: `usage report` can read a run's spend later
 
@@ -48,7 +48,7 @@ def item_calls_pk(execution_id: str, item_id: str) -> str:
     return f"calls#run#{execution_id}#item#{item_id}"
 
 
-class RunGuard:
+class RunGuard(LazyStore):
     """The stack's `BudgetGuard` (or None) plus one run's budget and one item's call bound.
 
     Args:
@@ -82,16 +82,6 @@ class RunGuard:
         self.stack, self.budget_usd, self.max_calls = stack, budget_usd, max_calls_per_item
         self.clock = clock or SYSTEM_CLOCK
         self._client, self._store = client, store
-
-    @property
-    def store(self) -> Store:
-        if self._store is None:
-            if self._client is None:
-                import boto3
-
-                self._client = boto3.client("dynamodb")
-            self._store = DynamoDBStore(self.table_name, self._client)
-        return self._store
 
     def _ttl(self) -> int:
         return int(self.clock.now() + TTL_S)

@@ -224,3 +224,22 @@ class DynamoDBStore:
             if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
                 return False
             raise
+
+
+class LazyStore:
+    """`store`: the injected `_store`, or a `DynamoDBStore` over `table_name` with the injected `_client`
+    (boto3's default client when none), built once on first use."""
+
+    table_name: str
+    _client: Any
+    _store: Store | None
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            if self._client is None:
+                import boto3
+
+                self._client = boto3.client("dynamodb")
+            self._store = DynamoDBStore(self.table_name, self._client)
+        return self._store
