@@ -90,13 +90,14 @@ def _rss_mb() -> int:
 
 def _measure(items: int, concurrency: int, out_dir: str) -> dict[str, Any]:
     """One batch in this process: wall time, `status` time at the end, the run's export directory."""
-    from stepgraph.executions import region_of, status, status_clients
+    from stepgraph.executions import status
     from stepgraph.local.demo import DemoOptions, run_demo
 
     seen: dict[str, Any] = {}
 
     def after(stack: Any, arn: str, out: Path) -> None:
-        clients = status_clients(region=region_of(arn))  # made once, as `status --wait` does
+        # The stack's clients (its endpoint, region and credentials), made once as `status --wait` does.
+        clients = {name: stack.client(name) for name in ("stepfunctions", "s3", "dynamodb")}
         start = time.perf_counter()
         for _ in range(3):
             report = status(arn, clients=clients)
