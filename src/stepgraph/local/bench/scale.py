@@ -124,8 +124,8 @@ def lambda_peak_mb(pid: int | None = None) -> int:
 
 def _measure(items: int, concurrency: int, out_dir: str) -> dict[str, Any]:
     """One batch in this process: wall time, `status` time at the end, the run's export directory."""
-    from stepgraph.executions import status
     from stepgraph.local.demo import DemoOptions, run_demo
+    from stepgraph.run_status import status
 
     seen: dict[str, Any] = {}
 
