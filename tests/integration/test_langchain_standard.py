@@ -21,6 +21,7 @@ from stepgraph.providers import build_chat_model, load_provider_table
 from stepgraph.providers.routed import RoutedChatModel, StructuredOutputInvalid
 from stepgraph.schemas import RunConfig
 from stepgraph.usage.callback import UsageCallbackHandler
+from tests.fixtures.langchain_suite import RoutedModelCapabilities
 
 SIM: dict[str, Any] = {}
 
@@ -55,34 +56,10 @@ def routed_model_router() -> Any:
     ).router
 
 
-class TestRoutedChatModelOverSimulator(ChatModelIntegrationTests):
-    @property
-    def chat_model_class(self) -> type[RoutedChatModel]:
-        return RoutedChatModel
-
+class TestRoutedChatModelOverSimulator(RoutedModelCapabilities, ChatModelIntegrationTests):
     @property
     def chat_model_params(self) -> dict[str, Any]:
         return {"router": routed_model_router()}
-
-    @property
-    def has_tool_choice(self) -> bool:
-        return True
-
-    @property
-    def supports_json_mode(self) -> bool:
-        return True
-
-    @property
-    def returns_usage_metadata(self) -> bool:
-        return True
-
-    @property
-    def supports_image_inputs(self) -> bool:
-        return False
-
-    @property
-    def supports_model_override(self) -> bool:
-        return False
 
 
 def test_streamed_paid_calls_keep_their_cost_and_every_attempt_leaves_one_record(

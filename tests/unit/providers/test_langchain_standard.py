@@ -9,25 +9,13 @@ from typing import Any
 from langchain_tests.unit_tests import ChatModelUnitTests
 
 from stepgraph.providers import build_chat_model, load_provider_table
-from stepgraph.providers.routed import RoutedChatModel
+from tests.fixtures.langchain_suite import RoutedModelCapabilities
 
 ENV = {"OPENROUTER_API_KEY": "sk-unused", "STEPGRAPH_OPENROUTER_BASE_URL": "http://127.0.0.1:9/api/v1"}
 
 
-class TestRoutedChatModelUnit(ChatModelUnitTests):
-    @property
-    def chat_model_class(self) -> type[RoutedChatModel]:
-        return RoutedChatModel
-
+class TestRoutedChatModelUnit(RoutedModelCapabilities, ChatModelUnitTests):
     @property
     def chat_model_params(self) -> dict[str, Any]:
         table = load_provider_table(env=ENV)
         return {"router": build_chat_model(table, env=ENV).router}
-
-    @property
-    def has_tool_choice(self) -> bool:
-        return True
-
-    @property
-    def supports_json_mode(self) -> bool:
-        return True
