@@ -40,7 +40,7 @@ class Workload:
     item_s: float = 10.0
     start_s: float = 0.0
     end_s: float = 0.0
-    resume_s: float = 1.0  # a throttled item's next step until its first call (Lambda start, checkpoint read)
+    resume_s: float = 1.0  # a throttled item's Wait's end to its first call (a Lambda round, checkpoint read)
 
     @property
     def requests(self) -> int:
