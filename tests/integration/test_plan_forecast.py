@@ -6,11 +6,11 @@ requests a day and a batch runs one item at a time, so each day serves one item'
 (2, 3 and 4 items) span two, three and four days. What the stack adds on top of the days (the last item's
 wake-up after its Wait, its calls, the run's end) is a second or two that a loaded machine stretches: one
 item at a time keeps that short, and each day's calls end seconds before the day does, so none slips into
-the next. The two graphs run side by side on two provider accounts. Their samples run side by side too,
-first after a run that starts the workers and then again before each batch (the machine's other work comes
-and goes within a minute), on accounts with the same kinds of limit as their batch's and the capacities out
-of the way: what a sample measures is the stack's pace of that moment beside the other graph's work,
-limiter writes included, as the batch meets it.
+the next. The two graphs run side by side on two provider accounts. Each batch is forecast from a one-item
+sample of its graph taken right before it, on the warm stack (one run of each graph starts the workers
+first): the machine's other work comes and goes within a minute, and a sample is the pace of its moment. The
+samples run on accounts with the same kinds of limit as their batch's and the capacities out of the way, so
+that the limiter's writes per call are in the pace they measure.
 """
 
 from __future__ import annotations
