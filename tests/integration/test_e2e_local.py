@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from stepgraph import resources
-from stepgraph.executions import status
 from stepgraph.local.asl import load_definition
 from stepgraph.local.simulator import DEV_KEY, SimulatorHandle
 from stepgraph.local.stack import ACCOUNT, LocalStack, function_arn, local_stack
+from stepgraph.run_status import status
 from tests.fixtures.aws import execute
 
 

@@ -13,9 +13,9 @@ from botocore.stub import Stubber
 from moto import mock_aws
 
 from stepgraph import resources
-from stepgraph.executions import status
 from stepgraph.limiter.table import ensure_limiter_table
 from stepgraph.progress import RunCounters
+from stepgraph.run_status import status
 from stepgraph.runtime.results import ResultStore
 from stepgraph.usage.ledger import UsageLedger
 from stepgraph.usage.record import UsageRecord

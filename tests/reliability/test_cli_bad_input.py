@@ -203,12 +203,12 @@ def test_debug_shows_the_traceback_anywhere_on_the_line(capfd: pytest.CaptureFix
 
 
 def test_a_bug_is_one_line_exit_3(capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    import stepgraph.executions as executions
+    import stepgraph.run_status as run_status
 
     def broken(*_: Any, **__: Any) -> Any:
         raise ZeroDivisionError("division by zero")
 
-    monkeypatch.setattr(executions, "status", broken)
+    monkeypatch.setattr(run_status, "status", broken)
     code, _, err = cli(capfd, "status", EXEC)
     assert_one_line(
         code,

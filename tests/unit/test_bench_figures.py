@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 import typer
 from hypothesis import given
@@ -91,3 +94,30 @@ def test_a_partial_bench_run_replaces_its_sections_and_keeps_the_others() -> Non
         sections["e2e"]
     )
     assert all(any(line.startswith("Measured ") for line in lines) for lines in sections.values())
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads Linux /proc")
+def test_the_lambda_peak_is_the_largest_forkserver_worker_below_this_process() -> None:
+    import multiprocessing
+
+    from stepgraph.local.bench.scale import lambda_peak_mb
+
+    ctx = multiprocessing.get_context("forkserver")
+    ready, stop = ctx.Event(), ctx.Event()
+    worker = ctx.Process(target=_hold_memory, args=(320, ready, stop))
+    worker.start()
+    try:
+        assert ready.wait(30)
+        # 320 MB: above any stack worker that an earlier test of this process may have left running.
+        assert lambda_peak_mb() >= 320
+    finally:
+        stop.set()
+        worker.join(30)
+
+
+def _hold_memory(mb: int, ready: Any, stop: Any) -> None:
+    held = bytearray(mb * 2**20)
+    for i in range(0, len(held), 4096):  # touch every page, so it is resident
+        held[i] = 1
+    ready.set()
+    stop.wait(30)

@@ -171,7 +171,7 @@ def test_plan_reads_s3_items_through_boto3(
     from botocore.response import StreamingBody
     from botocore.stub import Stubber
 
-    import stepgraph.executions as executions
+    import stepgraph.clients as clients
 
     s3 = boto3.client("s3", region_name="eu-west-1")
     stub = Stubber(s3)
@@ -181,7 +181,7 @@ def test_plan_reads_s3_items_through_boto3(
         {"Body": StreamingBody(io.BytesIO(body), len(body))},
         {"Bucket": "data-b", "Key": "items/x.json"},
     )
-    monkeypatch.setattr(executions, "_client", lambda service, *_: s3)
+    monkeypatch.setattr(clients, "client", lambda service, *_: s3)
     with stub:
         code = run(
             [

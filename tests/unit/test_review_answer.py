@@ -197,10 +197,10 @@ def run_cli(
     sfn: FakeSfnApi,
     *args: str,
 ) -> tuple[int, str, str]:
-    from stepgraph import executions
+    from stepgraph import clients
     from stepgraph.cli import run
 
-    monkeypatch.setattr(executions, "_client", lambda service, *_: {"s3": s3, "stepfunctions": sfn}[service])
+    monkeypatch.setattr(clients, "client", lambda service, *_: {"s3": s3, "stepfunctions": sfn}[service])
     code = run([*args, "--bucket", BUCKET])
     out, err = capsys.readouterr()
     return code, out, err

@@ -34,14 +34,15 @@ def parse_tokens(text: str) -> tuple[float, float]:
 def _items(spec: str, endpoint_url: str | None, region: str | None) -> list[Any]:
     from pathlib import Path
 
+    from stepgraph.clients import client
     from stepgraph.errors import ConfigError
-    from stepgraph.executions import _client, read_items
+    from stepgraph.executions import read_items
 
     if spec.startswith("s3://"):
         bucket, _, key = spec.removeprefix("s3://").partition("/")
         if not bucket or not key:
             raise ConfigError(f"--items {spec!r} names no object", hint="s3://bucket/key of a JSON array")
-        body = _client("s3", endpoint_url, region).get_object(Bucket=bucket, Key=key)["Body"].read()
+        body = client("s3", endpoint_url, region).get_object(Bucket=bucket, Key=key)["Body"].read()
         rows = json.loads(body)
         if not isinstance(rows, list):
             raise ConfigError(f"--items {spec}: not a JSON array", hint="`stepgraph start` writes one")

@@ -28,8 +28,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Start a new execution for the failed and unaccounted items (default: both), each continuing
         its own thread at the node that failed. Prints the new ARN; nothing to retry starts nothing."""
+        from stepgraph.clients import client, region_of
         from stepgraph.errors import ConfigError
-        from stepgraph.executions import NAME_RE, _client, region_of
+        from stepgraph.executions import NAME_RE
         from stepgraph.retries import parse_item_ids, plan_retry, start_retry
 
         if not execution.startswith("arn:") or ":execution:" not in execution:
@@ -49,7 +50,7 @@ def register(app: typer.Typer) -> None:
         if overrides is not None and not isinstance(overrides, dict):
             raise ConfigError("--config must be a JSON object", hint='e.g. {"budget_usd": 5}')
         where = region or region_of(execution)  # the ARN names its region
-        sfn, s3 = _client("stepfunctions", endpoint_url, where), _client("s3", endpoint_url, where)
+        sfn, s3 = client("stepfunctions", endpoint_url, where), client("s3", endpoint_url, where)
         plan = plan_retry(
             execution,
             sfn=sfn,

@@ -13,7 +13,8 @@ from stepgraph.errors import ConfigError
 
 def open_reviews(execution: str, *, bucket: str | None, endpoint_url: str | None, region: str | None) -> Any:
     from stepgraph import resources
-    from stepgraph.executions import _client, data_bucket, region_of
+    from stepgraph.clients import client, region_of
+    from stepgraph.executions import data_bucket
     from stepgraph.review.answer import Reviews
     from stepgraph.review.store import ReviewStore
 
@@ -22,7 +23,7 @@ def open_reviews(execution: str, *, bucket: str | None, endpoint_url: str | None
             f"{execution!r} is not an execution ARN", hint="pass the ARN `stepgraph start` printed"
         )
     region = region or region_of(execution)  # the ARN names it
-    sfn = _client("stepfunctions", endpoint_url, region)
+    sfn = client("stepfunctions", endpoint_url, region)
     # Always asked, --bucket or not: an unknown execution is AWS's one-line ExecutionDoesNotExist, and one
     # that has ended has nothing waiting whatever its records say.
     desc = sfn.describe_execution(executionArn=execution)
@@ -43,7 +44,7 @@ def open_reviews(execution: str, *, bucket: str | None, endpoint_url: str | None
             "cannot tell the stack's data bucket", hint="pass --bucket (the DataBucketName output)"
         )
     ended = None if desc["status"] == "RUNNING" else str(desc["status"])
-    return Reviews(execution, ReviewStore(bucket, _client("s3", endpoint_url, region)), sfn, ended=ended)
+    return Reviews(execution, ReviewStore(bucket, client("s3", endpoint_url, region)), sfn, ended=ended)
 
 
 def parse_value(value: str | None, file: Path | None) -> Any:

@@ -33,7 +33,7 @@ def _say_rejected(report: dict[str, Any], *, prefix: str = "error: ") -> None:
 def watch(arn: str, *, failures: int = 50, **where: Any) -> int:
     from rich.progress import BarColumn, Progress, TextColumn
 
-    from stepgraph.executions import status, status_clients
+    from stepgraph.run_status import status, status_clients
 
     where["clients"] = status_clients(
         endpoint_url=where.get("endpoint_url"),
@@ -82,8 +82,9 @@ def register(app: typer.Typer) -> None:
         region: str = typer.Option(None, help="AWS region"),
     ) -> None:
         """Show an execution's status, items done, failed items and spend so far."""
+        from stepgraph.clients import region_of
         from stepgraph.errors import ConfigError
-        from stepgraph.executions import item_states, region_of, status
+        from stepgraph.run_status import item_states, status
 
         if not execution.startswith("arn:") or ":execution:" not in execution:
             raise ConfigError(

@@ -21,9 +21,11 @@ class GiveBack:
     max_attempts: int
     _paced: dict[str, Limit]
 
-    @property
-    def store(self) -> Store:
-        raise NotImplementedError
+    # The limiter's store (LazyStore's), declared for the type checker only: no base order matters.
+    if TYPE_CHECKING:
+
+        @property
+        def store(self) -> Store: ...
 
     def pk(self, limit: Limit, now: float) -> str:
         raise NotImplementedError

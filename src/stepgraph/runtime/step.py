@@ -89,12 +89,12 @@ def run_step(
         from langgraph.types import Command
 
         payload = Command(resume=dict(answers))
-    progress = _Progress()
+    progress = _Progress(remaining_s, margin_s)
     try:
         if _has_async_nodes(graph):
-            ran_out = asyncio.run(_arun(graph, payload, config, context, progress, remaining_s, margin_s))
+            ran_out = asyncio.run(_arun(graph, payload, config, context, progress))
         else:
-            ran_out = _run(graph, payload, config, context, progress, remaining_s, margin_s)
+            ran_out = _run(graph, payload, config, context, progress)
     except (Throttled, RateLimited) as exc:
         return StepResult(
             status="throttled",
@@ -116,12 +116,18 @@ def run_step(
 
 @dataclass
 class _Progress:
+    """The supersteps a step ran, and whether the Lambda's time ran low (`margin_s` left) after one."""
+
+    remaining_s: Callable[[], float]
+    margin_s: float
     steps: int = 0
     last_nodes: list[str] = field(default_factory=list)
 
-    def saw(self, update: dict[str, Any]) -> None:
+    def saw(self, update: dict[str, Any]) -> bool:
+        """Count a superstep; True when the step must stop here (its state is checkpointed)."""
         self.steps += 1
         self.last_nodes = [k for k in update if not k.startswith("__")]
+        return self.remaining_s() < self.margin_s
 
 
 def _has_async_nodes(graph: Any) -> bool:
@@ -131,35 +137,18 @@ def _has_async_nodes(graph: Any) -> bool:
     return any(getattr(spec.runnable, "func", True) is None for spec in specs.values())
 
 
-def _run(
-    graph: Any,
-    payload: Any,
-    config: Any,
-    context: Any,
-    progress: _Progress,
-    remaining_s: Any,
-    margin_s: float,
-) -> bool:
+def _run(graph: Any, payload: Any, config: Any, context: Any, progress: _Progress) -> bool:
     """Supersteps until the graph stops; True when the time ran low first."""
     for update in graph.stream(payload, config, stream_mode="updates", context=context):
-        progress.saw(update)
-        if remaining_s() < margin_s:
+        if progress.saw(update):
             return True
     return False
 
 
-async def _arun(
-    graph: Any,
-    payload: Any,
-    config: Any,
-    context: Any,
-    progress: _Progress,
-    remaining_s: Any,
-    margin_s: float,
-) -> bool:
+async def _arun(graph: Any, payload: Any, config: Any, context: Any, progress: _Progress) -> bool:
+    """`_run` for graphs with async nodes."""
     async for update in graph.astream(payload, config, stream_mode="updates", context=context):
-        progress.saw(update)
-        if remaining_s() < margin_s:
+        if progress.saw(update):
             return True
     return False
 

@@ -88,21 +88,57 @@ def _rss_mb() -> int:
     return int(fields[1]) * os.sysconf("SC_PAGE_SIZE") // 2**20
 
 
+def _descendants(pid: int) -> list[int]:
+    """Every live process under `pid` (Linux /proc; empty elsewhere)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def lambda_peak_mb(pid: int | None = None) -> int:
+    """The largest peak RSS (VmHWM) of the stack's Lambda worker processes (forked from its forkserver)."""
+    peak = 0
+    for child in _descendants(pid or os.getpid()):
+        proc = Path("/proc") / str(child)
+        try:
+            if b"multiprocessing.forkserver" not in (proc / "cmdline").read_bytes():
+                continue
+            status = (proc / "status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                peak = max(peak, int(line.split()[1]) // 1024)
+    return peak
+
+
 def _measure(items: int, concurrency: int, out_dir: str) -> dict[str, Any]:
     """One batch in this process: wall time, `status` time at the end, the run's export directory."""
-    from stepgraph.executions import status, status_clients
     from stepgraph.local.demo import DemoOptions, run_demo
+    from stepgraph.run_status import status
 
     seen: dict[str, Any] = {}
 
     def after(stack: Any, arn: str, out: Path) -> None:
-        clients = status_clients()  # made once, as `status --wait` does
+        # The stack's clients (its endpoint, region and credentials), made once as `status --wait` does.
+        clients = {name: stack.client(name) for name in ("stepfunctions", "s3", "dynamodb")}
         start = time.perf_counter()
         for _ in range(3):
             report = status(arn, clients=clients)
         seen["status_s"] = (time.perf_counter() - start) / 3
         seen["status_done"] = report.get("items_done")
         seen["export"] = str(out)
+        seen["lambda_peak_mb"] = lambda_peak_mb()  # the workers are still up: the stack is
         seen["objects"], seen["stored_bytes"] = _stored(stack)
         done_at = _done_at(stack, arn.rsplit(":", 1)[-1])
         seen["steady_s"] = steady_per_item(done_at)
@@ -157,7 +193,8 @@ def run(sizes: tuple[int, ...] = (100, 1000, 5000), concurrency: int = 40) -> Be
                 f"time per item, items 50-90 % over 10-50 %, {n:,} items", batch["late_over_early"], "x",
                 goal="~1 (flat within the batch)",
             )  # fmt: skip
-            result.add(f"peak RSS of the stack process, {n:,} items", rss, "MB")
+            result.add(f"peak RSS of the stack process (moto and its stored state), {n:,} items", rss, "MB")
+            result.add(f"peak RSS of a Lambda worker process, {n:,} items", batch["lambda_peak_mb"], "MB")
             result.add(
                 f"S3 stand-in contents held in that process, {n:,} items ({batch['objects']:,} objects)",
                 batch["stored_bytes"] / 1e6, "MB",
@@ -175,7 +212,8 @@ def run(sizes: tuple[int, ...] = (100, 1000, 5000), concurrency: int = 40) -> Be
     result.notes.append(
         "document_pipeline (about 5 model calls per item), a limit loose enough never to bind, "
         f"{concurrency} items at once, the simulator in its own process, Distributed Map on moto. Each batch "
-        "runs in a fresh process; its peak RSS is the stack's (moto, DynamoDB client, Lambda handlers); the "
+        "runs in a fresh process; its peak RSS is the stack's (moto holding every stored object and execution, the "
+        "S3 stand-in's index); each Lambda runs in worker processes of its own, their largest peak beside it; the "
         "report runs alone over the batch's exported usage records. Status is the mean of 3 calls at the end with "
         "its clients made once (as `status --wait` polls). Steady time per item: between the 10th and 90th "
         "percentile of the result objects' creation times (whole seconds in moto), so ramp-up and tail, the "
