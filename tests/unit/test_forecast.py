@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -12,8 +13,17 @@ import pytest
 from stepgraph.cli import run
 from stepgraph.errors import ConfigError
 from stepgraph.limiter.limits import Limit
+from stepgraph.local.sample import call_times
 from stepgraph.planning.aws_cost import RunShape, estimate, load_prices
-from stepgraph.planning.forecast import Workload, capacity, chain_capacities, forecast, schedule
+from stepgraph.planning.forecast import (
+    DAY_JITTER_MEAN_S,
+    WAIT_ROUNDING_S,
+    Workload,
+    capacity,
+    chain_capacities,
+    forecast,
+    schedule,
+)
 from stepgraph.providers.table import load_provider_table
 
 NOON = datetime(2026, 12, 1, 12, tzinfo=UTC).timestamp()
@@ -80,6 +90,34 @@ def test_days_are_scaled_with_the_time_scale() -> None:
     s = schedule(w, [[cap]], [], start=400.0, time_scale=scale)
     assert s.days == ["day 100", "day 101", "day 102"]
     assert 8.0 < s.wall_s < 10.0  # two day boundaries, the wake-ups and the last item's remaining calls
+
+
+def test_a_day_s_wait_ends_at_the_next_midnight_plus_the_waking_step_s_start() -> None:
+    scale = 8.0 / 86_400
+    cap = capacity("p:m", [Limit("rpd", 4, 8.0, "utc_day")], free=True, tokens_per_call=1, item_call_s=0.1)
+    # Two items one at a time, four calls each at four a (scaled, 8-second) day: one day's wait.
+    w = work(items=2, concurrency=1, item_s=0.4, start_s=0.5, end_s=0.2, resume_s=1.5)
+    s = schedule(w, [[cap]], [], start=800.0, time_scale=scale)
+    assert s.days == ["day 100", "day 101"]
+    # The next midnight (808), then the day jitter, the state machine's whole-second Wait (half a second
+    # late on average) and the waking step's start to its first call; then the second item's calls, the end.
+    wake = DAY_JITTER_MEAN_S * scale + WAIT_ROUNDING_S + 1.5
+    assert s.wall_s == pytest.approx(8.0 + wake + 0.4 + 0.2, abs=1e-3)
+    slower = schedule(replace(w, resume_s=2.5), [[cap]], [], start=800.0, time_scale=scale)
+    assert slower.wall_s == pytest.approx(s.wall_s + 1.0, abs=1e-3)
+
+
+def test_the_sample_times_calls_from_their_start_to_their_reply() -> None:
+    def record(item: int, at: float, latency_s: float) -> dict[str, Any]:
+        ts = datetime.fromtimestamp(NOON + at, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return {"item_id": item, "ts": ts, "latency_ms": latency_s * 1000}
+
+    # A usage record's `ts` is when the call was sent: item 0 sends at 1 s and 2 s (its last reply at 3 s),
+    # item 1 once at 1.5 s for 0.2 s.
+    item_s, first, span = call_times([record(0, 1.0, 0.5), record(0, 2.0, 1.0), record(1, 1.5, 0.2)])
+    assert item_s == pytest.approx((2.0 + 0.2) / 2)
+    assert first == pytest.approx(NOON + 1.0) and span == pytest.approx(2.0)
+    assert call_times([]) == (0.0, 0.0, 0.0)
 
 
 def test_the_aws_estimate_counts_the_run_and_names_its_price_table(tmp_path: Path) -> None:

@@ -41,10 +41,11 @@ class Sample:
 
     @property
     def resume_s(self) -> float:
-        """A step's own time besides its calls, half of it before the first call (Lambda start, checkpoint
-        read) and half after the last (checkpoint and result writes)."""
-        calls_per_step = self.item_s / max(self.steps_per_item, 1.0)
-        return max(0.0, self.step_s - calls_per_step) / 2
+        """A throttled item's wake-up after its Wait, to its first call: the throttled step's return, the
+        state machine's next states and the new step's start (Lambda, checkpoint read). The sample sees the
+        same path in the execution's start to its first call (validate-input's invocation, the Map, the
+        step's start), not in a step's own time, which spends its checkpoint writes between its calls."""
+        return self.start_s
 
     @property
     def end_s(self) -> float:
@@ -53,7 +54,26 @@ class Sample:
 
 
 def _ts(record: dict[str, Any]) -> float:
+    """When the call was sent (a usage record's `ts` is its start)."""
     return datetime.fromisoformat(str(record["ts"]).replace("Z", "+00:00")).timestamp()
+
+
+def _end(record: dict[str, Any]) -> float:
+    """When its reply came back: the start plus the call's latency."""
+    return _ts(record) + (record.get("latency_ms") or 0) / 1000
+
+
+def call_times(records: list[dict[str, Any]]) -> tuple[float, float, float]:
+    """(one item's first call to its last reply, on average; the first call's start; the first call to the
+    last reply of them all) from usage records."""
+    if not records:
+        return 0.0, 0.0, 0.0
+    by_item: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        by_item[str(r.get("item_id"))].append(r)
+    spans = [max(map(_end, rs)) - min(map(_ts, rs)) for rs in by_item.values()]
+    first = min(map(_ts, records))
+    return sum(spans) / len(spans), first, max(map(_end, records)) - first
 
 
 def measure_run(st: LocalStack, arn: str, wall_s: float, items: int) -> Sample:
@@ -62,15 +82,7 @@ def measure_run(st: LocalStack, arn: str, wall_s: float, items: int) -> Sample:
     s3 = st.client("s3")
     records = list(layout.s3_records(s3, st.bucket, execution=name))
     ok = [r for r in records if r.get("status") == "ok"] or records
-    by_item: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in records:
-        by_item[str(r.get("item_id"))].append(r)
-    spans = [
-        max(map(_ts, rs)) - min(_ts(r) - (r.get("latency_ms") or 0) / 1000 for r in rs)
-        for rs in by_item.values()
-    ]
-    starts = [_ts(r) - (r.get("latency_ms") or 0) / 1000 for r in records]
-    calls_span = max(map(_ts, records)) - min(starts) if records else 0.0
+    item_s, first_call, calls_span = call_times(records)
     started = st.client("stepfunctions").describe_execution(executionArn=arn)["startDate"].timestamp()
     steps = [
         i
@@ -90,9 +102,9 @@ def measure_run(st: LocalStack, arn: str, wall_s: float, items: int) -> Sample:
         calls_per_item=len(records) / n,
         prompt_tokens_per_call=sum(r.get("prompt_tokens") or 0 for r in ok) / max(len(ok), 1),
         completion_tokens_per_call=sum(r.get("completion_tokens") or 0 for r in ok) / max(len(ok), 1),
-        item_s=sum(spans) / len(spans) if spans else 0.0,
+        item_s=item_s,
         calls_span_s=calls_span,
-        start_s=max(0.0, min(starts) - started) if starts else 0.0,
+        start_s=max(0.0, first_call - started) if records else 0.0,
         steps_per_item=len(steps) / n,
         step_s=sum(s["elapsed_s"] for s in steps) / max(len(steps), 1),
         checkpoint_puts_per_item=checkpoints / n,
@@ -109,7 +121,9 @@ def _count(s3: Any, bucket: str, prefix: str) -> int:
 def run_batch(
     st: LocalStack, graph: str, items: list[Any], config: dict[str, Any], *, timeout_s: float = 600
 ) -> tuple[str, float]:
-    """Start one execution on the stack, wait for its end; returns (ARN, wall seconds)."""
+    """Start one execution on the stack, wait for its end; returns (ARN, wall seconds). The wall time is
+    the execution's own, its start to its stop as Step Functions records them: the client's calls and the
+    polling are not the run's."""
     from stepgraph.errors import ConfigError
 
     sfn = st.client("stepfunctions")
@@ -129,7 +143,7 @@ def run_batch(
             f"the sample run ended {desc['status']}: {desc.get('error')}: {str(desc.get('cause'))[:200]}",
             hint="check the graph and --config with `stepgraph demo --graph ...`",
         )
-    return str(arn), time.monotonic() - started
+    return str(arn), (desc["stopDate"] - desc["startDate"]).total_seconds()
 
 
 def sample_on(st: LocalStack, graph: str, items: list[Any], config: dict[str, Any]) -> Sample:

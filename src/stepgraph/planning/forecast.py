@@ -6,8 +6,9 @@ The schedule (docs/costs.md): the free deployments serve at the sum of their ste
 tightest of its sliding limits, requests or tokens per call) after the burst their windows allow, at most
 the items' own pace (`concurrency` items at a time, each taking `item_s`); their daily quotas (requests or
 tokens per UTC day) end each day's serving, and the batch waits for the next UTC midnight (plus the
-wake-up the runtime adds: its day jitter and the state machine's whole-second Wait). With the paid
-fallback allowed, the paid entries of the chain serve once the free day is spent, and pay per token.
+wake-up the runtime adds: its day jitter, the state machine's whole-second Wait and the waking step's
+start to its first call). With the paid fallback allowed, the paid entries of the chain serve once the
+free day is spent, and pay per token.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class Workload:
     item_s: float = 10.0
     start_s: float = 0.0
     end_s: float = 0.0
-    resume_s: float = 1.0  # a throttled item's next step until its first call (Lambda start, checkpoint read)
+    resume_s: float = 1.0  # a throttled item's Wait's end to its first call (a Lambda round, checkpoint read)
 
     @property
     def requests(self) -> int:
