@@ -85,6 +85,27 @@ def test_token_estimates_reconcile_refund_and_charge() -> None:
     assert store.get("acct#tpm")["tat"] == pytest.approx(after + 4000 * 0.01)
 
 
+def test_a_token_window_refunded_by_another_worker_is_re_read_before_a_refusal() -> None:
+    # A call reserves prompt + max_tokens and hands most of it back when the reply says what it used: a
+    # worker that saw the window busy a moment ago must not turn away from it on that view alone.
+    store, clock = MemoryStore(), FakeClock()
+    limits = [Limit("tpm", 2400, 30, unit="tokens")]
+    sender, _, _ = make(limits, clock=clock, store=store, max_wait_s=5, token_view_s=0.5)
+    other, _, _ = make(limits, clock=clock, store=store, max_wait_s=5, token_view_s=0.5)
+    grant = sender.try_acquire({"tpm": 600})  # 600 tokens: the window's next slot 7.5 s away
+    assert grant.granted
+    assert not other.try_acquire({"tpm": 600}).granted  # a write's answer: busy beyond the horizon
+    sender.reconcile(grant, {"tpm": 150})  # the reply used 150: the slot is 1.875 s away now
+    clock.advance(0.2)
+    writes = store.writes
+    assert not other.try_acquire({"tpm": 600}).granted  # a fresh view (0.2 s old) is trusted: no read
+    assert store.writes == writes
+    clock.advance(0.4)
+    late = other.try_acquire({"tpm": 600})  # 0.6 s old: re-read, the refund seen, granted
+    assert late.granted and late.wait_s == pytest.approx(1.875 - 0.6)
+    assert store.writes == writes + 1  # the grant's own write, nothing else
+
+
 def test_concurrency_leases_release_and_expire() -> None:
     lim, clock, _ = make([Limit("conc", 2, 30, "concurrency")])
     a, b = lim.try_acquire(), lim.try_acquire()
