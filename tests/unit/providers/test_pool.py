@@ -204,9 +204,10 @@ def test_tokens_are_reserved_from_the_prompt_and_max_tokens_then_reconciled_to_u
     r = router(member(fake, lim, max_tokens=1000), clock=clock)
     prompt = "w" * 3200  # about 800 tokens by the estimate
     r.invoke(prompt)
-    # reserved 800 + 1000; reconciled to 250 reported: tat moved by 250 tokens' worth
+    # reserved 804 (3,200 characters and the message's 4) + 1000; reconciled to 250 reported: tat moved by
+    # 250 tokens' worth, each paced over the window less that reservation (the newest request's room)
     tat = store.items["g#tpm"]["tat"]
-    assert tat - clock.now() == pytest.approx(250 * 60 / 8000, rel=0.01)
+    assert tat - clock.now() == pytest.approx(250 * 60 / (8000 - 1804), rel=0.01)
 
 
 def test_a_long_prompt_waits_for_a_token_limited_deployment_and_another_serves() -> None:
@@ -225,7 +226,8 @@ def test_a_provider_counting_max_completion_up_front_keeps_it_reserved() -> None
     lim = limiter(store, clock, "c", [Limit("tpm", 60_000, 60, unit="tokens")], max_wait_s=0)
     router(member(fake, lim, max_tokens=1000, accounting="reserved"), clock=clock).invoke("w" * 3200)
     tat = store.items["c#tpm"]["tat"]
-    assert tat - clock.now() == pytest.approx(1200 * 60 / 60_000, rel=0.01)  # prompt 200 + max 1000
+    # prompt 200 + max 1000 kept, paced over the window less the 1,804 reserved at admission
+    assert tat - clock.now() == pytest.approx(1200 * 60 / (60_000 - 1804), rel=0.01)
 
 
 def test_asking_a_contended_pool_of_four_stays_cheap_and_fills_it() -> None:
