@@ -273,6 +273,15 @@ class DynamoDBRateLimiter(LazyStore, GiveBack, BaseRateLimiter):
             taken.append((lim, op.pk, op, item))
             if lim.kind == "sliding":  # counters and leases have no place in time
                 send_at = max(send_at, start)
+        crossed = next(
+            (lim for lim, pk, _, _ in taken if lim.kind == "utc_day" and self.pk(lim, send_at) != pk), None
+        )
+        if crossed is not None:
+            # The slot lies in the next day, where the provider counts the send and nothing was counted:
+            # give everything back and come back when that day has begun (its counter takes it then).
+            self._undo(taken, lease_id)
+            wait = algorithm.seconds_to_next_utc_day(now, algorithm.day_length(crossed))
+            return Grant(False, wait, costs=want, refused_by=crossed.name)
         has_lease = any(lim.kind == "concurrency" for lim in dims)
         done = self.clock.now()
         with self._lock:

@@ -64,6 +64,20 @@ def test_daily_limit_counts_per_utc_day() -> None:
     assert lim.try_acquire().granted and lim.used_today("rpd") == 1
 
 
+def test_a_slot_past_midnight_is_counted_on_the_day_it_is_sent() -> None:
+    # The provider counts a send on the day it arrives; a slot reserved ahead across midnight was counted
+    # on the day before, so the new day took one more than its quota (a 429 at the day's last request).
+    clock = FakeClock(datetime(2026, 6, 1, 23, 59, 58, tzinfo=UTC).timestamp())
+    lim, _, _ = make([Limit("rpm", 20, 60), Limit("rpd", 100, 86_400, "utc_day")], clock=clock, max_wait_s=10)
+    assert lim.try_acquire().granted  # now; the next slot is 3 s away, in June 2nd
+    crossing = lim.try_acquire()
+    assert not crossing.granted and crossing.refused_by == "rpd" and crossing.wait_s == pytest.approx(2)
+    assert lim.used_today("rpd") == 1  # nothing kept of the refused request
+    clock.advance(crossing.wait_s)
+    again = lim.try_acquire()
+    assert again.granted and again.wait_s == pytest.approx(1) and lim.used_today("rpd") == 1  # June 2nd's
+
+
 def test_refused_dimension_takes_nothing_from_the_others() -> None:
     lim, _, store = make([Limit("rpm", 100, 60), Limit("rpd", 1, 86_400, "utc_day")], max_wait_s=100)
     assert lim.try_acquire().granted
