@@ -41,6 +41,9 @@ def test_capacity_is_the_tightest_limit() -> None:
     # 10 windows: 300 by requests, 3000*10/200 = 150 by tokens (200 a request as counted), 1000 by the day.
     assert provider_capacity(p, stats(10, 2000), 100, 10) == pytest.approx(150)
     assert provider_capacity(SimProvider("nvidia", rpm=40, rpd=60), stats(), 100, 10) == 60
+    # Counted at admission as prompt + max_tokens (700): a window holds 2300 tokens of 200-token
+    # replies before it, then that one: 12.5 a window.
+    assert provider_capacity(p, stats(10, 2000), 100, 10, admitted_tokens=700) == pytest.approx(125)
 
 
 def test_utilization_counts_admitted_requests_over_the_busy_part() -> None:

@@ -171,6 +171,18 @@ def emission_interval(limit: Limit) -> float:
     return limit.per_seconds / limit.capacity
 
 
+def token_interval(limit: Limit, reserved: int) -> float:
+    """Seconds per unit for a request that reserves `reserved` units of a token window.
+
+    The spacing charges each request after its send, so a window holds at most `capacity` units of the
+    requests before the newest one, and the newest adds its whole reservation on top: a provider that
+    counts prompt + max_tokens at admission (and the reply's usage after) refuses that. Pacing the others
+    by `capacity - reserved` leaves the newest its room. Half the capacity at most: a request that
+    reserves more still leaves the window its spacing."""
+    room = max(limit.capacity - reserved, limit.capacity / 2)
+    return limit.per_seconds / room if limit.unit == "tokens" else emission_interval(limit)
+
+
 def with_skew_allowance(limit: Limit, max_skew_s: float) -> Limit:
     """The limit as the limiter paces it: callers whose clocks differ by up to `max_skew_s` send up to
     that much earlier or later than the shared schedule says, so a sliding window is spaced over
@@ -188,7 +200,7 @@ def plan(
     if limit.kind == "sliding":
         if cost > limit.capacity:
             return Refusal(float("inf"), limit.name)  # never admissible
-        inc = cost * emission_interval(limit)
+        inc = cost * token_interval(limit, cost)
         tat = float(known["tat"]) if known and "tat" in known else None
         ttl = int((tat or now) + inc + limit.per_seconds + 3600)
         if tat is not None and tat >= now:

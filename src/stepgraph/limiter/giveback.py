@@ -93,7 +93,7 @@ class GiveBack:
                 pk = f"{self.key}#{lim.name}#{day}"
                 self.store.add(pk, "count", delta)
             else:
-                interval = algorithm.emission_interval(self._paced[lim.name])
+                interval = algorithm.token_interval(self._paced[lim.name], grant.costs.get(lim.name, 0))
                 self.store.add(f"{self.key}#{lim.name}", "tat", delta * interval)
             self._remember(self.pk(lim, self.clock.now()), None)
 

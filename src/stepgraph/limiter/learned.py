@@ -2,7 +2,8 @@
 
 The item `{key}#learned` holds `{"caps": {limit name: {"capacity", "until", "reason"}}}`. A lowering is
 never above the configured profile, only replaces a higher (or expired) one, and lapses at `until`
-(`quiet_s` after the last lowering), when the profile's limit applies again.
+(`quiet_s` after the last lowering), when the profile's limit applies again. `strikes` (limit name: recent
+429 times) is the evidence a 429 alone gives: see `strike`.
 """
 
 from __future__ import annotations
@@ -65,6 +66,24 @@ class LearnedLimits:
                     name, int(entry["capacity"]), float(entry["until"]), entry.get("reason", "")
                 )
         return out
+
+    def strike(self, name: str, *, within_s: float, needed: int) -> bool:
+        """Count a 429 on limit `name` that the headers do not explain (they report the very limit in
+        force); True once `needed` of them, this one included and from any worker, fall within `within_s`.
+        One such 429 is what a send that left late draws at a limit the profile has right (a loaded
+        host, a slow network); a profile that is really too generous draws them window after window."""
+        now = self.clock.now()
+        counted: list[float] = []
+
+        def change(state: dict[str, Any]) -> dict[str, Any]:
+            strikes = dict(state.get("strikes") or {})
+            recent = [float(t) for t in strikes.get(name, []) if now - float(t) < within_s]
+            counted[:] = [*recent[-(needed - 1) :], now] if needed > 1 else [now]
+            strikes[name] = counted
+            return {**state, "strikes": strikes}
+
+        self.record.change(change, ttl_s=within_s + 3600)
+        return len(counted) >= needed
 
     def lower(self, name: str, capacity: int, *, ceiling: int, reason: str) -> LearnedLimit | None:
         """Lower `name` to `capacity` (clamped to 1..`ceiling`, the profile's) for `quiet_s`; the new

@@ -50,6 +50,12 @@ class DynamoDBRateLimiter(LazyStore, GiveBack, BaseRateLimiter):
             late and bunches into the provider's window with the on-time sends after it.
         learned_quiet_s / learned_refresh_s: how long a limit lowered from the provider's answers
             (`learned.lower`) lasts, and how often each caller re-reads the lowerings (a read, no write).
+        send_slack_s: how late after its slot a send may leave and still keep the provider's windows
+            (what the sliding windows are paced longer than the provider's: the margin and `max_skew_s`);
+            the router gives up a slot it would send on later than that. None: no such check.
+        token_view_s: how old this caller's view of a token window may be before a refusal read from it
+            is checked with a read (no write): `reconcile` hands back most of what each call reserved
+            (prompt + max_tokens), so a busy token window seen a moment ago is often free again.
 
     Returns (from `try_acquire`): a `Grant`; granted, send after `wait_s` (at `send_at`); refused,
     `refused_by` names the limit and `wait_s` says when to come back. Hand a finished call's grant to
@@ -78,6 +84,8 @@ class DynamoDBRateLimiter(LazyStore, GiveBack, BaseRateLimiter):
         lead_s: float = 0.0,
         learned_quiet_s: float = 600.0,
         learned_refresh_s: float = 5.0,
+        token_view_s: float = 0.5,
+        send_slack_s: float | None = None,
     ) -> None:
         if not limits:
             raise ConfigError(f"rate limiter {key!r} needs at least one Limit")
@@ -106,6 +114,9 @@ class DynamoDBRateLimiter(LazyStore, GiveBack, BaseRateLimiter):
         self._client = client
         self._store = store
         self._cache: dict[str, dict[str, Any] | None] = {}
+        self._seen_at: dict[str, float] = {}  # when each item of `_cache` was read (a write's answer)
+        self.token_view_s = token_view_s
+        self.send_slack_s = send_slack_s
         self._contended = 0  # consecutive refusals that cost a write
         self.read_at = float("-inf")  # when this caller last learned the table's state (a write's answer)
         self._backoff: tuple[float, str | None] = (0.0, None)  # after such a refusal: until when, and why
@@ -140,7 +151,21 @@ class DynamoDBRateLimiter(LazyStore, GiveBack, BaseRateLimiter):
     def _remember(self, pk: str, item: dict[str, Any] | None) -> None:
         with self._lock:
             self._cache[pk] = item
-            self.read_at = self.clock.now()
+            self.read_at = self._seen_at[pk] = self.clock.now()
+
+    def _reread_stale_tokens(self, lim: Limit, pk: str, now: float) -> bool:
+        """Re-read a token window's item when this caller's view of it is older than `token_view_s`
+        (True when it did): the refunds of others' reconciles make a busy token window free again
+        without this caller seeing it, and a refusal from that view turns callers away from
+        capacity that is there (a pool then leaves a token-limited deployment idle)."""
+        if lim.unit != "tokens" or lim.kind != "sliding":
+            return False
+        with self._lock:
+            seen = self._seen_at.get(pk, float("-inf"))
+        if now - seen < self.token_view_s:
+            return False
+        self._remember(pk, self.store.get(pk))
+        return True
 
     def _apply_learned(self) -> None:
         """Pace by the learned (lower) capacities in force: a larger spacing from now on keeps every
@@ -216,20 +241,17 @@ class DynamoDBRateLimiter(LazyStore, GiveBack, BaseRateLimiter):
         lead = self.lead()
         # A refusal we can see in what we last read is sound (windows and counters only grow): no write.
         for lim in dims:
-            if lim.kind != "concurrency":
-                at, reach = self._ahead(lim, now, horizon, lead)
-                planned = algorithm.plan(
-                    lim,
-                    self.pk(lim, now),
-                    self._cached(self.pk(lim, now)),
-                    want[lim.name],
-                    at,
-                    reach,
-                    lease_id,
-                )
+            if lim.kind == "concurrency":
+                continue
+            at, reach = self._ahead(lim, now, horizon, lead)
+            pk = self.pk(lim, now)
+            for reread in (False, True):
+                planned = algorithm.plan(lim, pk, self._cached(pk), want[lim.name], at, reach, lease_id)
                 if isinstance(planned, algorithm.Refusal):
                     return Grant(False, planned.wait_s, costs=want, refused_by=planned.limit)
-                if self._sure_refusal(planned):
+                if not self._sure_refusal(planned):
+                    break
+                if reread or not self._reread_stale_tokens(lim, pk, now):
                     wait = self._cached_wait(lim, now, horizon)
                     return Grant(False, wait, costs=want, refused_by=lim.name)
         taken: list[tuple[Limit, str, algorithm.Op, dict[str, Any] | None]] = []
@@ -251,6 +273,15 @@ class DynamoDBRateLimiter(LazyStore, GiveBack, BaseRateLimiter):
             taken.append((lim, op.pk, op, item))
             if lim.kind == "sliding":  # counters and leases have no place in time
                 send_at = max(send_at, start)
+        crossed = next(
+            (lim for lim, pk, _, _ in taken if lim.kind == "utc_day" and self.pk(lim, send_at) != pk), None
+        )
+        if crossed is not None:
+            # The slot lies in the next day, where the provider counts the send and nothing was counted:
+            # give everything back and come back when that day has begun (its counter takes it then).
+            self._undo(taken, lease_id)
+            wait = algorithm.seconds_to_next_utc_day(now, algorithm.day_length(crossed))
+            return Grant(False, wait, costs=want, refused_by=crossed.name)
         has_lease = any(lim.kind == "concurrency" for lim in dims)
         done = self.clock.now()
         with self._lock:

@@ -2,10 +2,12 @@
 
 - Learned limits: a response's rate-limit headers (its provider's dialect) reporting a limit below the
   one in force lower the deployment's shared limit (`DynamoDBRateLimiter.learned`), never above the
-  profile, for the limiter's quiet period; a 429 on a slot our limiter granted, with the provider
-  saying the very limit we use is exhausted, shows the profile was too generous: it is lowered by a
-  tenth, once per quiet period (429s of sends that left late must not ratchet it down again and again),
-  and only that limit (the others the headers name were not refused).
+  profile, for the limiter's quiet period. 429s on slots our limiter granted, with the provider saying
+  the very limit we use is exhausted, show the profile was too generous once `STRIKES` of them fall
+  within `STRIKES` windows of that limit (from any worker): it is lowered by a tenth, once per quiet
+  period, and only that limit (the others the headers name were not refused). A lone 429 is what a send
+  that left late draws at a limit the profile has right; cutting on it cost a tenth of the limit for the
+  rest of the batch.
 - Health: 5xx, timeouts and connection errors count toward the deployment's circuit breaker; a reply
   closes it (no write when nothing was recorded).
 """
@@ -20,6 +22,7 @@ from stepgraph.providers.pool import Route
 
 log = logging.getLogger(__name__)
 TOO_GENEROUS = 0.9
+STRIKES = 3  # unexplained 429s on one limit within this many of its windows before it is lowered
 
 
 def _limits_by_name(route: Route) -> dict[str, Any]:
@@ -44,6 +47,9 @@ def learn(
         if rate_limited and reported >= in_force:
             if name not in exhausted or in_force < profile[name].capacity:
                 continue  # not the refused limit, or already lowered within the quiet period
+            window = STRIKES * profile[name].per_seconds
+            if not learned.strike(name, within_s=window, needed=STRIKES):
+                continue  # one late send's 429 so far, not yet a pattern
             target = int(in_force * TOO_GENEROUS)  # we kept to it and still got a 429
         if target >= in_force:
             continue

@@ -50,6 +50,8 @@ SHARED_REFRESH_S = 2.0
 BREAKER_WINDOW_S = 60.0
 BREAKER_COOLDOWN_S = 60.0
 BREAKER_PROBE_S = 30.0
+# A token window's refunds (a call's reserved max_tokens handed back) make a busy view stale this fast.
+TOKEN_VIEW_S = 0.5
 
 
 def new_client(service: str, endpoint_url: str | None = None) -> Any:
@@ -155,6 +157,10 @@ class Dependencies:
                         lead_s=SEND_LEAD_S,
                         learned_quiet_s=LEARNED_QUIET_S * settings.time_scale,
                         learned_refresh_s=SHARED_REFRESH_S * settings.time_scale,
+                        token_view_s=TOKEN_VIEW_S * settings.time_scale,
+                        # A minute's window is paced this much longer than the provider's.
+                        send_slack_s=(60 * settings.limit_margin + settings.clock_skew_s)
+                        * settings.time_scale,
                     )
                 return self._limiters[key]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from stepgraph.clock import FakeClock
@@ -64,6 +64,20 @@ def test_daily_limit_counts_per_utc_day() -> None:
     assert lim.try_acquire().granted and lim.used_today("rpd") == 1
 
 
+def test_a_slot_past_midnight_is_counted_on_the_day_it_is_sent() -> None:
+    # The provider counts a send on the day it arrives; a slot reserved ahead across midnight was counted
+    # on the day before, so the new day took one more than its quota (a 429 at the day's last request).
+    clock = FakeClock(datetime(2026, 6, 1, 23, 59, 58, tzinfo=UTC).timestamp())
+    lim, _, _ = make([Limit("rpm", 20, 60), Limit("rpd", 100, 86_400, "utc_day")], clock=clock, max_wait_s=10)
+    assert lim.try_acquire().granted  # now; the next slot is 3 s away, in June 2nd
+    crossing = lim.try_acquire()
+    assert not crossing.granted and crossing.refused_by == "rpd" and crossing.wait_s == pytest.approx(2)
+    assert lim.used_today("rpd") == 1  # nothing kept of the refused request
+    clock.advance(crossing.wait_s)
+    again = lim.try_acquire()
+    assert again.granted and again.wait_s == pytest.approx(1) and lim.used_today("rpd") == 1  # June 2nd's
+
+
 def test_refused_dimension_takes_nothing_from_the_others() -> None:
     lim, _, store = make([Limit("rpm", 100, 60), Limit("rpd", 1, 86_400, "utc_day")], max_wait_s=100)
     assert lim.try_acquire().granted
@@ -83,6 +97,27 @@ def test_token_estimates_reconcile_refund_and_charge() -> None:
     assert after == pytest.approx(before - 2000 * 60 / 6000)
     lim.reconcile(grant, {"tpm": 5000})  # (relative to the estimate) used more: charge 2000
     assert store.get("acct#tpm")["tat"] == pytest.approx(after + 4000 * 0.01)
+
+
+def test_a_token_window_refunded_by_another_worker_is_re_read_before_a_refusal() -> None:
+    # A call reserves prompt + max_tokens and hands most of it back when the reply says what it used: a
+    # worker that saw the window busy a moment ago must not turn away from it on that view alone.
+    store, clock = MemoryStore(), FakeClock()
+    limits = [Limit("tpm", 2400, 30, unit="tokens")]
+    sender, _, _ = make(limits, clock=clock, store=store, max_wait_s=5, token_view_s=0.5)
+    other, _, _ = make(limits, clock=clock, store=store, max_wait_s=5, token_view_s=0.5)
+    grant = sender.try_acquire({"tpm": 600})  # 600 of 2,400 tokens, paced over 1,800: next slot 10 s away
+    assert grant.granted
+    assert not other.try_acquire({"tpm": 600}).granted  # a write's answer: busy beyond the horizon
+    sender.reconcile(grant, {"tpm": 150})  # the reply used 150: the slot is 2.5 s away now
+    clock.advance(0.2)
+    writes = store.writes
+    assert not other.try_acquire({"tpm": 600}).granted  # a fresh view (0.2 s old) is trusted: no read
+    assert store.writes == writes
+    clock.advance(0.4)
+    late = other.try_acquire({"tpm": 600})  # 0.6 s old: re-read, the refund seen, granted
+    assert late.granted and late.wait_s == pytest.approx(2.5 - 0.6)
+    assert store.writes == writes + 1  # the grant's own write, nothing else
 
 
 def test_concurrency_leases_release_and_expire() -> None:
@@ -306,3 +341,33 @@ def test_the_lead_has_a_floor_and_never_passes_the_longest_wait() -> None:
     assert lim2.lead() == 5.0
     with pytest.raises(ConfigError, match="lead_s must be >= 0"):
         make([Limit("rpm", 20, 60)], lead_s=-1.0)
+
+
+@settings(max_examples=60)
+@example([(600, 0.25, 0.5)] * 80)  # document_pipeline on Groq: ~100 prompt + 512 max_tokens, ~150 used
+@given(
+    st.lists(
+        st.tuples(st.integers(50, 900), st.floats(0.05, 1.0), st.floats(0, 4)),  # reserved, used share, gap
+        min_size=5,
+        max_size=80,
+    )
+)
+def test_a_provider_counting_the_reservation_at_admission_never_sees_its_token_window_overrun(
+    calls: list[tuple[int, float, float]],
+) -> None:
+    # Groq-style: the provider counts prompt + max_tokens when it admits a request and the reply's usage
+    # after; each window of 30 s holds at most 2,400 tokens so counted.
+    cap, window = 2400, 30.0
+    lim, clock, _ = make([Limit("tpm", cap, window, unit="tokens")], max_wait_s=0)
+    sent: list[tuple[float, float]] = []  # (time, tokens the provider counts once the reply is in)
+    for reserved, share, gap in calls:
+        clock.advance(gap)
+        grant = lim.try_acquire({"tpm": reserved})
+        if not grant.granted:
+            continue
+        now = clock.now()
+        in_window = sum(tokens for t, tokens in sent if t > now - window)
+        assert in_window + reserved <= cap
+        used = max(1, int(reserved * share))
+        sent.append((now, used))
+        lim.reconcile(grant, {"tpm": used})

@@ -166,21 +166,50 @@ def test_an_openrouter_429_with_a_lower_limit_header_lowers_rpm() -> None:
 def test_429s_within_a_quiet_period_cut_only_the_exhausted_limit_and_only_once() -> None:
     # Sends that leave late (a loaded machine) can draw 429s at a limit the profile has right: cutting
     # by a tenth on each of them ratcheted openrouter's 24 rpm down to 5 in one batch.
-    from stepgraph.providers.feedback import learn
+    from stepgraph.providers.feedback import STRIKES, learn
 
     clock, store = FakeClock(), MemoryStore()
     lim = limiter(store, clock, [Limit("rpd", 1000, 86_400), Limit("tpm", 8000, 60, unit="tokens")])
     r = route(Script("groq"), lim, dialect="openai")
     refused = {**GROQ_HEADERS, "x-ratelimit-limit-tokens": "8000", "x-ratelimit-remaining-tokens": "0"}
+    for _ in range(STRIKES - 1):
+        assert learn(r, refused, now=clock.now(), rate_limited=True) == []
     assert learn(r, refused, now=clock.now(), rate_limited=True) == ["tpm=7200"]
     for _ in range(5):
         assert learn(r, refused, now=clock.now(), rate_limited=True) == []
     lim.try_acquire({"tpm": 1})
     assert lim.capacity("tpm") == 7200 and lim.capacity("rpd") == 1000  # rpd had room: not cut
-    clock.advance(601)  # after a quiet period the profile applies and a new 429 may cut once more
+    clock.advance(601)  # after a quiet period the profile applies and new 429s may cut once more
     lim.try_acquire({"tpm": 1})
     assert lim.capacity("tpm") == 8000
+    for _ in range(STRIKES - 1):
+        assert learn(r, refused, now=clock.now(), rate_limited=True) == []
     assert learn(r, refused, now=clock.now(), rate_limited=True) == ["tpm=7200"]
+
+
+def test_a_lone_429_at_the_limit_in_force_lowers_nothing_a_pattern_from_any_workers_does() -> None:
+    # A send that left late draws one 429 at a correct 24 rpm; a profile really too generous draws them
+    # window after window, at whichever workers send.
+    from stepgraph.providers.feedback import STRIKES, learn
+
+    clock, store = FakeClock(), MemoryStore()
+    profile = [Limit("rpm", 24, 30)]
+    workers = [route(Script("openrouter"), limiter(store, clock, profile, key="openrouter:main"), dialect="openrouter")
+               for _ in range(STRIKES)]  # fmt: skip
+
+    def refused() -> dict[str, str]:
+        reset = str(int((clock.now() + 5) * 1000))
+        return {"X-RateLimit-Limit": "24", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset}
+
+    for w in workers:  # one 429 now and then, each more than STRIKES windows after the one before
+        assert learn(w, refused(), now=clock.now(), rate_limited=True) == []
+        clock.advance(STRIKES * 30 + 1)
+    for w in workers[:-1]:  # then a pattern: one each window, at different workers
+        assert learn(w, refused(), now=clock.now(), rate_limited=True) == []
+        clock.advance(29)
+    assert learn(workers[-1], refused(), now=clock.now(), rate_limited=True) == ["rpm=21"]
+    workers[0].limiter.try_acquire()
+    assert workers[0].limiter.capacity("rpm") == 21  # every worker paces by it
 
 
 @settings(max_examples=60, deadline=None)

@@ -204,9 +204,10 @@ def test_tokens_are_reserved_from_the_prompt_and_max_tokens_then_reconciled_to_u
     r = router(member(fake, lim, max_tokens=1000), clock=clock)
     prompt = "w" * 3200  # about 800 tokens by the estimate
     r.invoke(prompt)
-    # reserved 800 + 1000; reconciled to 250 reported: tat moved by 250 tokens' worth
+    # reserved 804 (3,200 characters and the message's 4) + 1000; reconciled to 250 reported: tat moved by
+    # 250 tokens' worth, each paced over the window less that reservation (the newest request's room)
     tat = store.items["g#tpm"]["tat"]
-    assert tat - clock.now() == pytest.approx(250 * 60 / 8000, rel=0.01)
+    assert tat - clock.now() == pytest.approx(250 * 60 / (8000 - 1804), rel=0.01)
 
 
 def test_a_long_prompt_waits_for_a_token_limited_deployment_and_another_serves() -> None:
@@ -225,7 +226,8 @@ def test_a_provider_counting_max_completion_up_front_keeps_it_reserved() -> None
     lim = limiter(store, clock, "c", [Limit("tpm", 60_000, 60, unit="tokens")], max_wait_s=0)
     router(member(fake, lim, max_tokens=1000, accounting="reserved"), clock=clock).invoke("w" * 3200)
     tat = store.items["c#tpm"]["tat"]
-    assert tat - clock.now() == pytest.approx(1200 * 60 / 60_000, rel=0.01)  # prompt 200 + max 1000
+    # prompt 200 + max 1000 kept, paced over the window less the 1,804 reserved at admission
+    assert tat - clock.now() == pytest.approx(1200 * 60 / (60_000 - 1804), rel=0.01)
 
 
 def test_asking_a_contended_pool_of_four_stays_cheap_and_fills_it() -> None:
@@ -235,3 +237,31 @@ def test_asking_a_contended_pool_of_four_stays_cheap_and_fills_it() -> None:
 
     writes_per_grant, utilization = simulated(50, 20.0, 40, 1.0, 1.0, 4)
     assert writes_per_grant <= 2.0 and utilization >= 0.9
+
+
+class LateWaker(FakeClock):
+    """A loaded host: every sleep ends `late_s` after it should."""
+
+    def __init__(self, late_s: float) -> None:
+        super().__init__()
+        self.late_s = late_s
+
+    def sleep(self, seconds: float) -> None:
+        super().sleep(seconds + self.late_s)
+
+
+@pytest.mark.parametrize(("late_s", "slots"), [(0.0, 1), (0.2, 1), (1.0, 3)])
+def test_a_send_later_than_the_pacing_allows_gives_its_slot_up_a_bounded_number_of_times(
+    late_s: float, slots: int
+) -> None:
+    # rpm 20 paced over 61 s (the margin and skew): a send up to 1 s late keeps the provider's windows.
+    from stepgraph.providers.router import MAX_LATE_SLOTS
+
+    clock, store = LateWaker(late_s), MemoryStore()
+    lim = limiter(store, clock, "g", [Limit("rpm", 20, 61)], max_wait_s=10, send_slack_s=0.5)
+    lim.try_acquire()  # the next slot is 3 s away: the call sleeps to it
+    fake = Fake("g")
+    router(member(fake, lim), clock=clock).invoke("hi")
+    assert fake.calls == 1
+    assert store.writes == 1 + slots  # a late wake-up gave its slot up, at most MAX_LATE_SLOTS times
+    assert slots <= 1 + MAX_LATE_SLOTS

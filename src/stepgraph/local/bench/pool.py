@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from stepgraph.local.bench.report import BenchResult, print_result
-from stepgraph.local.pool import SimProvider
+from stepgraph.local.pool import MAX_TOKENS, SimProvider
 
 # Limits per (scaled) minute and day: OpenRouter bound by requests (and a day cap), Groq by tokens per minute,
 # Cerebras by requests with its up-front token reservation, NVIDIA by requests and a small day cap.
@@ -34,15 +34,20 @@ def max_in_window(ts: list[float], window_s: float) -> int:
     return best
 
 
-def provider_capacity(p: SimProvider, stats: dict[str, Any], span_s: float, window_s: float) -> float:
-    """Requests the provider could admit in `span_s`: the tightest of its request, token and day limits
-    (tokens per request as the provider counted them: Cerebras counts its reservation)."""
+def provider_capacity(
+    p: SimProvider, stats: dict[str, Any], span_s: float, window_s: float, admitted_tokens: float = 0.0
+) -> float:
+    """Requests the provider could admit in `span_s`: the tightest of its request, token and day limits.
+    Tokens as the provider counts them: each request's usage once answered (Cerebras: its reservation),
+    and `admitted_tokens` (prompt + max_tokens) for the one it admits, so a window holds the usage of
+    `(tpm - admitted_tokens) / usage` requests and then one more."""
     windows = span_s / window_s
     account = stats["accounts"]["default"]
     bounds = [p.rpm * windows] if p.rpm else []
     per_request = account["day_tokens"] / account["day_count"] if account["day_count"] else 0
     if p.tpm and per_request:
-        bounds.append(p.tpm * windows / per_request)
+        at_admission = max(admitted_tokens, per_request)
+        bounds.append(((p.tpm - at_admission) / per_request + 1) * windows)
     if p.rpd:
         bounds.append(float(p.rpd))
     return min(bounds) if bounds else float("inf")
@@ -59,8 +64,18 @@ def pooled_utilization(run: Any, providers: tuple[SimProvider, ...], window_s: f
     start, end = every[0], every[int(len(every) * BUSY) - 1]
     span = end - start
     used = bisect.bisect_right(every, end) - bisect.bisect_left(every, start)
-    capacity = sum(provider_capacity(p, run.providers[p.name], span, window_s) for p in providers)
+    capacity = sum(
+        provider_capacity(p, run.providers[p.name], span, window_s, admitted_tokens(run, p.name))
+        for p in providers
+    )
     return used / capacity if capacity else 0.0, span
+
+
+def admitted_tokens(run: Any, provider: str) -> float:
+    """What the provider counted when it admitted a request, on average: its prompt and the max_tokens
+    the router sends (local.pool.MAX_TOKENS)."""
+    prompts = [q["prompt_tokens"] for q in run.provider_requests.get(provider, []) if q.get("prompt_tokens")]
+    return sum(prompts) / len(prompts) + MAX_TOKENS if prompts else 0.0
 
 
 def window_violations(run: Any, providers: tuple[SimProvider, ...], window_s: float) -> int:
@@ -190,7 +205,8 @@ def run(
             f"{p.name} ({', '.join(f'{k} {v:,}' for k, v in p.limits().items())})" for p in BENCH_POOL
         )
         + f"; pooled rpm {total_rpm}. Utilization is admitted requests over the pool's capacity (each provider's "
-        f"tightest request, token or day limit, tokens per request as the provider counted them) from the first "
+        f"tightest request, token or day limit; a token window holds the usage of the requests before the newest and "
+        f"the newest one's prompt + max_tokens, as the provider counts them) from the first "
         f"request until {BUSY:.0%} of them were sent ({span:.0f} s). In the third run {down_name} answers 503 from "
         f"{down_after_s:g} s on; attempts after the breaker opened include its half-open probes."
     )
