@@ -72,6 +72,18 @@ def test_token_limits_count_the_tokens_of_each_call() -> None:
     )
     assert cap.rate_per_s == pytest.approx(8000 / 1200 / 60)
     assert cap.day_quota == pytest.approx(200_000 / 1200)
+    # Each call reserves prompt + max_tokens (2,000) at admission: the window paces the others over the
+    # rest, as the limiter does; the day's counter takes the calls' usage only.
+    reserving = capacity(
+        "groq:m",
+        [Limit("tpm", 8000, 60, unit="tokens"), Limit("tpd", 200_000, 86_400, "utc_day", unit="tokens")],
+        free=True,
+        tokens_per_call=1200,
+        item_call_s=3,
+        reserved_per_call=2000,
+    )
+    assert reserving.rate_per_s == pytest.approx(6000 / 1200 / 60)
+    assert reserving.day_quota == pytest.approx(200_000 / 1200)
 
 
 def test_a_pool_serves_from_all_its_members_and_the_chain_moves_on_once_an_entry_is_spent() -> None:

@@ -74,13 +74,19 @@ def capacity(
     tokens_per_call: float,
     item_call_s: float,
     prices: tuple[float, float] = (0.0, 0.0),
+    reserved_per_call: float = 0.0,
 ) -> Capacity:
     """A deployment's capacity from its limits (already time-scaled). A concurrency limit of N serves N
-    calls of `item_call_s` at a time; a token limit counts `tokens_per_call` per request."""
+    calls of `item_call_s` at a time; a token limit counts `tokens_per_call` per request, and a token
+    window leaves room for the newest call's reservation (`reserved_per_call`: prompt + max_tokens), as
+    the limiter paces it (`limiter.algorithm.token_interval`)."""
     rate, burst, quota = math.inf, math.inf, math.inf
     per_call = max(tokens_per_call, 1.0)
     for lim in limits:
-        requests = lim.capacity / per_call if lim.unit == "tokens" else float(lim.capacity)
+        room = float(lim.capacity)
+        if lim.unit == "tokens" and lim.kind == "sliding":
+            room = max(lim.capacity - reserved_per_call, lim.capacity / 2)
+        requests = room / per_call if lim.unit == "tokens" else float(lim.capacity)
         if lim.kind == "utc_day":
             quota = min(quota, requests)
         elif lim.kind == "concurrency":
@@ -265,6 +271,7 @@ def chain_capacities(
                 tokens_per_call=work.tokens_per_call,
                 item_call_s=call_s,
                 prices=(m.usd_per_prompt_token, m.usd_per_completion_token),
+                reserved_per_call=work.prompt_tokens_per_call + m.max_tokens,
             )
             (free[-1] if m.free else paid).append(cap)
     return free, paid
