@@ -50,9 +50,6 @@ class DynamoDBRateLimiter(LazyStore, GiveBack, BaseRateLimiter):
             late and bunches into the provider's window with the on-time sends after it.
         learned_quiet_s / learned_refresh_s: how long a limit lowered from the provider's answers
             (`learned.lower`) lasts, and how often each caller re-reads the lowerings (a read, no write).
-        send_slack_s: how late after its slot a send may leave and still keep the provider's windows
-            (what the sliding windows are paced longer than the provider's: the margin and `max_skew_s`);
-            the router gives up a slot it would send on later than that. None: no such check.
         token_view_s: how old this caller's view of a token window may be before a refusal read from it
             is checked with a read (no write): `reconcile` hands back most of what each call reserved
             (prompt + max_tokens), so a busy token window seen a moment ago is often free again.
@@ -85,7 +82,6 @@ class DynamoDBRateLimiter(LazyStore, GiveBack, BaseRateLimiter):
         learned_quiet_s: float = 600.0,
         learned_refresh_s: float = 5.0,
         token_view_s: float = 0.5,
-        send_slack_s: float | None = None,
     ) -> None:
         if not limits:
             raise ConfigError(f"rate limiter {key!r} needs at least one Limit")
@@ -116,7 +112,6 @@ class DynamoDBRateLimiter(LazyStore, GiveBack, BaseRateLimiter):
         self._cache: dict[str, dict[str, Any] | None] = {}
         self._seen_at: dict[str, float] = {}  # when each item of `_cache` was read (a write's answer)
         self.token_view_s = token_view_s
-        self.send_slack_s = send_slack_s
         self._contended = 0  # consecutive refusals that cost a write
         self.read_at = float("-inf")  # when this caller last learned the table's state (a write's answer)
         self._backoff: tuple[float, str | None] = (0.0, None)  # after such a refusal: until when, and why

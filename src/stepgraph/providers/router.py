@@ -66,9 +66,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 # A paid call's budget reservation assumes this many completion tokens until the reply says.
 COMPLETION_ESTIMATE_TOKENS = 4096
-# Slots given up for sending too late, per attempt on one deployment, before it sends late anyway (a host
-# so loaded that every send is late must still make progress).
-MAX_LATE_SLOTS = 2
 
 
 @dataclass
@@ -88,7 +85,6 @@ class _Attempt:
     failures: int = 0
     waits: int = 0  # provider-asked waits (429, in-flight 402) on this deployment
     max_tokens: int | None = None  # set when a `length`/empty reply is retried with a larger budget
-    late_slots: int = 0  # slots given up because the send would have left too late after them
 
 
 class ModelRouter(Runnable[Any, BaseMessage]):
@@ -335,26 +331,6 @@ class ModelRouter(Runnable[Any, BaseMessage]):
             raise Throttled(wait, "limiter slot")
         return wait
 
-    def _late_check(self, attempt: _Attempt, grant: Any) -> None:
-        """Give the slot up when the send would leave later after it than the limiter's pacing allows for
-        (`send_slack_s`: its margin and clock-skew allowance), e.g. a thread that woke late on a loaded
-        host: it would bunch into the provider's window with the on-time sends after it and draw a 429.
-        A slot in the past is of no use to anyone; the pool is asked again."""
-        send_at = getattr(grant, "send_at", None) if grant is not None else None
-        slack = getattr(attempt.route.limiter, "send_slack_s", None)
-        if not send_at or slack is None or attempt.late_slots >= MAX_LATE_SLOTS:
-            return
-        late = self.clock.now() - float(send_at)
-        if late > slack:
-            attempt.late_slots += 1
-            log.info(
-                "%s: slot passed %.2f s ago (allowance %.2f s); asking again",
-                attempt.route.deployment,
-                late,
-                slack,
-            )
-            raise WaitThen(0.0, "slot passed")
-
     def _time_left_check(self) -> None:
         if self.remaining_s() < self.min_attempt_s:
             # The limiter's writes can be slow (a loaded DynamoDB): a call started now could not finish
@@ -390,7 +366,6 @@ class ModelRouter(Runnable[Any, BaseMessage]):
         ) as admission:
             if admission.waited_s:
                 yield Sleep(admission.waited_s)
-            self._late_check(attempt, grant)
             self._time_left_check()
             context = AttemptContext().for_attempt(
                 attempt=attempt.number,

@@ -158,9 +158,6 @@ class Dependencies:
                         learned_quiet_s=LEARNED_QUIET_S * settings.time_scale,
                         learned_refresh_s=SHARED_REFRESH_S * settings.time_scale,
                         token_view_s=TOKEN_VIEW_S * settings.time_scale,
-                        # A minute's window is paced this much longer than the provider's.
-                        send_slack_s=(60 * settings.limit_margin + settings.clock_skew_s)
-                        * settings.time_scale,
                     )
                 return self._limiters[key]
 

@@ -237,31 +237,3 @@ def test_asking_a_contended_pool_of_four_stays_cheap_and_fills_it() -> None:
 
     writes_per_grant, utilization = simulated(50, 20.0, 40, 1.0, 1.0, 4)
     assert writes_per_grant <= 2.0 and utilization >= 0.9
-
-
-class LateWaker(FakeClock):
-    """A loaded host: every sleep ends `late_s` after it should."""
-
-    def __init__(self, late_s: float) -> None:
-        super().__init__()
-        self.late_s = late_s
-
-    def sleep(self, seconds: float) -> None:
-        super().sleep(seconds + self.late_s)
-
-
-@pytest.mark.parametrize(("late_s", "slots"), [(0.0, 1), (0.2, 1), (1.0, 3)])
-def test_a_send_later_than_the_pacing_allows_gives_its_slot_up_a_bounded_number_of_times(
-    late_s: float, slots: int
-) -> None:
-    # rpm 20 paced over 61 s (the margin and skew): a send up to 1 s late keeps the provider's windows.
-    from stepgraph.providers.router import MAX_LATE_SLOTS
-
-    clock, store = LateWaker(late_s), MemoryStore()
-    lim = limiter(store, clock, "g", [Limit("rpm", 20, 61)], max_wait_s=10, send_slack_s=0.5)
-    lim.try_acquire()  # the next slot is 3 s away: the call sleeps to it
-    fake = Fake("g")
-    router(member(fake, lim), clock=clock).invoke("hi")
-    assert fake.calls == 1
-    assert store.writes == 1 + slots  # a late wake-up gave its slot up, at most MAX_LATE_SLOTS times
-    assert slots <= 1 + MAX_LATE_SLOTS
