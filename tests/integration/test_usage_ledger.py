@@ -80,8 +80,23 @@ def test_plain_chatopenai_stream_loses_cost_and_we_say_so(simulator: SimulatorHa
     assert rec.cost_usd is None and rec.cost_source == "missing" and rec.prompt_tokens > 0
 
 
-def test_concurrent_flushes_lose_nothing_and_never_overwrite(s3_client: Any, s3_bucket: str) -> None:
+def test_concurrent_flushes_lose_nothing_and_never_overwrite(
+    s3_client: Any, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
     import boto3
+    from moto.s3.responses import S3Response
+
+    # S3 checks If-None-Match and stores the object atomically; moto checks, then stores, so two threads
+    # could both create one name (a lost record seen once on a loaded host). Atomic here, as on S3.
+    lock, put = threading.Lock(), S3Response.put_object
+
+    def atomic_put(self: Any) -> Any:
+        with lock:
+            return put(self)
+
+    monkeypatch.setattr(S3Response, "put_object", atomic_put)
 
     def work(i: int) -> int:
         # One session and client per thread (boto3.client() on the shared default session is not thread-safe).
