@@ -1,22 +1,24 @@
 """`stepgraph plan`'s forecast against real local runs: for two graphs and three batch sizes, the requests and
 the wall time a run takes are within 15% of the forecast made from a sample of the graph and the limits.
 
-Time-scaled so that the limits, not the machine, set the pace: a UTC day lasts 7 s, each provider allows 4
+Time-scaled so that the limits, not the machine, set the pace: a UTC day lasts 10 s, each provider allows 4
 requests a day and a batch runs one item at a time, so each day serves one item's four calls and the batches
 (2, 3 and 4 items) span two, three and four days. What the stack adds on top of the days (the last item's
-wake-up after its Wait, its calls, the run's end) is a second or two that a loaded machine stretches: one
-item at a time keeps that short, and each day's calls end seconds before the day does, so none slips into
-the next. The two graphs run side by side on two provider accounts. Each batch is forecast from a one-item
+wake-up after its Wait, its calls, the run's end) is two to four seconds that a loaded machine stretches by
+a second or two, and the state machine's whole-second Wait adds up to one: run alone, a 10-second day keeps
+that within the 15% of a two-day batch, and each day's calls end seconds before the day does, so none slips
+into the next. The two graphs run side by side on two provider accounts. Each batch is forecast from a one-item
 sample of its graph taken right before it, on the warm stack (one run of each graph starts the workers
-first): the machine's other work comes and goes within a minute, and a sample is the pace of its moment. The
-samples run on accounts with the same kinds of limit as their batch's and the capacities out of the way, so
-that the limiter's writes per call are in the pace they measure.
+first): the machine's other work comes and goes within a minute, and a sample is the pace of its moment; of
+two runs the faster counts, as `stepgraph plan` measures. The samples run on accounts with the same limits
+as their batch's (Groq's gets Cerebras' hourly one) and the capacities out of the way, so that the
+limiter's writes per call are in the pace they measure. `make test` runs this alone (marker `timing`),
+after the parallel suite.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,7 +28,7 @@ import pytest
 
 from stepgraph.cli.plan import build_report
 from stepgraph.local.pool import SimProvider, simulator_spec, stack_env
-from stepgraph.local.sample import Sample, measure_run, run_batch
+from stepgraph.local.sample import Sample, _end, _ts, measure_run, run_batch
 from stepgraph.local.simulator import running_simulator
 from stepgraph.local.stack import LocalStack, local_stack
 from stepgraph.planning.aws_cost import load_prices
@@ -34,7 +36,7 @@ from stepgraph.providers.table import ProviderTable
 from stepgraph.schemas import RunConfig
 from stepgraph.usage import layout
 
-DAY_S = 7.0
+DAY_S = 10.0
 SCALE = DAY_S / 86_400
 RPD = 4
 OUT_OF_THE_WAY = 10**9
@@ -48,15 +50,14 @@ PROVIDERS = (
 )
 GRAPHS = {"fanout": "groq", "document_pipeline": "openrouter"}
 SAMPLED_ON = {"fanout": "cerebras", "document_pipeline": "nvidia"}
+CEREBRAS_RPH = {"capacity": 900, "per_seconds": 3600, "kind": "sliding"}
+SAMPLE_RUNS = 2  # the faster of two, as `stepgraph plan` measures (`local.sample.sample_on`)
 SIZES = (2, 3, 4)  # 8, 12 and 16 requests at four calls an item: two, three and four days
 CONCURRENCY = 1
 SAMPLE_ITEMS = 1
-# Passed 6 of 6 runs alone at load 2-18, but failed in a fresh clone's `make test` beside the other xdist
-# worker (one batch 8.8 s against an 11.4 s forecast): not yet reliable enough for CI, and it costs ~100 s.
-pytestmark = pytest.mark.skipif(
-    os.environ.get("STEPGRAPH_TIMING_TESTS") != "1",
-    reason="timing check of the forecast (~100 s, fails beside the rest of the suite): STEPGRAPH_TIMING_TESTS=1 runs it",
-)
+# `make test` runs this alone after the parallel suite: beside another test worker the last day's share
+# stretches two to four times within a minute (two-day batches up to 56% over), past what a sample can know.
+pytestmark = pytest.mark.timing
 TOLERANCE = 0.15
 
 
@@ -66,7 +67,12 @@ def stack() -> Iterator[tuple[LocalStack, ProviderTable]]:
     # provider behind that queue would see calls late and bunched.
     with running_simulator(providers=simulator_spec(PROVIDERS), time_scale=SCALE, own_process=True) as sim:
         env = stack_env(sim, PROVIDERS) | {"STEPGRAPH_TIME_SCALE": str(SCALE), "STEPGRAPH_STEP_MARGIN_S": "1"}
-        table = ProviderTable.model_validate(json.loads(env["STEPGRAPH_PROVIDERS"]))
+        raw = json.loads(env["STEPGRAPH_PROVIDERS"])
+        # Groq's account gets Cerebras' hourly limit too (out of the way at 4 a day), so that the fanout's
+        # batch and its sample write the same five limits per call.
+        raw["providers"]["groq"]["limit_overrides"]["rph"] = CEREBRAS_RPH
+        env["STEPGRAPH_PROVIDERS"] = json.dumps(raw)
+        table = ProviderTable.model_validate(raw)
         # The limiter table in moto, as `stepgraph plan`'s sample has it: two accounts meet no contention.
         with local_stack(env=env, use_dynamodb_local=False) as st:
             yield st, table
@@ -106,8 +112,12 @@ def sample_config(table: ProviderTable, graph: str) -> dict[str, Any]:
 
 
 def sample(st: LocalStack, table: ProviderTable, graph: str) -> Sample:
-    """One run of the sample on the warm stack, measured as `stepgraph plan` measures it."""
-    arn, wall = run_batch(st, graph, items(SAMPLE_ITEMS), sample_config(table, graph))
+    """The sample on the warm stack, measured as `stepgraph plan` measures it: the faster of two runs (a
+    run whose parallel calls met each other in the limiter waits a whole second in the state machine)."""
+    runs = [
+        run_batch(st, graph, items(SAMPLE_ITEMS), sample_config(table, graph)) for _ in range(SAMPLE_RUNS)
+    ]
+    arn, wall = min(runs, key=lambda run: run[1])
     return measure_run(st, arn, wall, SAMPLE_ITEMS)
 
 
@@ -127,6 +137,11 @@ def check_graph(st: LocalStack, table: ProviderTable, graph: str) -> list[dict[s
         report = build_report(n, config, table, prices, measured=measured, start=start, time_scale=SCALE)
         name = arn.rsplit(":", 1)[-1]
         records = list(layout.s3_records(st.client("s3"), st.bucket, execution=name))
+        stop = st.client("stepfunctions").describe_execution(executionArn=arn)["stopDate"].timestamp()
+        last = [r for r in records if str(r.get("item_id")) == str(n - 1)]
+        t1 = min(map(_ts, last))
+        t2 = max(map(_end, last))
+        mid = t1 - t1 % DAY_S
         rows.append(
             {
                 "graph": graph,
@@ -136,7 +151,14 @@ def check_graph(st: LocalStack, table: ProviderTable, graph: str) -> list[dict[s
                 "wall_s": round(wall, 2),
                 "forecast_wall_s": report["free_only"]["wall_s"],
                 "days": len(report["free_only"]["days"]),
-                "sample": {k: round(getattr(measured, k), 2) for k in ("start_s", "item_s", "end_s")},
+                "last_day": {
+                    "to_call": round(t1 - mid, 2),
+                    "calls": round(t2 - t1, 2),
+                    "end": round(stop - t2, 2),
+                },
+                "sample": {
+                    k: round(getattr(measured, k), 2) for k in ("start_s", "resume_s", "item_s", "end_s")
+                },
                 "cold_starts": sum(
                     1
                     for inv in st.invocations

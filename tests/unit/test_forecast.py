@@ -13,7 +13,7 @@ import pytest
 from stepgraph.cli import run
 from stepgraph.errors import ConfigError
 from stepgraph.limiter.limits import Limit
-from stepgraph.local.sample import call_times
+from stepgraph.local.sample import Sample, call_times, step_to_first_call
 from stepgraph.planning.aws_cost import RunShape, estimate, load_prices
 from stepgraph.planning.forecast import (
     DAY_JITTER_MEAN_S,
@@ -63,24 +63,17 @@ def test_the_sliding_window_sets_the_pace_after_its_burst() -> None:
 
 
 def test_token_limits_count_the_tokens_of_each_call() -> None:
-    cap = capacity(
-        "groq:m",
-        [Limit("tpm", 8000, 60, unit="tokens"), Limit("tpd", 200_000, 86_400, "utc_day", unit="tokens")],
-        free=True,
-        tokens_per_call=1200,
-        item_call_s=3,
-    )
+    groq_tokens = [
+        Limit("tpm", 8000, 60, unit="tokens"),
+        Limit("tpd", 200_000, 86_400, "utc_day", unit="tokens"),
+    ]
+    cap = capacity("groq:m", groq_tokens, free=True, tokens_per_call=1200, item_call_s=3)
     assert cap.rate_per_s == pytest.approx(8000 / 1200 / 60)
     assert cap.day_quota == pytest.approx(200_000 / 1200)
     # Each call reserves prompt + max_tokens (2,000) at admission: the window paces the others over the
     # rest, as the limiter does; the day's counter takes the calls' usage only.
     reserving = capacity(
-        "groq:m",
-        [Limit("tpm", 8000, 60, unit="tokens"), Limit("tpd", 200_000, 86_400, "utc_day", unit="tokens")],
-        free=True,
-        tokens_per_call=1200,
-        item_call_s=3,
-        reserved_per_call=2000,
+        "groq:m", groq_tokens, free=True, tokens_per_call=1200, item_call_s=3, reserved_per_call=2000
     )
     assert reserving.rate_per_s == pytest.approx(6000 / 1200 / 60)
     assert reserving.day_quota == pytest.approx(200_000 / 1200)
@@ -130,6 +123,43 @@ def test_the_sample_times_calls_from_their_start_to_their_reply() -> None:
     assert item_s == pytest.approx((2.0 + 0.2) / 2)
     assert first == pytest.approx(NOON + 1.0) and span == pytest.approx(2.0)
     assert call_times([]) == (0.0, 0.0, 0.0)
+
+
+def test_a_waking_item_s_start_is_timed_from_the_step_state_that_made_the_first_call() -> None:
+    at = lambda s: datetime.fromtimestamp(NOON + s, UTC)  # noqa: E731
+
+    def entered(name: str, s: float) -> dict[str, Any]:
+        return {"type": "TaskStateEntered", "timestamp": at(s), "stateEnteredEventDetails": {"name": name}}
+
+    class History:  # get_execution_history's pages, as the paginator gives them
+        def __init__(self, events: list[dict[str, Any]]) -> None:
+            self.pages = [{"events": events[:2]}, {"events": events[2:]}]
+
+        def get_paginator(self, operation: str) -> Any:
+            assert operation == "get_execution_history"
+            return self
+
+        def paginate(self, **kw: Any) -> list[dict[str, Any]]:
+            return self.pages
+
+    # The run starts (Validate at 0.1 s), its first Step is throttled and waits a second; the Step after
+    # the Wait, entered at 2.0 s, sends the first call at 2.4 s. The start to the first call (2.4 s) holds
+    # the run's start-up and that wait; a throttled item's wake-up is the Step's 0.4 s.
+    events = [
+        entered("Validate", 0.1),
+        entered("Step", 0.3),
+        {"type": "WaitStateEntered", "timestamp": at(0.9)},
+    ]
+    events += [entered("Step", 2.0), entered("Step", 5.0)]
+    assert step_to_first_call(History(events), "arn", NOON + 2.4) == pytest.approx(0.4)
+    assert step_to_first_call(History(events[:1]), "arn", NOON + 2.4) is None
+    figures = dict(
+        items=1, wall_s=4.0, calls_per_item=4, prompt_tokens_per_call=9, completion_tokens_per_call=3
+    )
+    figures |= dict(item_s=1.0, calls_span_s=1.0, start_s=2.4, steps_per_item=1, step_s=1.0)
+    figures |= dict(checkpoint_puts_per_item=4, usage_puts_per_step=1)
+    assert Sample(**figures, step_to_call_s=0.4).resume_s == pytest.approx(0.4)
+    assert Sample(**figures).resume_s == pytest.approx(2.4)  # no history: the start, as before
 
 
 def test_the_aws_estimate_counts_the_run_and_names_its_price_table(tmp_path: Path) -> None:

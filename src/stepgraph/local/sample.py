@@ -19,6 +19,7 @@ from stepgraph.local.stack import LocalStack, local_stack
 from stepgraph.usage import layout
 
 FREE_MODEL = "openrouter:openai/gpt-oss-120b:free"
+STEP_STATE = "Step"  # the item processor's graph-step Task (statemachine/graph_fanout.asl.json)
 
 
 @dataclass
@@ -38,14 +39,16 @@ class Sample:
     checkpoint_puts_per_item: float
     usage_puts_per_step: float
     failed_items: int = 0
+    step_to_call_s: float | None = None  # the Step state's entry to its first call (None: no history)
 
     @property
     def resume_s(self) -> float:
-        """A throttled item's wake-up after its Wait, to its first call: the throttled step's return, the
-        state machine's next states and the new step's start (Lambda, checkpoint read). The sample sees the
-        same path in the execution's start to its first call (validate-input's invocation, the Map, the
-        step's start), not in a step's own time, which spends its checkpoint writes between its calls."""
-        return self.start_s
+        """A throttled item's wake-up after its Wait, to its first call: the Step state's entry, the graph-step
+        invocation's start (Lambda, checkpoint read, the limiter) and the call. The sample sees the same path
+        in the Step state that made its first call: not in the execution's start to its first call, which
+        also holds the run's start-up (the definition's parse, validate-input, the Map) and any wait of its
+        own (a short Wait when the sample's parallel calls met each other in the limiter)."""
+        return self.start_s if self.step_to_call_s is None else self.step_to_call_s
 
     @property
     def end_s(self) -> float:
@@ -110,7 +113,20 @@ def measure_run(st: LocalStack, arn: str, wall_s: float, items: int) -> Sample:
         checkpoint_puts_per_item=checkpoints / n,
         usage_puts_per_step=usage_objects / max(len(steps), 1),
         failed_items=items - done,
+        step_to_call_s=step_to_first_call(st.client("stepfunctions"), arn, first_call) if records else None,
     )
+
+
+def step_to_first_call(sfn: Any, arn: str, first_call: float) -> float | None:
+    """The first call's time after the entry of the Step state that made it (the latest entry before it)."""
+    entries = [
+        e["timestamp"].timestamp()
+        for page in sfn.get_paginator("get_execution_history").paginate(executionArn=arn)
+        for e in page["events"]
+        if e["type"] == "TaskStateEntered" and e.get("stateEnteredEventDetails", {}).get("name") == STEP_STATE
+    ]
+    before = [t for t in entries if t <= first_call]
+    return first_call - max(before) if before else None
 
 
 def _count(s3: Any, bucket: str, prefix: str) -> int:
