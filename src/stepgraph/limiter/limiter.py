@@ -50,13 +50,16 @@ class DynamoDBRateLimiter(LazyStore, GiveBack, BaseRateLimiter):
             late and bunches into the provider's window with the on-time sends after it.
         learned_quiet_s / learned_refresh_s: how long a limit lowered from the provider's answers
             (`learned.lower`) lasts, and how often each caller re-reads the lowerings (a read, no write).
+        late_s: how late after its slot a send may leave before `sent` moves the windows' schedule back
+            by its lateness (what is left of the pacing's allowance, `max_skew_s` and the margin in
+            the limits, absorbs the rest: the way to the provider).
         token_view_s: how old this caller's view of a token window may be before a refusal read from it
             is checked with a read (no write): `reconcile` hands back most of what each call reserved
             (prompt + max_tokens), so a busy token window seen a moment ago is often free again.
 
     Returns (from `try_acquire`): a `Grant`; granted, send after `wait_s` (at `send_at`); refused,
     `refused_by` names the limit and `wait_s` says when to come back. Hand a finished call's grant to
-    `release` (concurrency leases) and the real token counts to `reconcile`.
+    `sent` when the request leaves, `release` (concurrency leases) and the real token counts to `reconcile`.
 
     Example:
         >>> limiter = DynamoDBRateLimiter("stepgraph-limiter", "openrouter:main", load_profile("openrouter-free"))
@@ -82,6 +85,7 @@ class DynamoDBRateLimiter(LazyStore, GiveBack, BaseRateLimiter):
         learned_quiet_s: float = 600.0,
         learned_refresh_s: float = 5.0,
         token_view_s: float = 0.5,
+        late_s: float = 0.25,
     ) -> None:
         if not limits:
             raise ConfigError(f"rate limiter {key!r} needs at least one Limit")
@@ -100,6 +104,9 @@ class DynamoDBRateLimiter(LazyStore, GiveBack, BaseRateLimiter):
         if not lead_s >= 0:
             raise ConfigError(f"rate limiter {key!r}: lead_s must be >= 0 (got {lead_s!r})")
         self.lead_s = lead_s
+        if not late_s >= 0:
+            raise ConfigError(f"rate limiter {key!r}: late_s must be >= 0 (got {late_s!r})")
+        self.late_s = late_s
         self._round_trips: deque[float] = deque(maxlen=ROUND_TRIPS_KEPT)
         # What the admission rules see: the limits with the skew allowance in their spacing.
         self._paced = {lim.name: algorithm.with_skew_allowance(lim, max_skew_s) for lim in self.limits}
@@ -234,7 +241,8 @@ class DynamoDBRateLimiter(LazyStore, GiveBack, BaseRateLimiter):
             return Grant(False, until - now, costs=want, refused_by=refused_by)
         dims = [lim for lim in self._order() if want[lim.name] > 0]
         lead = self.lead()
-        # A refusal we can see in what we last read is sound (windows and counters only grow): no write.
+        # A refusal we can see in what we last read costs no write. It is sound for request windows and
+        # counters, which only grow; token windows shrink on reconcile, so a stale view of one is re-read.
         for lim in dims:
             if lim.kind == "concurrency":
                 continue
