@@ -258,10 +258,13 @@ class DynamoDBRateLimiter(LazyStore, GiveBack, BaseRateLimiter):
                     wait = self._cached_wait(lim, now, horizon)
                     return Grant(False, wait, costs=want, refused_by=lim.name)
         taken: list[tuple[Limit, str, algorithm.Op, dict[str, Any] | None]] = []
-        send_at = now
+        starts: dict[str, float] = {}
+        # The request leaves once, at its latest window's slot: every window reserves that instant (the
+        # latest slot in what we last read), not a slot of its own earlier (see `_align`).
+        send_at = self._common_start(dims, now, lead)
         for lim in dims:
             try:
-                outcome = self._take(lim, want[lim.name], horizon, lease_id, lead)
+                outcome = self._take(lim, want[lim.name], horizon, lease_id, lead, not_before=send_at)
             except LimiterUnavailable:
                 self._undo_quietly(taken, lease_id)
                 raise
@@ -275,6 +278,7 @@ class DynamoDBRateLimiter(LazyStore, GiveBack, BaseRateLimiter):
             op, item, start = outcome
             taken.append((lim, op.pk, op, item))
             if lim.kind == "sliding":  # counters and leases have no place in time
+                starts[op.pk] = start
                 send_at = max(send_at, start)
         crossed = next(
             (lim for lim, pk, _, _ in taken if lim.kind == "utc_day" and self.pk(lim, send_at) != pk), None
@@ -285,6 +289,7 @@ class DynamoDBRateLimiter(LazyStore, GiveBack, BaseRateLimiter):
             self._undo(taken, lease_id)
             wait = algorithm.seconds_to_next_utc_day(now, algorithm.day_length(crossed))
             return Grant(False, wait, costs=want, refused_by=crossed.name)
+        self._align(starts, send_at)
         has_lease = any(lim.kind == "concurrency" for lim in dims)
         done = self.clock.now()
         with self._lock:
@@ -323,22 +328,49 @@ class DynamoDBRateLimiter(LazyStore, GiveBack, BaseRateLimiter):
             measured = max(self._round_trips, default=0.0)
         return min(max(self.lead_s, measured), self.max_wait_s)
 
+    def _common_start(self, dims: list[Limit], now: float, lead: float) -> float:
+        """The earliest instant every sliding window of the request can give it, as last read."""
+        start = now + lead if any(lim.kind == "sliding" for lim in dims) else now
+        for lim in dims:
+            known = self._cached(self.pk(lim, now)) or {}
+            if lim.kind == "sliding" and "tat" in known:
+                start = max(start, float(known["tat"]))
+        return start
+
+    def _align(self, starts: dict[str, float], send_at: float) -> None:
+        """Move each window whose slot came out earlier than the send (its view was stale) to the send:
+        a provider counts the request when it arrives, and the window's next slots must be spaced from
+        then, or a window a capacity later holds one request too many."""
+        for pk, start in starts.items():
+            if start < send_at - 1e-6:
+                self.store.add(pk, "tat", send_at - start)
+                self._remember(pk, None)
+
     @staticmethod
-    def _ahead(lim: Limit, now: float, horizon: float, lead: float) -> tuple[float, float]:
+    def _ahead(
+        lim: Limit, now: float, horizon: float, lead: float, not_before: float = 0.0
+    ) -> tuple[float, float]:
         """When a slot of `lim` may start and how far past that it may lie (the horizon counts from now)."""
-        if lim.kind != "sliding" or lead == 0:
+        if lim.kind != "sliding":
             return now, horizon
-        return now + lead, max(0.0, horizon - lead)
+        at = max(now + lead, not_before)
+        return at, max(0.0, horizon - (at - now))
 
     def _take(
-        self, lim: Limit, cost: int, horizon: float, lease_id: str, lead: float = 0.0
+        self,
+        lim: Limit,
+        cost: int,
+        horizon: float,
+        lease_id: str,
+        lead: float = 0.0,
+        not_before: float = 0.0,
     ) -> tuple[algorithm.Op, dict[str, Any] | None, float] | algorithm.Refusal:
         """One dimension: the op and item written and the slot's start (epoch s), or the refusal."""
         refreshed = False
         for _ in range(self.max_attempts):
             now = self.clock.now()
             pk = self.pk(lim, now)
-            at, reach = self._ahead(lim, now, horizon, lead)
+            at, reach = self._ahead(lim, now, horizon, lead, not_before)
             planned = algorithm.plan(lim, pk, self._cached(pk), cost, at, reach, lease_id)
             if isinstance(planned, algorithm.Refusal):
                 if lim.kind == "concurrency" and not refreshed:

@@ -436,3 +436,40 @@ def test_late_sends_never_crowd_a_providers_window(calls: list[tuple[float, floa
         while arrivals[lo] <= t - window:
             lo += 1
         assert hi - lo + 1 <= cap
+
+
+def _most_in_a_window(sends: list[float], window: float) -> int:
+    sends, most, lo = sorted(sends), 0, 0
+    for hi, t in enumerate(sends):
+        while sends[lo] <= t - window + 1e-6:  # epoch floats: ~0.2 us resolution
+            lo += 1
+        most = max(most, hi - lo + 1)
+    return most
+
+
+@settings(max_examples=150, deadline=None)
+# A large request books the token window ahead; the next one's request slot came out at its own (earlier)
+# tat, so the third was paced a request window after a slot the second never sent at.
+@example(cap=1, window=1.0, tokens=100, calls=[(0.0, 51), (0.0, 1), (0.0, 1)], horizon=2.0)
+@given(
+    cap=st.integers(1, 8),
+    window=st.floats(1, 10),
+    tokens=st.integers(100, 2000),
+    calls=st.lists(st.tuples(st.floats(0, 3), st.integers(1, 100)), min_size=1, max_size=60),
+    horizon=st.floats(0, 5),
+)
+def test_a_request_paced_on_several_windows_keeps_every_one_at_its_send_time(
+    cap: int, window: float, tokens: int, calls: list[tuple[float, int]], horizon: float
+) -> None:
+    # The request leaves once, at the latest of its windows' slots (here a token window's, when a large
+    # request books it ahead): the request window must hold its capacity at the send times, not at slots
+    # of its own that came out earlier.
+    limits = [Limit("rpm", cap, window), Limit("tpm", tokens, window, unit="tokens")]
+    lim, clock, _ = make(limits, max_wait_s=horizon)
+    sends = []
+    for gap, cost in calls:
+        clock.advance(gap)
+        grant = lim.try_acquire({"rpm": 1, "tpm": cost})
+        if grant.granted:
+            sends.append(grant.send_at)
+    assert _most_in_a_window(sends, window) <= cap
