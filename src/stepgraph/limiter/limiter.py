@@ -329,11 +329,13 @@ class DynamoDBRateLimiter(LazyStore, GiveBack, BaseRateLimiter):
         return min(max(self.lead_s, measured), self.max_wait_s)
 
     def _common_start(self, dims: list[Limit], now: float, lead: float) -> float:
-        """The earliest instant every sliding window of the request can give it, as last read."""
+        """No earlier than this can every sliding window of the request give it a slot: the request
+        windows' `tat` as last read (they only grow, so a stale view is never too late; a token window's
+        may be, after others' refunds, so token windows are taken at what they answer)."""
         start = now + lead if any(lim.kind == "sliding" for lim in dims) else now
         for lim in dims:
             known = self._cached(self.pk(lim, now)) or {}
-            if lim.kind == "sliding" and "tat" in known:
+            if lim.kind == "sliding" and lim.unit == "requests" and "tat" in known:
                 start = max(start, float(known["tat"]))
         return start
 
