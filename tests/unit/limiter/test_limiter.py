@@ -20,6 +20,7 @@ from stepgraph.limiter import (
     RateLimited,
     load_profile,
 )
+from tests.fixtures.windows import max_in_window
 
 
 def make(limits: list[Limit], *, clock: FakeClock | None = None, store: MemoryStore | None = None, **kw):
@@ -208,12 +209,7 @@ def test_no_window_ever_holds_more_than_capacity(
         grant = lim.try_acquire()
         if grant.granted:
             sends.append(clock.now() + grant.wait_s)
-    sends.sort()
-    lo = 0
-    for hi, t in enumerate(sends):
-        while sends[lo] <= t - window + 1e-6:  # epoch floats: ~0.2 us resolution
-            lo += 1
-        assert hi - lo + 1 <= capacity
+    assert max_in_window(sends, window) <= capacity
 
 
 @settings(max_examples=60, deadline=None)
@@ -430,21 +426,7 @@ def test_late_sends_never_crowd_a_providers_window(calls: list[tuple[float, floa
             _, grant, way = event
             lim.sent(grant, clock.now())
             arrivals.append(clock.now() + way)
-    arrivals.sort()
-    lo = 0
-    for hi, t in enumerate(arrivals):
-        while arrivals[lo] <= t - window:
-            lo += 1
-        assert hi - lo + 1 <= cap
-
-
-def _most_in_a_window(sends: list[float], window: float) -> int:
-    sends, most, lo = sorted(sends), 0, 0
-    for hi, t in enumerate(sends):
-        while sends[lo] <= t - window + 1e-6:  # epoch floats: ~0.2 us resolution
-            lo += 1
-        most = max(most, hi - lo + 1)
-    return most
+    assert max_in_window(arrivals, window) <= cap
 
 
 @settings(max_examples=150, deadline=None)
@@ -472,4 +454,4 @@ def test_a_request_paced_on_several_windows_keeps_every_one_at_its_send_time(
         grant = lim.try_acquire({"rpm": 1, "tpm": cost})
         if grant.granted:
             sends.append(grant.send_at)
-    assert _most_in_a_window(sends, window) <= cap
+    assert max_in_window(sends, window) <= cap
