@@ -32,6 +32,7 @@ from stepgraph.providers.router import ModelRouter, Route
 from stepgraph.providers.table import ModelSpec
 from tests.fixtures.aws import RawBody
 from tests.fixtures.dynamodb_local import ddb_client
+from tests.fixtures.windows import max_in_window
 
 # code -> the HTTP status DynamoDB answers it with
 ERRORS = {
@@ -88,16 +89,6 @@ class Faults:
     def seen(self) -> tuple[int, float | None]:
         """Successful UpdateItems since `begin` in this thread, and the `tat` the last one wrote."""
         return self._tls.ok, self._tls.tat
-
-
-def max_in_window(times: list[float], window: float) -> int:
-    """Most sends in any window of `window` seconds (pairs exactly `window` apart count apart)."""
-    times, best, lo = sorted(times), 0, 0
-    for hi, t in enumerate(times):
-        while times[lo] <= t - window + 1e-6:  # epoch floats: ~0.2 us resolution
-            lo += 1
-        best = max(best, hi - lo + 1)
-    return best
 
 
 # -- 1. DynamoDB throttling and errors ---------------------------------------------------------------

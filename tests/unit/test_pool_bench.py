@@ -42,8 +42,8 @@ def test_capacity_is_the_tightest_limit() -> None:
     assert provider_capacity(p, stats(10, 2000), 100, 10) == pytest.approx(150)
     assert provider_capacity(SimProvider("nvidia", rpm=40, rpd=60), stats(), 100, 10) == 60
     # Counted at admission as prompt + max_tokens (700): a window holds 2300 tokens of 200-token
-    # replies before it, then that one: 12.5 a window.
-    assert provider_capacity(p, stats(10, 2000), 100, 10, admitted_tokens=700) == pytest.approx(125)
+    # replies before it, 11 whole ones (a twelfth would leave no room), then that one: 12 a window.
+    assert provider_capacity(p, stats(10, 2000), 100, 10, admitted_tokens=700) == pytest.approx(120)
 
 
 def test_utilization_counts_admitted_requests_over_the_busy_part() -> None:

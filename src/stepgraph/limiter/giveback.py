@@ -1,5 +1,6 @@
-"""What a limiter hands back: a refused request's partial takes, concurrency leases, and the difference
-between a token estimate and the real count (`reconcile`). A mixin of `DynamoDBRateLimiter`."""
+"""What a limiter settles after a decision: a refused request's partial takes, concurrency leases, the
+difference between a token estimate and the real count (`reconcile`), and a send that left late after its
+slot (`sent`). A mixin of `DynamoDBRateLimiter`."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ class GiveBack:
     limits: list[Limit]
     clock: Clock
     max_attempts: int
+    late_s: float
     _paced: dict[str, Limit]
 
     # The limiter's store (LazyStore's), declared for the type checker only: no base order matters.
@@ -96,6 +98,25 @@ class GiveBack:
                 interval = algorithm.token_interval(self._paced[lim.name], grant.costs.get(lim.name, 0))
                 self.store.add(f"{self.key}#{lim.name}", "tat", delta * interval)
             self._remember(self.pk(lim, self.clock.now()), None)
+
+    def sent(self, grant: Grant, at: float) -> bool:
+        """Settle when a granted request really left (`at`, epoch s); True when the schedule moved.
+
+        A send later than `late_s` after its slot (a write that came back late, a process woken late)
+        sits closer to the sends paced after it than their spacing allows: a provider's window that
+        opens on it would hold one request too many. Every sliding window it was paced on moves back by
+        its lateness (one add each, no condition), so the slots handed out from now on keep their
+        spacing from the real send. The slots it could crowd lie a window after it; those handed out
+        already lie within the horizon, which is shorter."""
+        late = at - grant.send_at
+        if not grant.granted or not grant.send_at or late <= self.late_s:
+            return False
+        for lim in self.limits:
+            if lim.kind == "sliding" and grant.costs.get(lim.name, 0) > 0:
+                pk = self.pk(lim, at)
+                self.store.add(pk, "tat", late)
+                self._remember(pk, None)
+        return True
 
     def release(self, grant: Grant) -> None:
         """Give back the concurrency lease of a finished call (an unreleased lease expires by itself)."""

@@ -50,13 +50,16 @@ class DynamoDBRateLimiter(LazyStore, GiveBack, BaseRateLimiter):
             late and bunches into the provider's window with the on-time sends after it.
         learned_quiet_s / learned_refresh_s: how long a limit lowered from the provider's answers
             (`learned.lower`) lasts, and how often each caller re-reads the lowerings (a read, no write).
+        late_s: how late after its slot a send may leave before `sent` moves the windows' schedule back
+            by its lateness (what is left of the pacing's allowance, `max_skew_s` and the margin in
+            the limits, absorbs the rest: the way to the provider).
         token_view_s: how old this caller's view of a token window may be before a refusal read from it
             is checked with a read (no write): `reconcile` hands back most of what each call reserved
             (prompt + max_tokens), so a busy token window seen a moment ago is often free again.
 
     Returns (from `try_acquire`): a `Grant`; granted, send after `wait_s` (at `send_at`); refused,
     `refused_by` names the limit and `wait_s` says when to come back. Hand a finished call's grant to
-    `release` (concurrency leases) and the real token counts to `reconcile`.
+    `sent` when the request leaves, `release` (concurrency leases) and the real token counts to `reconcile`.
 
     Example:
         >>> limiter = DynamoDBRateLimiter("stepgraph-limiter", "openrouter:main", load_profile("openrouter-free"))
@@ -82,6 +85,7 @@ class DynamoDBRateLimiter(LazyStore, GiveBack, BaseRateLimiter):
         learned_quiet_s: float = 600.0,
         learned_refresh_s: float = 5.0,
         token_view_s: float = 0.5,
+        late_s: float = 0.25,
     ) -> None:
         if not limits:
             raise ConfigError(f"rate limiter {key!r} needs at least one Limit")
@@ -100,6 +104,9 @@ class DynamoDBRateLimiter(LazyStore, GiveBack, BaseRateLimiter):
         if not lead_s >= 0:
             raise ConfigError(f"rate limiter {key!r}: lead_s must be >= 0 (got {lead_s!r})")
         self.lead_s = lead_s
+        if not late_s >= 0:
+            raise ConfigError(f"rate limiter {key!r}: late_s must be >= 0 (got {late_s!r})")
+        self.late_s = late_s
         self._round_trips: deque[float] = deque(maxlen=ROUND_TRIPS_KEPT)
         # What the admission rules see: the limits with the skew allowance in their spacing.
         self._paced = {lim.name: algorithm.with_skew_allowance(lim, max_skew_s) for lim in self.limits}
@@ -234,7 +241,8 @@ class DynamoDBRateLimiter(LazyStore, GiveBack, BaseRateLimiter):
             return Grant(False, until - now, costs=want, refused_by=refused_by)
         dims = [lim for lim in self._order() if want[lim.name] > 0]
         lead = self.lead()
-        # A refusal we can see in what we last read is sound (windows and counters only grow): no write.
+        # A refusal we can see in what we last read costs no write. It is sound for request windows and
+        # counters, which only grow; token windows shrink on reconcile, so a stale view of one is re-read.
         for lim in dims:
             if lim.kind == "concurrency":
                 continue
@@ -250,10 +258,13 @@ class DynamoDBRateLimiter(LazyStore, GiveBack, BaseRateLimiter):
                     wait = self._cached_wait(lim, now, horizon)
                     return Grant(False, wait, costs=want, refused_by=lim.name)
         taken: list[tuple[Limit, str, algorithm.Op, dict[str, Any] | None]] = []
-        send_at = now
+        starts: dict[str, float] = {}
+        # The request leaves once, at its latest window's slot: every window reserves that instant (the
+        # latest slot in what we last read), not a slot of its own earlier (see `_align`).
+        send_at = self._common_start(dims, now, lead)
         for lim in dims:
             try:
-                outcome = self._take(lim, want[lim.name], horizon, lease_id, lead)
+                outcome = self._take(lim, want[lim.name], horizon, lease_id, lead, not_before=send_at)
             except LimiterUnavailable:
                 self._undo_quietly(taken, lease_id)
                 raise
@@ -267,6 +278,7 @@ class DynamoDBRateLimiter(LazyStore, GiveBack, BaseRateLimiter):
             op, item, start = outcome
             taken.append((lim, op.pk, op, item))
             if lim.kind == "sliding":  # counters and leases have no place in time
+                starts[op.pk] = start
                 send_at = max(send_at, start)
         crossed = next(
             (lim for lim, pk, _, _ in taken if lim.kind == "utc_day" and self.pk(lim, send_at) != pk), None
@@ -277,6 +289,7 @@ class DynamoDBRateLimiter(LazyStore, GiveBack, BaseRateLimiter):
             self._undo(taken, lease_id)
             wait = algorithm.seconds_to_next_utc_day(now, algorithm.day_length(crossed))
             return Grant(False, wait, costs=want, refused_by=crossed.name)
+        self._align(starts, send_at)
         has_lease = any(lim.kind == "concurrency" for lim in dims)
         done = self.clock.now()
         with self._lock:
@@ -315,22 +328,51 @@ class DynamoDBRateLimiter(LazyStore, GiveBack, BaseRateLimiter):
             measured = max(self._round_trips, default=0.0)
         return min(max(self.lead_s, measured), self.max_wait_s)
 
+    def _common_start(self, dims: list[Limit], now: float, lead: float) -> float:
+        """No earlier than this can every sliding window of the request give it a slot: the request
+        windows' `tat` as last read (they only grow, so a stale view is never too late; a token window's
+        may be, after others' refunds, so token windows are taken at what they answer)."""
+        start = now + lead if any(lim.kind == "sliding" for lim in dims) else now
+        for lim in dims:
+            known = self._cached(self.pk(lim, now)) or {}
+            if lim.kind == "sliding" and lim.unit == "requests" and "tat" in known:
+                start = max(start, float(known["tat"]))
+        return start
+
+    def _align(self, starts: dict[str, float], send_at: float) -> None:
+        """Move each window whose slot came out earlier than the send (its view was stale) to the send:
+        a provider counts the request when it arrives, and the window's next slots must be spaced from
+        then, or a window a capacity later holds one request too many."""
+        for pk, start in starts.items():
+            if start < send_at - 1e-6:
+                self.store.add(pk, "tat", send_at - start)
+                self._remember(pk, None)
+
     @staticmethod
-    def _ahead(lim: Limit, now: float, horizon: float, lead: float) -> tuple[float, float]:
+    def _ahead(
+        lim: Limit, now: float, horizon: float, lead: float, not_before: float = 0.0
+    ) -> tuple[float, float]:
         """When a slot of `lim` may start and how far past that it may lie (the horizon counts from now)."""
-        if lim.kind != "sliding" or lead == 0:
+        if lim.kind != "sliding":
             return now, horizon
-        return now + lead, max(0.0, horizon - lead)
+        at = max(now + lead, not_before)
+        return at, max(0.0, horizon - (at - now))
 
     def _take(
-        self, lim: Limit, cost: int, horizon: float, lease_id: str, lead: float = 0.0
+        self,
+        lim: Limit,
+        cost: int,
+        horizon: float,
+        lease_id: str,
+        lead: float = 0.0,
+        not_before: float = 0.0,
     ) -> tuple[algorithm.Op, dict[str, Any] | None, float] | algorithm.Refusal:
         """One dimension: the op and item written and the slot's start (epoch s), or the refusal."""
         refreshed = False
         for _ in range(self.max_attempts):
             now = self.clock.now()
             pk = self.pk(lim, now)
-            at, reach = self._ahead(lim, now, horizon, lead)
+            at, reach = self._ahead(lim, now, horizon, lead, not_before)
             planned = algorithm.plan(lim, pk, self._cached(pk), cost, at, reach, lease_id)
             if isinstance(planned, algorithm.Refusal):
                 if lim.kind == "concurrency" and not refreshed:

@@ -89,6 +89,24 @@ def admitted(
             budget_guard.reconcile(reservation, admission.cost_usd)
 
 
+def leaving(route: Any, admission: Admission, now: float) -> None:
+    """The attempt leaves for the provider now: a send late after its slot moves the limiter's schedule
+    back (`DynamoDBRateLimiter.sent`), so the sends paced after it keep their spacing from it."""
+    sent = getattr(route.limiter, "sent", None)
+    if admission.grant is None or sent is None:
+        return
+    try:
+        if sent(admission.grant, now):
+            log.debug(
+                "%s %s: send %.2f s after its slot; the limiter's schedule moved back",
+                route.provider,
+                route.model,
+                now - admission.grant.send_at,
+            )
+    except LimiterUnavailable as exc:
+        log.warning("limiter could not move its schedule for a late send: %s", exc)
+
+
 def _is_token_limit(limiter: Any, name: str) -> bool:
     return any(lim.name == name and lim.unit == "tokens" for lim in getattr(limiter, "limits", ()))
 

@@ -24,7 +24,7 @@ from langchain_core.runnables.config import ensure_config, merge_configs
 from stepgraph.clock import SYSTEM_CLOCK, Clock
 from stepgraph.providers import feedback
 from stepgraph.providers.actions import HANDLERS
-from stepgraph.providers.admission import admitted, prompt_tokens, token_costs
+from stepgraph.providers.admission import admitted, leaving, prompt_tokens, token_costs
 from stepgraph.providers.attempt import (
     DEFAULT_WAIT_S,
     MIN_WAIT_S,
@@ -367,6 +367,7 @@ class ModelRouter(Runnable[Any, BaseMessage]):
             if admission.waited_s:
                 yield Sleep(admission.waited_s)
             self._time_left_check()
+            leaving(route, admission, self.clock.now())
             context = AttemptContext().for_attempt(
                 attempt=attempt.number,
                 provider=route.provider,

@@ -50,8 +50,19 @@ SHARED_REFRESH_S = 2.0
 BREAKER_WINDOW_S = 60.0
 BREAKER_COOLDOWN_S = 60.0
 BREAKER_PROBE_S = 30.0
+# The pacing leaves an allowance for sends that reach the provider late (the limits' margin and the clock
+# skew): a send later than this share of it after its slot moves the schedule back (the limiter's late_s),
+# the rest is for the way to the provider.
+LATE_SEND_SHARE = 0.25
 # A token window's refunds (a call's reserved max_tokens handed back) make a busy view stale this fast.
 TOKEN_VIEW_S = 0.5
+
+
+def late_send_s(settings: Settings) -> float:
+    """How late after its slot a send may leave before its limiter's schedule moves back: a share of
+    the allowance the pacing keeps on a minute's window (its margin plus the clock skew)."""
+    allowance = 60.0 * settings.limit_margin + settings.clock_skew_s
+    return LATE_SEND_SHARE * allowance * settings.time_scale
 
 
 def new_client(service: str, endpoint_url: str | None = None) -> Any:
@@ -158,6 +169,7 @@ class Dependencies:
                         learned_quiet_s=LEARNED_QUIET_S * settings.time_scale,
                         learned_refresh_s=SHARED_REFRESH_S * settings.time_scale,
                         token_view_s=TOKEN_VIEW_S * settings.time_scale,
+                        late_s=late_send_s(settings),
                     )
                 return self._limiters[key]
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import heapq
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from hypothesis import example, given, settings
@@ -18,6 +20,7 @@ from stepgraph.limiter import (
     RateLimited,
     load_profile,
 )
+from tests.fixtures.windows import max_in_window
 
 
 def make(limits: list[Limit], *, clock: FakeClock | None = None, store: MemoryStore | None = None, **kw):
@@ -206,12 +209,7 @@ def test_no_window_ever_holds_more_than_capacity(
         grant = lim.try_acquire()
         if grant.granted:
             sends.append(clock.now() + grant.wait_s)
-    sends.sort()
-    lo = 0
-    for hi, t in enumerate(sends):
-        while sends[lo] <= t - window + 1e-6:  # epoch floats: ~0.2 us resolution
-            lo += 1
-        assert hi - lo + 1 <= capacity
+    assert max_in_window(sends, window) <= capacity
 
 
 @settings(max_examples=60, deadline=None)
@@ -371,3 +369,89 @@ def test_a_provider_counting_the_reservation_at_admission_never_sees_its_token_w
         used = max(1, int(reserved * share))
         sent.append((now, used))
         lim.reconcile(grant, {"tpm": used})
+
+
+def test_a_late_send_moves_the_schedule_back_and_an_on_time_one_costs_nothing() -> None:
+    lim, clock, store = make(
+        [Limit("rpm", 20, 60), Limit("rpd", 100, 0, "utc_day")], late_s=0.25, max_wait_s=10
+    )
+    first = lim.try_acquire()
+    writes = store.writes
+    assert not lim.sent(first, first.send_at + 0.2)  # within late_s: no write
+    assert store.writes == writes
+    second = lim.try_acquire()
+    assert second.send_at - first.send_at == pytest.approx(3.0)
+    assert lim.sent(second, second.send_at + 1.5)  # its write came back 1.5 s after its slot
+    assert store.writes == writes + 3  # the grant's two (day, window), then one add on the window
+    third = lim.try_acquire()
+    assert third.send_at - second.send_at == pytest.approx(1.5 + 3.0)  # spaced from the real send
+    assert store.get("acct#rpd#" + first.day)["count"] == 3  # nothing counted twice or given back
+
+
+@settings(max_examples=80, deadline=None)
+# One send 2 s late after its slot: without moving the schedule, the on-time send a window after it lands
+# in the same provider window.
+@example([(0.0, 2.0, 0.0)] + [(3.1, 0.0, 0.0)] * 12)
+@given(
+    st.lists(
+        # the gap before a caller asks, how late its send leaves after its slot, its way to the provider
+        st.tuples(st.floats(0, 4), st.one_of(st.just(0.0), st.floats(0, 12)), st.floats(0, 0.75)),
+        min_size=1,
+        max_size=60,
+    )
+)
+def test_late_sends_never_crowd_a_providers_window(calls: list[tuple[float, float, float]]) -> None:
+    # The provider counts arrivals in any 30-s window, at most 5. The limiter paces over 31 s (1 s of
+    # allowance for arrivals late after their slot), moves its schedule for a send later than 0.25 s, and
+    # the way to the provider takes up to the 0.75 s left. Asks reach 5 s ahead (the horizon).
+    window, cap = 30.0, 5
+    lim, clock, _ = make([Limit("rpm", cap, window + 1.0)], max_wait_s=5.0, late_s=0.25)
+    events: list[tuple[float, int, Any]] = []  # (time, order, what): asks and sends in time order
+    at = clock.now()
+    for i, (gap, late, way) in enumerate(calls):
+        at += gap
+        heapq.heappush(events, (at, i, ("ask", late, way)))
+    arrivals: list[float] = []
+    order = len(calls)
+    while events:
+        t, _, event = heapq.heappop(events)
+        clock.advance(max(0.0, t - clock.now()))
+        if event[0] == "ask":
+            _, late, way = event
+            grant = lim.try_acquire()
+            if grant.granted:
+                order += 1
+                heapq.heappush(events, (grant.send_at + late, order, ("send", grant, way)))
+        else:
+            _, grant, way = event
+            lim.sent(grant, clock.now())
+            arrivals.append(clock.now() + way)
+    assert max_in_window(arrivals, window) <= cap
+
+
+@settings(max_examples=150, deadline=None)
+# A large request books the token window ahead; the next one's request slot came out at its own (earlier)
+# tat, so the third was paced a request window after a slot the second never sent at.
+@example(cap=1, window=1.0, tokens=100, calls=[(0.0, 51), (0.0, 1), (0.0, 1)], horizon=2.0)
+@given(
+    cap=st.integers(1, 8),
+    window=st.floats(1, 10),
+    tokens=st.integers(100, 2000),
+    calls=st.lists(st.tuples(st.floats(0, 3), st.integers(1, 100)), min_size=1, max_size=60),
+    horizon=st.floats(0, 5),
+)
+def test_a_request_paced_on_several_windows_keeps_every_one_at_its_send_time(
+    cap: int, window: float, tokens: int, calls: list[tuple[float, int]], horizon: float
+) -> None:
+    # The request leaves once, at the latest of its windows' slots (here a token window's, when a large
+    # request books it ahead): the request window must hold its capacity at the send times, not at slots
+    # of its own that came out earlier.
+    limits = [Limit("rpm", cap, window), Limit("tpm", tokens, window, unit="tokens")]
+    lim, clock, _ = make(limits, max_wait_s=horizon)
+    sends = []
+    for gap, cost in calls:
+        clock.advance(gap)
+        grant = lim.try_acquire({"rpm": 1, "tpm": cost})
+        if grant.granted:
+            sends.append(grant.send_at)
+    assert max_in_window(sends, window) <= cap

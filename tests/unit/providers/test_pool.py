@@ -194,6 +194,40 @@ def test_a_refusal_the_cached_state_proves_costs_no_write() -> None:
     assert store.writes == writes  # every deployment's refusal was proven by what it last read
 
 
+class SlowWrites(MemoryStore):
+    """Each conditional write takes `seconds` of the injected clock (a loaded DynamoDB)."""
+
+    def __init__(self, clock: FakeClock, seconds: float) -> None:
+        super().__init__()
+        self.clock, self.seconds = clock, seconds
+
+    def apply(self, op: Any) -> Any:
+        answer = super().apply(op)
+        self.clock.advance(self.seconds)
+        return answer
+
+
+def test_a_send_that_leaves_late_after_its_slot_moves_the_deployments_schedule_back() -> None:
+    clock = FakeClock()
+    sends: list[float] = []
+    fake = Fake("a")
+    calls = fake.factory
+
+    def timed(key: str) -> Any:
+        llm = calls(key)
+        return RunnableLambda(
+            lambda messages, config=None, **kw: (sends.append(clock.now()), llm.invoke(messages))[1]
+        )
+
+    fake.factory = timed  # type: ignore[method-assign]
+    lim = limiter(SlowWrites(clock, 1.0), clock, "a", [Limit("rpm", 6, 60)], max_wait_s=30.0, late_s=0.25)
+    r = router(member(fake, lim), clock=clock)
+    r.invoke("x")  # the idle window's slot is the write's start: its answer came back 1 s after it
+    r.invoke("x")
+    # 60 s / 6 from the first send as it really left, not from its slot (that would be 9 s)
+    assert sends[1] - sends[0] == pytest.approx(10.0)
+
+
 # -- token-aware admission ----------------------------------------------------------------------------
 def test_tokens_are_reserved_from_the_prompt_and_max_tokens_then_reconciled_to_usage() -> None:
     clock, store = FakeClock(), MemoryStore()

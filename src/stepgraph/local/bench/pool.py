@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import io
+import math
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -40,14 +41,14 @@ def provider_capacity(
     """Requests the provider could admit in `span_s`: the tightest of its request, token and day limits.
     Tokens as the provider counts them: each request's usage once answered (Cerebras: its reservation),
     and `admitted_tokens` (prompt + max_tokens) for the one it admits, so a window holds the usage of
-    `(tpm - admitted_tokens) / usage` requests and then one more."""
+    `(tpm - admitted_tokens) // usage` whole requests before that one, then that one."""
     windows = span_s / window_s
     account = stats["accounts"]["default"]
     bounds = [p.rpm * windows] if p.rpm else []
     per_request = account["day_tokens"] / account["day_count"] if account["day_count"] else 0
     if p.tpm and per_request:
         at_admission = max(admitted_tokens, per_request)
-        bounds.append(((p.tpm - at_admission) / per_request + 1) * windows)
+        bounds.append((math.floor((p.tpm - at_admission) / per_request) + 1) * windows)
     if p.rpd:
         bounds.append(float(p.rpd))
     return min(bounds) if bounds else float("inf")
