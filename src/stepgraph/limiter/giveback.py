@@ -94,10 +94,15 @@ class GiveBack:
                 day = grant.day or algorithm.utc_day(self.clock.now(), algorithm.day_length(lim))
                 pk = f"{self.key}#{lim.name}#{day}"
                 self.store.add(pk, "count", delta)
+                self._remember(self.pk(lim, self.clock.now()), None)
             else:
                 interval = algorithm.token_interval(self._paced[lim.name], grant.costs.get(lim.name, 0))
-                self.store.add(f"{self.key}#{lim.name}", "tat", delta * interval)
-            self._remember(self.pk(lim, self.clock.now()), None)
+                self._move_window(f"{self.key}#{lim.name}", delta * interval)
+
+    def _move_window(self, pk: str, seconds: float) -> None:
+        """Move a sliding window's schedule (`tat`) by `seconds`, unconditionally; forget our view of it."""
+        self.store.add(pk, "tat", seconds)
+        self._remember(pk, None)
 
     def sent(self, grant: Grant, at: float) -> bool:
         """Settle when a granted request really left (`at`, epoch s); True when the schedule moved.
@@ -113,9 +118,7 @@ class GiveBack:
             return False
         for lim in self.limits:
             if lim.kind == "sliding" and grant.costs.get(lim.name, 0) > 0:
-                pk = self.pk(lim, at)
-                self.store.add(pk, "tat", late)
-                self._remember(pk, None)
+                self._move_window(self.pk(lim, at), late)
         return True
 
     def release(self, grant: Grant) -> None:

@@ -345,8 +345,7 @@ class DynamoDBRateLimiter(LazyStore, GiveBack, BaseRateLimiter):
         then, or a window a capacity later holds one request too many."""
         for pk, start in starts.items():
             if start < send_at - 1e-6:
-                self.store.add(pk, "tat", send_at - start)
-                self._remember(pk, None)
+                self._move_window(pk, send_at - start)
 
     @staticmethod
     def _ahead(
