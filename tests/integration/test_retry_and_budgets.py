@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,9 +24,16 @@ SCALE = 0.01
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[LocalStack]:
-    with running_simulator(rpm=10_000, rpd=1_000_000, time_scale=SCALE) as sim:
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    home = str(tmp_path_factory.mktemp("retry-graphs"))
+    with (
+        running_simulator(rpm=10_000, rpd=1_000_000, time_scale=SCALE) as sim,
+        pytest.MonkeyPatch.context() as mp,
+    ):
+        mp.setattr(retry_graphs, "HOME", Path(home))
+        mp.setattr(retry_graphs, "FLAG", Path(home) / "fail")
         env = {
+            "STEPGRAPH_RETRY_GRAPHS_HOME": home,
             "STEPGRAPH_GRAPHS": json.dumps(retry_graphs.GRAPHS),
             "STEPGRAPH_STEP_MARGIN_S": "1",
             "STEPGRAPH_TIME_SCALE": str(SCALE),
@@ -164,5 +172,6 @@ def test_parallel_items_never_book_more_than_the_run_budget_and_a_retry_with_mor
     assert code == 0, err
     retry = out_text.strip()
     desc = ended(stack, retry)
-    assert [i["status"] for i in json.loads(desc["output"])["items"]] == ["done"] * len(failed)
+    retried = json.loads(desc["output"])["items"]
+    assert [i["status"] for i in retried] == ["done"] * len(failed), retried
     assert json.loads(desc["input"])["config"]["budget_usd"] == 1.0

@@ -240,3 +240,53 @@ def test_plan_reads_s3_items_through_boto3(
         )
     assert code == 0
     assert json.loads(capfd.readouterr().out)["requests"] == 4
+
+
+def live_table(used_rpd: int, rpm: int | None = None) -> tuple[Any, str]:
+    """A limiter table (in memory) where today's openrouter free counter holds `used_rpd` and the
+    provider's answers lowered rpm to `rpm`; with the account's limiter key."""
+    from stepgraph.clock import FakeClock
+    from stepgraph.limiter.learned import LearnedLimits
+    from stepgraph.limiter.store import MemoryStore
+    from stepgraph.planning.live import LiveLimits
+
+    table = load_provider_table(None, env={})
+    key = table.deployment("openrouter", "openai/gpt-oss-120b:free").limiter_key
+    store, clock = MemoryStore(), FakeClock(NOON)
+    store.items[f"{key}#rpd#2026-12-01"] = {"count": used_rpd}
+    if rpm is not None:
+        LearnedLimits(lambda: store, key, clock).lower("rpm", rpm, ceiling=20, reason="a 429 said so")
+    return LiveLimits(store, clock), key
+
+
+def test_live_limits_leave_the_first_day_what_today_has_not_spent_and_apply_learned_lowerings() -> None:
+    table = load_provider_table(None, env={})
+    w = work(items=25)  # 100 requests; 50 a day on the free account
+    free, _ = chain_capacities(table, FREE_AND_PAID[:1], work=w)
+    assert len(forecast(w, free, [], start=NOON).free_only.days) == 2  # type: ignore[union-attr]
+    live, key = live_table(used_rpd=30, rpm=5)
+    free, _ = chain_capacities(table, FREE_AND_PAID[:1], work=w, live=live)
+    (cap,) = free[0]
+    assert cap.spent_today == 30 and cap.learned == {"rpm": 5}
+    assert cap.rate_per_s == pytest.approx(5 / 60)
+    fc = forecast(w, free, [], start=NOON)
+    # 20 left today, 50 tomorrow, 30 the day after.
+    assert fc.free_only is not None and fc.free_only.days == ["2026-12-01", "2026-12-02", "2026-12-03"]
+    assert fc.deployments[0]["spent_today"] == 30 and fc.deployments[0]["learned"] == {"rpm": 5}
+
+
+def test_live_limits_count_only_for_a_batch_that_starts_today() -> None:
+    from stepgraph.cli.plan import build_report
+    from stepgraph.schemas import RunConfig
+
+    table = load_provider_table(None, env={})
+    config = RunConfig(models=FREE_AND_PAID[:1])
+    live, _ = live_table(used_rpd=50)
+    args = (25, config, table, load_prices())
+    kw: dict[str, Any] = {"calls": 4, "tokens": (900.0, 300.0), "live": live}
+    today = build_report(*args, **kw)
+    # Today's 50 are spent: the batch starts tomorrow.
+    assert today["live"] is True and len(today["free_only"]["days"]) == 3
+    noon_in_two_days = (datetime.now(UTC).timestamp() // 86_400 + 2) * 86_400 + 43_200
+    later = build_report(*args, **kw, start=noon_in_two_days)
+    assert later["live"] is False and len(later["free_only"]["days"]) == 2

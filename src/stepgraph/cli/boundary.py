@@ -31,6 +31,7 @@ AWS_HINTS = {
     "ExpiredTokenException": "refresh the AWS credentials",
     "InvalidRequestException": "check the Athena --workgroup and --database",
     "ValidationError": "check the stack name (stepgraph start StepGraph ...) or pass the ARN",
+    "ResourceNotFoundException": "is the stack deployed there? check --region and --endpoint-url",
 }
 
 

@@ -68,7 +68,14 @@ def register(app: typer.Typer) -> None:
         prices: str = typer.Option(None, help="AWS price table (default: the packaged data/prices/aws.json)"),
         start: str = typer.Option(None, help="When the batch starts, ISO-8601 UTC (default: now)"),
         fmt: str = typer.Option("table", "--format", help="table or json"),
-        endpoint_url: str = typer.Option(None, help="AWS endpoint, to read s3:// items"),
+        live: bool = typer.Option(
+            False,
+            "--live",
+            help="Count today's spent quota and the limits learned from the providers (the stack's limiter table)",
+        ),
+        endpoint_url: str = typer.Option(
+            None, help="AWS endpoint, to read s3:// items and the limiter table"
+        ),
         region: str = typer.Option(None, help="AWS region"),
     ) -> None:
         """Forecast a batch from the provider pool's limits and the UTC day windows."""
@@ -134,11 +141,24 @@ def register(app: typer.Typer) -> None:
             tokens=tokens,
             item_s=item_s,
             start=start_ts,
+            live=_live_reader(endpoint_url, region) if live else None,
         )
         if fmt == "json":
             typer.echo(json.dumps(report, indent=2))
         else:
             print_report(report)
+
+
+def _live_reader(endpoint_url: str | None, region: str | None) -> Any:
+    from stepgraph import resources
+    from stepgraph.clients import client
+    from stepgraph.limiter.store import DynamoDBStore
+    from stepgraph.planning.live import LiveLimits
+
+    ddb = client("dynamodb", endpoint_url, region)
+    # Asked first so a missing table or credentials end in the CLI's one line for an AWS error.
+    ddb.describe_table(TableName=resources.LIMITER_TABLE_NAME)
+    return LiveLimits(DynamoDBStore(resources.LIMITER_TABLE_NAME, ddb))
 
 
 def build_report(
@@ -154,8 +174,11 @@ def build_report(
     start: float | None = None,
     time_scale: float = 1.0,
     limits_overrides: dict[str, Any] | None = None,
+    live: Any = None,
 ) -> dict[str, Any]:
-    """The forecast and the AWS estimate as one JSON-ready dict (the table prints it)."""
+    """The forecast and the AWS estimate as one JSON-ready dict (the table prints it). `live`
+    (`planning.live.LiveLimits`) counts what the limiter table holds now: used only for a batch that
+    starts today, as today's counters say nothing of a later day."""
     from dataclasses import asdict
 
     from stepgraph.planning.aws_cost import RunShape, estimate
@@ -183,6 +206,10 @@ def build_report(
             else {}
         ),
     )
+    now = time.time()
+    begins = now if start is None else start
+    day_s = 86_400 * time_scale
+    live_today = live is not None and begins // day_s == now // day_s
     free, paid = chain_capacities(
         table,
         config.chain(),  # the default role's chain (a run's other roles are not forecast)
@@ -190,12 +217,13 @@ def build_report(
         time_scale=time_scale,
         limits_profile=config.limits_profile,
         limits_overrides=limits_overrides,
+        live=live if live_today else None,
     )
     fc = forecast(
         work,
         free,
         paid,
-        start=time.time() if start is None else start,
+        start=begins,
         time_scale=time_scale,
         allow_paid=config.allow_paid,
     )
@@ -229,8 +257,10 @@ def build_report(
         "free_only": asdict(fc.free_only) if fc.free_only else None,
         "with_paid": asdict(fc.with_paid) if fc.with_paid else None,
         "aws": aws,
+        "live": live_today,
         "prices": {
             "as_of": prices.get("as_of"),
+            "checked": prices.get("checked"),
             "region": prices.get("region"),
             "source": prices.get("source"),
         },
@@ -283,15 +313,24 @@ def print_report(report: dict[str, Any]) -> None:
         *(f"${aws[k]['total_usd']:.4f}" if k in aws else "—" for k in ("free_only", "with_paid")),
     )
     console.print(t)
-    d = Table(title="deployments of the chain")
-    for col in ("deployment", "free", "requests/min", "requests/day"):
+    live = report.get("live")
+    d = Table(title="deployments of the chain" + (" (now, from the limiter table)" if live else ""))
+    for col in (
+        "deployment",
+        "free",
+        "requests/min",
+        "requests/day",
+        *(("spent today", "learned") if live else ()),
+    ):
         d.add_column(col)
     for dep in report["deployments"]:
+        extra = (f"{dep['spent_today']:g}", ", ".join(f"{k}={v}" for k, v in dep["learned"].items()) or "—")
         d.add_row(
             dep["deployment"],
             "yes" if dep["free"] else "no",
             str(dep["requests_per_minute"] or "no limit"),
             str(dep["requests_per_day"] or "no limit"),
+            *(extra if live else ()),
         )
     console.print(d)
     key = "free_only" if "free_only" in aws else "with_paid"

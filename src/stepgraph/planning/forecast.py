@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from stepgraph.limiter.algorithm import DAY_S
 from stepgraph.limiter.limits import Limit
 from stepgraph.limiter.profiles import load_profile
+from stepgraph.planning.live import LiveReader, LiveState
 
 DAY_JITTER_MEAN_S = 150.0  # runtime.step spreads day wake-ups over 300 s (scaled); half on average
 WAIT_ROUNDING_S = 0.5  # the state machine waits whole seconds: half a second late on average
@@ -64,6 +65,8 @@ class Capacity:
     day_quota: float | None
     usd_per_prompt_token: float = 0.0
     usd_per_completion_token: float = 0.0
+    spent_today: float = 0.0  # requests of today's quota already spent (`stepgraph plan --live`)
+    learned: dict[str, int] = field(default_factory=dict)  # limits lowered by the provider's answers
 
 
 def capacity(
@@ -75,12 +78,14 @@ def capacity(
     item_call_s: float,
     prices: tuple[float, float] = (0.0, 0.0),
     reserved_per_call: float = 0.0,
+    used_today: Mapping[str, int] | None = None,
 ) -> Capacity:
     """A deployment's capacity from its limits (already time-scaled). A concurrency limit of N serves N
     calls of `item_call_s` at a time; a token limit counts `tokens_per_call` per request, and a token
     window leaves room for the newest call's reservation (`reserved_per_call`: prompt + max_tokens), as
-    the limiter paces it (`limiter.algorithm.token_interval`)."""
-    rate, burst, quota = math.inf, math.inf, math.inf
+    the limiter paces it (`limiter.algorithm.token_interval`). `used_today`: units today's counters
+    already hold, per `utc_day` limit (the first day serves only what is left)."""
+    rate, burst, quota, left = math.inf, math.inf, math.inf, math.inf
     per_call = max(tokens_per_call, 1.0)
     for lim in limits:
         room = float(lim.capacity)
@@ -89,6 +94,9 @@ def capacity(
         requests = room / per_call if lim.unit == "tokens" else float(lim.capacity)
         if lim.kind == "utc_day":
             quota = min(quota, requests)
+            spent = float((used_today or {}).get(lim.name, 0))
+            remaining = max(0.0, room - spent)
+            left = min(left, remaining / per_call if lim.unit == "tokens" else remaining)
         elif lim.kind == "concurrency":
             rate = min(rate, lim.capacity / max(item_call_s, 1e-9))
         else:
@@ -100,6 +108,7 @@ def capacity(
         burst,
         None if quota == math.inf else quota,
         *prices,
+        spent_today=0.0 if quota == math.inf else quota - min(left, quota),
     )
 
 
@@ -144,7 +153,7 @@ class _Tier:
         burst = sum(c.burst for c in caps)
         quotas = [c.day_quota for c in caps]
         quota = math.inf if any(q is None for q in quotas) else sum(q or 0.0 for q in quotas)
-        return cls(rate, burst, quota, 0.0, burst)
+        return cls(rate, burst, quota, sum(c.spent_today for c in caps), burst)
 
     def serve_s(self, n: float) -> float:
         return max(0.0, n - self.burst_left) / self.rate if self.rate != math.inf else 0.0
@@ -236,11 +245,14 @@ def chain_capacities(
     time_scale: float = 1.0,
     limits_profile: str | None = None,
     limits_overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    live: LiveReader | None = None,
 ) -> tuple[list[list[Capacity]], list[Capacity]]:
     """(free per chain entry, paid) capacities of the deployments the chain (`models` or the table's) would use, each
     account once (free models of an account share its limits), with the limits the runtime applies:
     the provider's profile, its `limit_overrides`, and for the chain's first provider `limits_profile`
-    and `limits_overrides` (STEPGRAPH_LIMITS_OVERRIDES), as `runtime.deps.limiter_factory` does."""
+    and `limits_overrides` (STEPGRAPH_LIMITS_OVERRIDES), as `runtime.deps.limiter_factory` does.
+    `live` (`planning.live.LiveLimits`) adds what the stack's table knows now: learned lowerings and
+    today's spent quota."""
     chain = models or table.chain
     primary = table.members(chain[0])[0][0]
     seen: set[str] = set()
@@ -263,6 +275,8 @@ def chain_capacities(
                 overrides = {k: v for k, v in (limits_overrides or {}).items() if k in known}
             overrides = {**spec.limit_overrides, **overrides}
             limits = load_profile(profile, time_scale=time_scale, overrides=overrides)
+            state = live(key, limits) if live is not None else LiveState()
+            limits = state.apply(limits)
             m = spec.models[model]
             cap = capacity(
                 f"{provider}:{model}",
@@ -272,7 +286,9 @@ def chain_capacities(
                 item_call_s=call_s,
                 prices=(m.usd_per_prompt_token, m.usd_per_completion_token),
                 reserved_per_call=work.prompt_tokens_per_call + m.max_tokens,
+                used_today=state.used_today,
             )
+            cap = replace(cap, learned=dict(state.learned))
             (free[-1] if m.free else paid).append(cap)
     return free, paid
 
@@ -307,6 +323,8 @@ def forecast(
                 if c.rate_per_s == math.inf
                 else round(c.rate_per_s * 60 * time_scale, 2),
                 "requests_per_day": None if c.day_quota is None else round(c.day_quota, 1),
+                "spent_today": round(c.spent_today, 1),
+                "learned": c.learned,
             }
             for c in [*(c for caps in free for c in caps), *paid]
         ],
