@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -67,6 +68,7 @@ class RateLimited(StepGraphError):
 
     def __init__(self, retry_after_s: float, *, limit: str | None = None, key: str | None = None) -> None:
         self.retry_after_s = retry_after_s
+        self.until = time.monotonic() + max(0.0, retry_after_s)  # as `Throttled.until`
         self.limit = limit
         super().__init__(
             f"rate limit {limit or '?'} of {key or '?'} is full for {retry_after_s:.2f} s",

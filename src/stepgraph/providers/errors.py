@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from stepgraph.errors import StepGraphError
 
 
@@ -10,6 +12,8 @@ class Throttled(StepGraphError):
 
     def __init__(self, retry_after_s: float, reason: str) -> None:
         self.retry_after_s = max(0.0, retry_after_s)
+        # The wait runs from now: the step may end later (its sibling branches run on first).
+        self.until = time.monotonic() + self.retry_after_s
         super().__init__(f"throttled for {self.retry_after_s:.2f} s: {reason}")
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +39,14 @@ def throttled_wait_s(wait: float, *, time_scale: float = 1.0, rng: random.Random
     if wait >= LONG_WAIT_S * time_scale:
         wait += (rng or random).uniform(0, DAY_JITTER_S * time_scale)
     return max(1, math.ceil(wait))
+
+
+def wait_left(exc: Throttled | RateLimited) -> float:
+    """What is left of a refusal's wait when the step returns. A branch refused at its slot raises at
+    once, but the superstep ends only when its siblings do: one sleeping to its own slot (up to the
+    step's in-Lambda wait) would otherwise add its sleep to the state machine's Wait. Found when a
+    day's wait, counted from the sibling's wake-up, put an item's calls at the day's last instant."""
+    return max(0.0, exc.until - time.monotonic())
 
 
 def graph_input(item: Any) -> dict[str, Any]:
@@ -98,7 +107,7 @@ def run_step(
     except (Throttled, RateLimited) as exc:
         return StepResult(
             status="throttled",
-            retry_after_s=throttled_wait_s(exc.retry_after_s, time_scale=time_scale),
+            retry_after_s=throttled_wait_s(wait_left(exc), time_scale=time_scale),
             steps=progress.steps,
             last_nodes=progress.last_nodes,
         )
