@@ -79,7 +79,8 @@ imports: venv  ## The design's dependency rules (import-linter contracts in pypr
 	PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} $(BIN)/lint-imports --no-cache
 
 test: setup lint typecheck imports  ## Install what is needed, then lint, type-check, check imports and run every test suite
-	$(BIN)/pytest -q -n 2 --dist loadfile  # two at once: most tests wait on time-scaled batches, not the CPU
+	$(BIN)/pytest -q -n 2 --dist loadfile -m "not timing"  # two at once: most tests wait on time-scaled batches, not the CPU
+	STEPGRAPH_TIMING_TESTS=1 $(BIN)/pytest -q -m timing  # then the forecast's wall-time check alone: another worker's load is not its to measure
 
 test-timing: setup  ## The forecast's wall-time check, alone (another test worker's load is not its to measure)
 	STEPGRAPH_TIMING_TESTS=1 $(BIN)/pytest -q -m timing

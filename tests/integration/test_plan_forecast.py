@@ -12,7 +12,7 @@ sample of its graph taken right before it, on the warm stack (one run of each gr
 first): the machine's other work comes and goes within a minute, and a sample is the pace of its moment; of
 two runs the faster counts, as `stepgraph plan` measures. The samples run on accounts with the same limits
 as their batch's (Groq's gets Cerebras' hourly one) and the capacities out of the way, so that the
-limiter's writes per call are in the pace they measure. `make test-timing` runs this alone (marker `timing`):
+limiter's writes per call are in the pace they measure. `make test` runs this alone (marker `timing`):
 beside another test worker a day's stack work stretches 2-4x.
 """
 
@@ -58,14 +58,13 @@ CONCURRENCY = 1
 SAMPLE_ITEMS = 1
 # `make test` runs this alone after the parallel suite: beside another test worker the last day's share
 # stretches two to four times within a minute (two-day batches up to 56% over), past what a sample can know.
-# Run alone (`make test-timing`), it passed every run but one: in a fresh clone's CI run the fanout's 2-item batch
-# sent a 9th request where 8 were forecast, and it spilled into a third day (18.9 s against 12.3 s). Until
-# that request is explained, `make test` does not run it.
+# Each batch fills its days exactly, so one request too many costs a day: see docs/costs.md §5 for the two
+# faults that did that (moto's lost counter updates, a throttled step's doubled wait).
 pytestmark = [
     pytest.mark.timing,
     pytest.mark.skipif(
         os.environ.get("STEPGRAPH_TIMING_TESTS") != "1",
-        reason="timing check of the forecast (~2 min, a day's edge can cost a batch a day): make test-timing runs it",
+        reason="the forecast's wall-time check runs alone: `make test` runs it after the parallel suite",
     ),
 ]
 TOLERANCE = 0.15
