@@ -215,7 +215,9 @@ def test_a_context_overflow_in_the_real_wording_moves_to_the_larger_model(
         records = check(st, sim, "overflow", run(st, "overflow", items=2, filler=" padding" * 2500), items=2)
     analysts = [r for r in records if r["node"] == "analyst"]
     refused = [r for r in analysts if r["model_requested"] == "sim/small-4k"]
-    assert len(refused) == 2 * 3 and all(r["http_status"] == 400 for r in refused)  # once per call, no retry
+    # Once per call, never retried on the same model (each its call's first attempt). A node that ran again
+    # (throttled at the larger model's slot on a loaded machine) asks the small model again, first.
+    assert len(refused) >= 2 * 3 and all(r["http_status"] == 400 and r["attempt"] == 1 for r in refused)
     served = [r for r in analysts if r["status"] == "ok"]
     assert len(served) == 2 * 3 and all(r["model_requested"] == "openai/gpt-oss-120b:free" for r in served)
 
