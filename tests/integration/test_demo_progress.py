@@ -10,7 +10,7 @@ from moto import mock_aws
 from rich.console import Console
 
 from stepgraph.limiter.table import ensure_limiter_table
-from stepgraph.local.demo import _progress
+from stepgraph.local.demo_view import progress_table
 from stepgraph.local.stack import LocalStack
 from stepgraph.progress import RunCounters
 
@@ -37,7 +37,7 @@ def test_progress_shows_every_item_done_past_1000_in_one_request() -> None:
         calls: list[str] = []
         ddb.meta.events.register("before-send", lambda request, **_: calls.append(request.url))
         stack = LocalStack("arn:sm", "data", "limiter", None)
-        table = _progress(stack, counters, _Sim(), 2000, "demo-big", 0.0, 20)
+        table = progress_table(stack, counters, _Sim(), 2000, "demo-big", 0.0, 20)
         out = io.StringIO()
         Console(file=out, width=120).print(table)
         assert "1500 / 2000" in out.getvalue()

@@ -21,6 +21,7 @@ from rich.live import Live
 from rich.table import Table
 
 from stepgraph import resources
+from stepgraph.local.demo_view import failed_items, pool_progress_table, print_failures, progress_table
 from stepgraph.local.simulator import DEV_KEY, running_simulator
 from stepgraph.local.stack import LocalStack, local_stack
 from stepgraph.progress import RunCounters
@@ -114,101 +115,6 @@ def check_options(opts: DemoOptions) -> list[Any]:
             hint="pick a directory you can write",
         ) from None
     return items
-
-
-def failed_items(stack: LocalStack, run: str) -> list[dict[str, Any]]:
-    """The failure records the state machine wrote for the run's items, in item order."""
-    s3 = stack.client("s3")
-    rows = []
-    for page in s3.get_paginator("list_objects_v2").paginate(
-        Bucket=stack.bucket, Prefix=f"{resources.PREFIX_FAILURES}{run}/"
-    ):
-        for obj in page.get("Contents", []):
-            try:
-                rows.append(json.loads(s3.get_object(Bucket=stack.bucket, Key=obj["Key"])["Body"].read()))
-            except (json.JSONDecodeError, TypeError):
-                rows.append(
-                    {
-                        "item_id": obj["Key"].rsplit("/", 1)[-1].removesuffix(".json"),
-                        "error": "unreadable record",
-                    }
-                )
-    return sorted(rows, key=lambda r: (len(str(r.get("item_id"))), str(r.get("item_id"))))
-
-
-def _cause(cause: Any) -> str:
-    """A Lambda error's cause is JSON; its errorMessage is what a person reads."""
-    text = str(cause or "")
-    try:
-        parsed = json.loads(text)
-    except json.JSONDecodeError:
-        return text
-    return str(parsed.get("errorMessage", text)) if isinstance(parsed, dict) else text
-
-
-def print_failures(console: Console, failures: list[dict[str, Any]], shown: int = 10) -> None:
-    for f in failures[:shown]:
-        console.print(
-            f"  item {f.get('item_id')}: {f.get('error')}: {_cause(f.get('cause'))}",
-            markup=False,
-            highlight=False,
-        )
-    if len(failures) > shown:
-        console.print(
-            f"  ... and {len(failures) - shown} more failed items (failures/ under the run)", highlight=False
-        )
-
-
-def _progress(
-    stack: LocalStack, counters: RunCounters, sim: Any, total: int, run: str, started: float, rpm: int
-) -> Table:
-    # One counter read per refresh, whatever the batch size (a listing page stops at 1,000 keys).
-    done = _read_done(counters)
-    steps = [i for i in stack.invocations if i["function"] == resources.GRAPH_STEP_FUNCTION]
-    stats = sim.stats()
-    account = stats["accounts"]["default"]
-    elapsed = time.monotonic() - started
-    table = Table(title=f"stepgraph demo — execution {run}", show_header=False)
-    table.add_row("items done", f"{done} / {total}")
-    table.add_row(
-        "graph-step calls",
-        f"{len(steps)} (throttled {sum(1 for s in steps if s.get('status') == 'throttled')}, "
-        f"running {sum(1 for s in steps if s.get('status') == 'running')}, errors {sum(1 for s in steps if not s['ok'])})",
-    )
-    table.add_row(
-        "provider requests",
-        f"{stats['requests']} (429s {stats['rate_limited']}, errors {sum(stats['errors_by_status'].values()) - stats['rate_limited']})",
-    )
-    table.add_row(
-        "most in any window", f"{account['max_in_window']} / limit {rpm} per {account['window_s']:g} s"
-    )
-    table.add_row("spend", f"${account['usage_usd']:.6f}")
-    table.add_row("elapsed", f"{elapsed:.1f} s")
-    return table
-
-
-def _pool_progress(
-    stack: LocalStack, counters: RunCounters, sim: Any, total: int, run: str, started: float
-) -> Group:
-    from stepgraph.local.demo_pool import provider_rows
-
-    steps = [i for i in stack.invocations if i["function"] == resources.GRAPH_STEP_FUNCTION]
-    head = Table(title=f"stepgraph demo --pool — execution {run}", show_header=False)
-    head.add_row("items done", f"{_read_done(counters)} / {total}")
-    head.add_row(
-        "graph-step calls",
-        f"{len(steps)} (throttled {sum(1 for s in steps if s.get('status') == 'throttled')}, "
-        f"errors {sum(1 for s in steps if not s['ok'])})",
-    )
-    head.add_row("elapsed", f"{time.monotonic() - started:.1f} s")
-    return Group(head, provider_rows(sim.stats()))
-
-
-def _read_done(counters: RunCounters) -> int:
-    try:
-        return counters.read().items_done
-    except Exception:  # the table is being torn down at the very end: show nothing rather than fail
-        return 0
 
 
 def _export(stack: LocalStack, run: str, out: Path) -> Path:
@@ -376,8 +282,8 @@ def run_demo(
 
             def progress() -> Table | Group:
                 if opts.pool:
-                    return _pool_progress(stack, counters, sim, len(items), run, started)
-                return _progress(stack, counters, sim, len(items), run, started, opts.rpm)
+                    return pool_progress_table(stack, counters, sim, len(items), run, started)
+                return progress_table(stack, counters, sim, len(items), run, started, opts.rpm)
 
             with Live(progress(), console=console, refresh_per_second=4) as live:
                 while (status := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
