@@ -7,7 +7,6 @@ import random
 import threading
 import uuid
 from collections import deque
-from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -20,14 +19,14 @@ from stepgraph.limiter.giveback import GiveBack
 from stepgraph.limiter.learned import LearnedLimits
 from stepgraph.limiter.limits import Grant, Limit, LimiterUnavailable, RateLimited
 from stepgraph.limiter.store import LazyStore, Store
+from stepgraph.limiter.view import CachedView, Costs
 
 ROUND_TRIPS_KEPT = 32  # the acquisitions the lead looks back over
 
-Costs = Mapping[str, int] | int
 CONTENTION_DOUBLINGS = 6
 
 
-class DynamoDBRateLimiter(LazyStore, GiveBack, BaseRateLimiter):
+class DynamoDBRateLimiter(LazyStore, CachedView, GiveBack, BaseRateLimiter):
     """Holds every limit of `key` across processes; a request is granted only when all limits grant.
 
     `try_acquire` reserves a slot (possibly up to `max_wait_s` ahead) with one conditional write in
@@ -146,29 +145,6 @@ class DynamoDBRateLimiter(LazyStore, GiveBack, BaseRateLimiter):
                 out[lim.name] = 0 if lim.unit == "tokens" else int(given.get("*", 1))
         return out
 
-    def _cached(self, pk: str) -> dict[str, Any] | None:
-        with self._lock:
-            return self._cache.get(pk)
-
-    def _remember(self, pk: str, item: dict[str, Any] | None) -> None:
-        with self._lock:
-            self._cache[pk] = item
-            self.read_at = self._seen_at[pk] = self.clock.now()
-
-    def _reread_stale_tokens(self, lim: Limit, pk: str, now: float) -> bool:
-        """Re-read a token window's item when this caller's view of it is older than `token_view_s`
-        (True when it did): the refunds of others' reconciles make a busy token window free again
-        without this caller seeing it, and a refusal from that view turns callers away from
-        capacity that is there (a pool then leaves a token-limited deployment idle)."""
-        if lim.unit != "tokens" or lim.kind != "sliding":
-            return False
-        with self._lock:
-            seen = self._seen_at.get(pk, float("-inf"))
-        if now - seen < self.token_view_s:
-            return False
-        self._remember(pk, self.store.get(pk))
-        return True
-
     def _apply_learned(self) -> None:
         """Pace by the learned (lower) capacities in force: a larger spacing from now on keeps every
         window within the profile's limit, and within the learned one a window after the change."""
@@ -187,32 +163,6 @@ class DynamoDBRateLimiter(LazyStore, GiveBack, BaseRateLimiter):
     def capacity(self, name: str) -> int:
         """The capacity in force for limit `name` (the profile's, or a learned lower one)."""
         return self._paced[name].capacity
-
-    def peek(self, costs: Costs = 1, *, project: bool = False) -> tuple[float, int | None]:
-        """From what this caller last read, no store call: (seconds until a slot could be free, a lower
-        bound; requests left today by the tightest day counter, None without one). `project`: assume a
-        window busy when last read stayed as busy since (its backlog then is its wait now), a better
-        guess than the lower bound under contention, when others keep filling it."""
-        want = self._costs(costs)
-        now = self.clock.now()
-        wait, room = 0.0, None
-        for lim in self._paced.values():
-            known = self._cached(self.pk(lim, now)) or {}
-            if lim.kind == "sliding" and "tat" in known:
-                tat = float(known["tat"])
-                backlog = tat - self.read_at
-                wait = max(wait, backlog if project and backlog > 0 and now > self.read_at else tat - now)
-            elif lim.kind == "utc_day":
-                left = lim.capacity - int(known.get("count", 0))
-                if left < want[lim.name]:
-                    wait = max(wait, algorithm.seconds_to_next_utc_day(now, algorithm.day_length(lim)))
-                if lim.unit == "requests":
-                    room = left if room is None else min(room, left)
-            elif lim.kind == "concurrency":
-                leases = algorithm.live_leases(known, now)
-                if len(leases) >= lim.capacity:
-                    wait = max(wait, min(leases.values()) - now)
-        return max(0.0, wait), room
 
     def _order(self) -> list[Limit]:
         """Day counters and leases first (their refunds are exact), then token windows, and the request
@@ -311,16 +261,6 @@ class DynamoDBRateLimiter(LazyStore, GiveBack, BaseRateLimiter):
             return 0.0
         interval = algorithm.emission_interval(self._paced[lim.name])
         return interval * 2 ** min(self._contended + 1, CONTENTION_DOUBLINGS) * random.uniform(0.5, 1.0)
-
-    def _sure_refusal(self, op: algorithm.Op) -> bool:
-        assert isinstance(op, algorithm.WindowOp | algorithm.CountOp | algorithm.LeaseOp)
-        return op.sure_refusal(self._cached(op.pk) or {})
-
-    def _cached_wait(self, lim: Limit, now: float, horizon: float) -> float:
-        known = self._cached(self.pk(lim, now)) or {}
-        if lim.kind == "utc_day":
-            return algorithm.seconds_to_next_utc_day(now, algorithm.day_length(lim))
-        return float(known["tat"]) - now - horizon
 
     def lead(self) -> float:
         """How far ahead a window slot starts: `lead_s`, or the longest recent acquisition when longer."""
