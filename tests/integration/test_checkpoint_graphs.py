@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import operator
 import threading
+import time
 import uuid
+from collections.abc import Callable
 from typing import Annotated, Any, TypedDict
 
 import boto3
@@ -19,11 +21,14 @@ class State(TypedDict):
     notes: Annotated[list[str], operator.add]
 
 
-def build(calls: dict[str, int], fail: dict[str, bool]) -> StateGraph:
+def build(
+    calls: dict[str, int], fail: dict[str, bool], before_failing: Callable[[], None] = lambda: None
+) -> StateGraph:
     def node(name: str) -> Any:
         def run(state: State) -> dict:
             calls[name] = calls.get(name, 0) + 1
             if fail.get(name):
+                before_failing()
                 raise RuntimeError(f"{name} crashed")
             return {"notes": [f"{name}:{state['topic']}"]}
 
@@ -43,8 +48,22 @@ def build(calls: dict[str, int], fail: dict[str, bool]) -> StateGraph:
 def test_resume_runs_only_the_failed_branch(s3_client: Any, s3_bucket: str) -> None:
     calls: dict[str, int] = {}
     fail = {"right": True}
-    graph = build(calls, fail).compile(checkpointer=S3Saver(s3_bucket, client=s3_client))
+    saver = S3Saver(s3_bucket, client=s3_client)
     config = {"configurable": {"thread_id": "item-1"}}
+
+    def left_is_saved() -> None:
+        # A sibling that finishes after another has failed may not have its writes saved (LangGraph ends
+        # the step at the failure; on a loaded machine `left` then ran again on resume): fail only once
+        # `left`'s write is in S3, which is what this test is about.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            saved = saver.get_tuple(config)
+            if saved and any(v == ["left:t"] for _, _, v in saved.pending_writes or []):
+                return
+            time.sleep(0.01)
+        raise AssertionError("left's write was never saved")
+
+    graph = build(calls, fail, left_is_saved).compile(checkpointer=saver)
     with pytest.raises(RuntimeError, match="right crashed"):
         graph.invoke({"topic": "t", "notes": []}, config)
     assert calls == {"plan": 1, "left": 1, "right": 1}
