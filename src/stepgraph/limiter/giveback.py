@@ -9,28 +9,15 @@ from typing import TYPE_CHECKING, Any
 
 from stepgraph.limiter import algorithm
 from stepgraph.limiter.limits import Grant, Limit, LimiterUnavailable
+from stepgraph.limiter.parts import LimiterParts
 
 if TYPE_CHECKING:
-    from stepgraph.clock import Clock
-    from stepgraph.limiter.store import Store
+    pass
 
 
-class GiveBack:
-    key: str
-    limits: list[Limit]
-    clock: Clock
+class GiveBack(LimiterParts):
     max_attempts: int
     late_s: float
-    _paced: dict[str, Limit]
-
-    # The limiter's store (LazyStore's), declared for the type checker only: no base order matters.
-    if TYPE_CHECKING:
-
-        @property
-        def store(self) -> Store: ...
-
-    def pk(self, limit: Limit, now: float) -> str:
-        raise NotImplementedError
 
     def _remember(self, pk: str, item: dict[str, Any] | None) -> None:
         raise NotImplementedError

@@ -10,30 +10,20 @@ from typing import TYPE_CHECKING, Any
 
 from stepgraph.limiter import algorithm
 from stepgraph.limiter.limits import Limit
+from stepgraph.limiter.parts import LimiterParts
 
 if TYPE_CHECKING:
-    from stepgraph.clock import Clock
-    from stepgraph.limiter.store import Store
+    pass
 
 Costs = Mapping[str, int] | int
 
 
-class CachedView:
-    clock: Clock
+class CachedView(LimiterParts):
     token_view_s: float
     read_at: float
     _cache: dict[str, dict[str, Any] | None]
     _seen_at: dict[str, float]
     _lock: threading.Lock
-    _paced: dict[str, Limit]
-
-    if TYPE_CHECKING:
-
-        @property
-        def store(self) -> Store: ...
-
-    def pk(self, limit: Limit, now: float) -> str:
-        raise NotImplementedError
 
     def _costs(self, costs: Costs) -> dict[str, int]:
         raise NotImplementedError

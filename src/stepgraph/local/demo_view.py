@@ -58,22 +58,27 @@ def print_failures(console: Console, failures: list[dict[str, Any]], shown: int 
         )
 
 
+def _head(stack: LocalStack, counters: RunCounters, total: int, title: str) -> Table:
+    """Both tables' first rows: items done and the graph-step calls by how they ended."""
+    # One counter read per refresh, whatever the batch size (a listing page stops at 1,000 keys).
+    steps = [i for i in stack.invocations if i["function"] == resources.GRAPH_STEP_FUNCTION]
+    by = {k: sum(1 for s in steps if s.get("status") == k) for k in ("throttled", "running")}
+    table = Table(title=title, show_header=False)
+    table.add_row("items done", f"{read_done(counters)} / {total}")
+    table.add_row(
+        "graph-step calls",
+        f"{len(steps)} (throttled {by['throttled']}, running {by['running']}, "
+        f"errors {sum(1 for s in steps if not s['ok'])})",
+    )
+    return table
+
+
 def progress_table(
     stack: LocalStack, counters: RunCounters, sim: Any, total: int, run: str, started: float, rpm: int
 ) -> Table:
-    # One counter read per refresh, whatever the batch size (a listing page stops at 1,000 keys).
-    done = read_done(counters)
-    steps = [i for i in stack.invocations if i["function"] == resources.GRAPH_STEP_FUNCTION]
+    table = _head(stack, counters, total, f"stepgraph demo — execution {run}")
     stats = sim.stats()
     account = stats["accounts"]["default"]
-    elapsed = time.monotonic() - started
-    table = Table(title=f"stepgraph demo — execution {run}", show_header=False)
-    table.add_row("items done", f"{done} / {total}")
-    table.add_row(
-        "graph-step calls",
-        f"{len(steps)} (throttled {sum(1 for s in steps if s.get('status') == 'throttled')}, "
-        f"running {sum(1 for s in steps if s.get('status') == 'running')}, errors {sum(1 for s in steps if not s['ok'])})",
-    )
     table.add_row(
         "provider requests",
         f"{stats['requests']} (429s {stats['rate_limited']}, errors {sum(stats['errors_by_status'].values()) - stats['rate_limited']})",
@@ -82,7 +87,7 @@ def progress_table(
         "most in any window", f"{account['max_in_window']} / limit {rpm} per {account['window_s']:g} s"
     )
     table.add_row("spend", f"${account['usage_usd']:.6f}")
-    table.add_row("elapsed", f"{elapsed:.1f} s")
+    table.add_row("elapsed", f"{time.monotonic() - started:.1f} s")
     return table
 
 
@@ -91,14 +96,7 @@ def pool_progress_table(
 ) -> Group:
     from stepgraph.local.demo_pool import provider_rows
 
-    steps = [i for i in stack.invocations if i["function"] == resources.GRAPH_STEP_FUNCTION]
-    head = Table(title=f"stepgraph demo --pool — execution {run}", show_header=False)
-    head.add_row("items done", f"{read_done(counters)} / {total}")
-    head.add_row(
-        "graph-step calls",
-        f"{len(steps)} (throttled {sum(1 for s in steps if s.get('status') == 'throttled')}, "
-        f"errors {sum(1 for s in steps if not s['ok'])})",
-    )
+    head = _head(stack, counters, total, f"stepgraph demo --pool — execution {run}")
     head.add_row("elapsed", f"{time.monotonic() - started:.1f} s")
     return Group(head, provider_rows(sim.stats()))
 
