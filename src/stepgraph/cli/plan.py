@@ -181,6 +181,7 @@ def build_report(
     starts today, as today's counters say nothing of a later day."""
     from dataclasses import asdict
 
+    from stepgraph.limiter.algorithm import DAY_S
     from stepgraph.planning.aws_cost import RunShape, estimate
     from stepgraph.planning.forecast import Workload, chain_capacities, forecast
 
@@ -208,7 +209,7 @@ def build_report(
     )
     now = time.time()
     begins = now if start is None else start
-    day_s = 86_400 * time_scale
+    day_s = DAY_S * time_scale
     live_today = live is not None and begins // day_s == now // day_s
     free, paid = chain_capacities(
         table,

@@ -163,6 +163,12 @@ def utc_day(now: float, day_s: float = DAY_S) -> str:
     return f"d{int(now // day_s)}"  # a scaled day's number: no calendar date reaches that far
 
 
+def item_pk(key: str, limit: Limit, now: float) -> str:
+    """The table item that holds `limit` of limiter `key` at `now`: a `utc_day` counter has one per day."""
+    base = f"{key}#{limit.name}"
+    return f"{base}#{utc_day(now, day_length(limit))}" if limit.kind == "utc_day" else base
+
+
 def seconds_to_next_utc_day(now: float, day_s: float = DAY_S) -> float:
     return day_s - (now % day_s)
 

@@ -5,22 +5,16 @@ slot (`sent`). A mixin of `DynamoDBRateLimiter`."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from stepgraph.limiter import algorithm
 from stepgraph.limiter.limits import Grant, Limit, LimiterUnavailable
 from stepgraph.limiter.parts import LimiterParts
 
-if TYPE_CHECKING:
-    pass
-
 
 class GiveBack(LimiterParts):
     max_attempts: int
     late_s: float
-
-    def _remember(self, pk: str, item: dict[str, Any] | None) -> None:
-        raise NotImplementedError
 
     def _undo(
         self, taken: list[tuple[Limit, str, algorithm.Op, dict[str, Any] | None]], lease_id: str

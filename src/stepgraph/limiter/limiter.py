@@ -125,10 +125,7 @@ class DynamoDBRateLimiter(LazyStore, CachedView, GiveBack, BaseRateLimiter):
 
     # -- keys and costs ------------------------------------------------------------------------
     def pk(self, limit: Limit, now: float) -> str:
-        base = f"{self.key}#{limit.name}"
-        if limit.kind == "utc_day":
-            return f"{base}#{algorithm.utc_day(now, algorithm.day_length(limit))}"
-        return base
+        return algorithm.item_pk(self.key, limit, now)
 
     def _costs(self, costs: Costs) -> dict[str, int]:
         given = {"*": costs} if isinstance(costs, int) else dict(costs)

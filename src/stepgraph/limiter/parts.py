@@ -3,7 +3,7 @@ declared once for the type checker: the limiter sets or defines each of them."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from stepgraph.limiter.limits import Limit
 
@@ -25,4 +25,7 @@ class LimiterParts:
         def store(self) -> Store: ...
 
     def pk(self, limit: Limit, now: float) -> str:
+        raise NotImplementedError
+
+    def _remember(self, pk: str, item: dict[str, Any] | None) -> None:
         raise NotImplementedError

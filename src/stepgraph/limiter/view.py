@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from stepgraph.limiter import algorithm
 from stepgraph.limiter.limits import Limit
 from stepgraph.limiter.parts import LimiterParts
-
-if TYPE_CHECKING:
-    pass
 
 Costs = Mapping[str, int] | int
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -79,12 +79,14 @@ def capacity(
     prices: tuple[float, float] = (0.0, 0.0),
     reserved_per_call: float = 0.0,
     used_today: Mapping[str, int] | None = None,
+    learned: Mapping[str, int] | None = None,
 ) -> Capacity:
     """A deployment's capacity from its limits (already time-scaled). A concurrency limit of N serves N
     calls of `item_call_s` at a time; a token limit counts `tokens_per_call` per request, and a token
     window leaves room for the newest call's reservation (`reserved_per_call`: prompt + max_tokens), as
     the limiter paces it (`limiter.algorithm.token_interval`). `used_today`: units today's counters
-    already hold, per `utc_day` limit (the first day serves only what is left)."""
+    already hold, per `utc_day` limit (the first day serves only what is left); `learned`: the lowered
+    capacities already in `limits`, reported as they are."""
     rate, burst, quota, left = math.inf, math.inf, math.inf, math.inf
     per_call = max(tokens_per_call, 1.0)
     for lim in limits:
@@ -109,6 +111,7 @@ def capacity(
         None if quota == math.inf else quota,
         *prices,
         spent_today=0.0 if quota == math.inf else quota - min(left, quota),
+        learned=dict(learned or {}),
     )
 
 
@@ -287,8 +290,8 @@ def chain_capacities(
                 prices=(m.usd_per_prompt_token, m.usd_per_completion_token),
                 reserved_per_call=work.prompt_tokens_per_call + m.max_tokens,
                 used_today=state.used_today,
+                learned=state.learned,
             )
-            cap = replace(cap, learned=dict(state.learned))
             (free[-1] if m.free else paid).append(cap)
     return free, paid
 

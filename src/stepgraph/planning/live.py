@@ -6,7 +6,7 @@ provider has already refused."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from stepgraph.clock import SYSTEM_CLOCK, Clock
 from stepgraph.limiter import algorithm
@@ -25,8 +25,6 @@ class LiveState:
 
     def apply(self, limits: list[Limit]) -> list[Limit]:
         """The limits with the learned capacities in force (never above the profile's)."""
-        from dataclasses import replace
-
         return [
             replace(lim, capacity=min(lim.capacity, self.learned[lim.name]))
             if lim.name in self.learned
@@ -53,8 +51,7 @@ class LiveLimits:
         for lim in limits:
             if lim.kind != "utc_day":
                 continue
-            day = algorithm.utc_day(now, algorithm.day_length(lim))
-            count = int((self.store.get(f"{key}#{lim.name}#{day}") or {}).get("count", 0))
+            count = int((self.store.get(algorithm.item_pk(key, lim, now)) or {}).get("count", 0))
             if count:
                 used[lim.name] = count
         return LiveState({name: ll.capacity for name, ll in learned.items()}, used)
